@@ -37,7 +37,21 @@ def _png_path(path: str | Path) -> Path:
     return path
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+def _per_method(kind: str, arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    """Check each method's ``(m, 2)`` array; all must share ``m``. Returns them and ``m``."""
+    if not arrays:
+        raise ValueError(f"{kind} is empty: give at least one method's (m, 2) {kind}")
+    checked = {name: _series(f"{kind} of {name!r}", values) for name, values in arrays.items()}
+    horizons = {len(values) for values in checked.values()}
+    if len(horizons) != 1:
+        raise ValueError(f"{kind} have different horizons {sorted(horizons)}; give all the same m")
+    return checked, horizons.pop()
+
+
+def _save(figure: plt.Figure, axes, title: str, path: Path) -> Path:
+    axes[0].legend(fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path
@@ -57,13 +71,7 @@ def plot_forecast(
     truth = _series("truth", truth, len(time))
     if not 1 <= k < len(time):
         raise ValueError(f"context length k={k} must leave at least one of the {len(time)} steps to forecast")
-    if not forecasts:
-        raise ValueError("forecasts is empty: give at least one method's (m, 2) forecast")
-    checked = {name: _series(f"forecast of {name!r}", f) for name, f in forecasts.items()}
-    horizons = {len(f) for f in checked.values()}
-    if len(horizons) != 1:
-        raise ValueError(f"forecasts have different horizons {sorted(horizons)}; give all the same m")
-    (m,) = horizons
+    checked, m = _per_method("forecasts", forecasts)
     if k + m > len(time):
         raise ValueError(f"k={k} context steps plus m={m} forecast steps exceed the {len(time)} time points")
     horizon_time = time[k:k + m]  # (m,)
@@ -80,10 +88,7 @@ def plot_forecast(
         for name, forecast in checked.items():
             axis.plot(horizon_time, forecast[:, s], linewidth=1.2, label=name)
         axis.set(title=species, xlabel="time", ylabel="population")
-    axes[0].legend(fontsize="small")
-    figure.suptitle(title)
-    figure.tight_layout()
-    return _save(figure, path)
+    return _save(figure, axes, title, path)
 
 
 def plot_horizon_errors(
@@ -92,21 +97,13 @@ def plot_horizon_errors(
     """Plot each method's error ``(m, 2)`` (e.g. :func:`experiments.metrics.horizon_errors`)
     against steps ahead ``1 .. m``, one panel per species.
     """
-    if not errors:
-        raise ValueError("errors is empty: give at least one method's (m, 2) errors")
-    checked = {name: _series(f"errors of {name!r}", e) for name, e in errors.items()}
-    horizons = {len(e) for e in checked.values()}
-    if len(horizons) != 1:
-        raise ValueError(f"errors have different horizons {sorted(horizons)}; give all the same m")
+    checked, m = _per_method("errors", errors)
     path = _png_path(path)
 
-    steps_ahead = np.arange(1, horizons.pop() + 1)
+    steps_ahead = np.arange(1, m + 1)
     figure, axes = plt.subplots(1, len(SPECIES), figsize=FIGSIZE, sharex=True)
     for s, (axis, species) in enumerate(zip(axes, SPECIES)):
         for name, error in checked.items():
             axis.plot(steps_ahead, error[:, s], linewidth=1.2, label=name)
         axis.set(title=species, xlabel="steps ahead", ylabel="mean absolute error")
-    axes[0].legend(fontsize="small")
-    figure.suptitle(title)
-    figure.tight_layout()
-    return _save(figure, path)
+    return _save(figure, axes, title, path)

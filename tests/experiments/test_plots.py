@@ -51,7 +51,7 @@ def test_horizon_error_plot_is_a_png_of_the_right_size(tmp_path):
     ("change", "message"),
     [
         ({"truth": np.zeros((99, 2))}, r"truth must have shape \(100, 2\)"),
-        ({"forecasts": {"a": np.zeros((50, 3))}}, r"forecast of 'a' must have shape \(T, 2\)"),
+        ({"forecasts": {"a": np.zeros((50, 3))}}, r"forecasts of 'a' must have shape \(T, 2\)"),
         ({"forecasts": {"a": np.zeros((50, 2)), "b": np.zeros((40, 2))}}, "different horizons"),
         ({"forecasts": {}}, "forecasts is empty"),
         ({"k": 60}, "exceed the 100 time points"),
