@@ -1,0 +1,170 @@
+"""The ledger's on-disk format: schema, identification, creation and validation of the file.
+
+A ledger is an SQLite database in WAL mode that identifies itself three ways: the header's
+``application_id`` (``b"FLOP"``), its ``user_version`` (the schema version) and a ``meta`` row
+``format = flopcount-ledger``. A file is only ever created whole (built under a temporary
+name, then hard-linked into place), so no process can see a half-initialised ledger, and an
+existing file is checked from its raw header bytes before SQLite opens it: a foreign or
+corrupt file is refused without being touched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+
+APPLICATION_ID = 0x464C4F50  # b"FLOP", at byte 68 of the SQLite header
+SCHEMA_VERSION = 1  # PRAGMA user_version, at byte 60 of the SQLite header
+FORMAT_NAME = "flopcount-ledger"
+MAX_FLOPS = 2**63 - 1  # the largest SQLite INTEGER
+PHASES = ("train", "validation", "generation")
+END_STATUSES = ("finished", "stopped", "failed")
+STATUSES = ("running", *END_STATUSES)
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HEADER_SIZE = 100
+_TABLES = frozenset({"meta", "running_total", "experiments", "sessions", "charges"})
+
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+SCHEMA = f"""
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value NOT NULL
+);
+CREATE TABLE running_total (  -- one row: SUM(charges.flops), kept so the limit check is O(1)
+    id    INTEGER PRIMARY KEY CHECK (id = 0),
+    spent INTEGER NOT NULL CHECK (typeof(spent) = 'integer' AND spent >= 0)
+);
+CREATE TABLE experiments (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    model         TEXT NOT NULL,
+    convention    TEXT NOT NULL,
+    flop_settings TEXT NOT NULL,  -- JSON: what the cost of a step depends on besides the model
+    config        TEXT NOT NULL,  -- JSON: the caller's experiment configuration
+    status        TEXT NOT NULL CHECK (status IN ({_sql_list(STATUSES)})),
+    stop_reason   TEXT,
+    started_at    REAL NOT NULL,  -- Unix seconds
+    ended_at      REAL
+);
+CREATE TABLE sessions (  -- one row per Budget.__enter__: tells first executions from re-runs
+    id            INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments (id),
+    pid           INTEGER NOT NULL,
+    host          TEXT NOT NULL,
+    started_at    REAL NOT NULL,
+    ended_at      REAL,           -- NULL: still running, or killed
+    exit_status   TEXT CHECK (exit_status IN ({_sql_list(END_STATUSES)}))
+);
+CREATE TABLE charges (
+    id            INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments (id),
+    session_id    INTEGER NOT NULL REFERENCES sessions (id),
+    phase         TEXT NOT NULL CHECK (phase IN ({_sql_list(PHASES)})),
+    step          INTEGER NOT NULL CHECK (typeof(step) = 'integer' AND step >= 0),
+    tokens        INTEGER NOT NULL CHECK (typeof(tokens) = 'integer' AND tokens >= 0),
+    flops         INTEGER NOT NULL CHECK (typeof(flops) = 'integer' AND flops >= 0),
+    is_rerun      INTEGER NOT NULL CHECK (is_rerun IN (0, 1)),
+    payload       TEXT,           -- optional small JSON document from the caller
+    created_at    REAL NOT NULL
+);
+CREATE INDEX charges_by_step ON charges (experiment_id, phase, step);
+"""
+
+
+class LedgerError(Exception):
+    """The ledger file is missing, foreign, corrupt, inconsistent or disagrees with the caller."""
+
+
+def create_ledger_file(path: Path, limit: int) -> None:
+    """Create a ledger at ``path`` with budget ``limit`` FLOPs, unless a file is already there.
+
+    The database is built under a temporary name in the same directory and hard-linked to
+    ``path``; the link fails if anything exists there, so a concurrent creator's file (or a
+    user's) is never replaced. The caller validates whatever file ends up at ``path``.
+    """
+    if not path.parent.is_dir():
+        raise LedgerError(f"cannot create ledger {path}: directory {path.parent} does not exist")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with closing(sqlite3.connect(temporary, isolation_level=None)) as connection:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.executescript(f"BEGIN; {SCHEMA} COMMIT;")
+            connection.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("format", FORMAT_NAME),
+                    ("schema_version", SCHEMA_VERSION),
+                    ("limit_flops", limit),
+                    ("created_at", time.time()),
+                ],
+            )
+            connection.execute("INSERT INTO running_total (id, spent) VALUES (0, 0)")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process (or the user) got there first
+    except OSError as error:
+        raise LedgerError(f"cannot create ledger {path}: {error}") from error
+    finally:
+        for leftover in (temporary, Path(f"{temporary}-wal"), Path(f"{temporary}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def check_header(path: Path) -> None:
+    """Refuse ``path`` unless its raw header is an SQLite header carrying our identification.
+
+    Reads 100 bytes with plain file I/O, so a foreign file is refused before SQLite opens it
+    (SQLite could create ``-wal``/``-shm`` files beside it or roll back a journal into it).
+    """
+    if path.is_dir():
+        raise LedgerError(f"ledger path {path} is a directory, not a ledger file")
+    try:
+        with open(path, "rb") as file:
+            header = file.read(_HEADER_SIZE)
+    except OSError as error:
+        raise LedgerError(f"cannot read ledger {path}: {error}") from error
+    if not header:
+        raise LedgerError(f"{path} is an empty file, not a flopcount ledger")
+    if not header.startswith(_SQLITE_MAGIC) or len(header) < _HEADER_SIZE:
+        raise LedgerError(f"{path} is not an SQLite database, so not a flopcount ledger")
+    application_id = int.from_bytes(header[68:72], "big")
+    if application_id != APPLICATION_ID:
+        raise LedgerError(
+            f"{path} is an SQLite database but not a flopcount ledger "
+            f"(application_id {application_id:#x}, expected {APPLICATION_ID:#x})"
+        )
+    schema_version = int.from_bytes(header[60:64], "big")
+    if schema_version != SCHEMA_VERSION:
+        raise LedgerError(
+            f"{path} is a flopcount ledger of schema version {schema_version}; "
+            f"this flopcount reads version {SCHEMA_VERSION}"
+        )
+
+
+def read_limit(connection: sqlite3.Connection, path: Path) -> int:
+    """Check the tables and ``meta`` rows of an opened ledger; return its limit in FLOPs."""
+    try:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+        if not _TABLES <= tables:
+            missing = ", ".join(sorted(_TABLES - tables))
+            raise LedgerError(f"{path} carries a ledger's id but lacks the tables: {missing}")
+        meta = dict(connection.execute("SELECT key, value FROM meta"))
+    except sqlite3.DatabaseError as error:
+        raise LedgerError(f"{path} is corrupt: {error}") from error
+    if meta.get("format") != FORMAT_NAME:
+        raise LedgerError(f"{path}: meta row 'format' is {meta.get('format')!r}, not {FORMAT_NAME!r}")
+    limit = meta.get("limit_flops")
+    if not isinstance(limit, int) or not 0 < limit <= MAX_FLOPS:
+        raise LedgerError(f"{path}: meta row 'limit_flops' is {limit!r}, not a positive integer")
+    return limit
