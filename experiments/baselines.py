@@ -51,7 +51,8 @@ class BaselineResult:
 
 
 class Baseline(Protocol):
-    def __call__(self, context: np.ndarray, context_time: np.ndarray, horizon_time: np.ndarray) -> BaselineResult:
+    def __call__(self, context: np.ndarray, context_time: np.ndarray,
+                 horizon_time: np.ndarray) -> BaselineResult:
         """Forecast ``horizon_time`` ``(m,)`` of each of ``N`` trajectories from its context."""
 
 
@@ -63,7 +64,8 @@ def check_inputs(context, context_time, horizon_time) -> tuple[np.ndarray, np.nd
     if context.ndim != 3 or context.shape[-1] != 2:
         raise ValueError(f"context must have shape (N, k, 2), got {context.shape}")
     if context_time.shape != context.shape[1:2]:
-        raise ValueError(f"context_time must have shape ({context.shape[1]},) to match context, got {context_time.shape}")
+        raise ValueError(f"context_time must have shape ({context.shape[1]},) to match context, "
+                         f"got {context_time.shape}")
     if horizon_time.ndim != 1 or horizon_time.size == 0:
         raise ValueError(f"horizon_time must be a non-empty (m,) array, got shape {horizon_time.shape}")
     if not np.isfinite(context).all():
@@ -125,7 +127,7 @@ def physics_fit(context, context_time, horizon_time, *, config: FitConfig = FitC
                    "rhs_evaluations": np.zeros(n, dtype=np.int64), "log_parameters": np.zeros((n, 7))}
     for i in tqdm(range(n), desc="physics fit", unit="trajectory", disable=not progress):
         fit = fit_lotka_volterra(context[i], context_time, config)
-        states, n_rhs = integrate(fit.params, fit.initial, time, rtol=config.rtol, atol=config.atol)  # (k + m, 2)
+        states, n_rhs = integrate(fit.params, fit.initial, time, rtol=config.rtol, atol=config.atol)  # (k+m, 2)
         usable = fit.success and np.isfinite(states).all()
         if usable:
             forecast[i] = states[k:]

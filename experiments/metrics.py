@@ -148,7 +148,8 @@ class Summary:
     n_excluded: int
 
 
-def summarize(values: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95) -> Summary:
+def summarize(values: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0,
+              confidence: float = 0.95) -> Summary:
     """Mean, median and percentile-bootstrap interval of the mean of the finite ``values``."""
     values = np.asarray(values, dtype=np.float64)
     used = values[np.isfinite(values)]
@@ -281,7 +282,8 @@ class ValidationMetrics:
         return perplexity(self.cross_entropy_nats)
 
     def to_dict(self) -> dict:
-        return {"cross_entropy_nats": self.cross_entropy_nats, "perplexity": self.perplexity, "n_tokens": self.n_tokens}
+        return {"cross_entropy_nats": self.cross_entropy_nats, "perplexity": self.perplexity,
+                "n_tokens": self.n_tokens}
 
 
 def _format(value: float | None) -> str:
@@ -289,7 +291,9 @@ def _format(value: float | None) -> str:
 
 
 def _format_summary(summary: Summary) -> str:
-    interval = f" [{_format(summary.ci_low)}, {_format(summary.ci_high)}]" if math.isfinite(summary.ci_low) else ""
+    interval = ""
+    if math.isfinite(summary.ci_low):
+        interval = f" [{_format(summary.ci_low)}, {_format(summary.ci_high)}]"
     excluded = f" ({summary.n_excluded} excl.)" if summary.n_excluded else ""
     return f"{_format(summary.mean)}{interval}{excluded}"
 

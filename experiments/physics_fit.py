@@ -147,8 +147,8 @@ def fit_lotka_volterra(context: np.ndarray, context_time: np.ndarray, config: Fi
 
     start = gradient_matching_start(context, context_time)
     rng = np.random.default_rng(config.seed)
-    starts = [start] + [np.clip(start + rng.normal(0.0, config.start_spread, N_PARAMETERS), LOG_LOWER, LOG_UPPER)
-                        for _ in range(config.n_starts - 1)]
+    perturbations = rng.normal(0.0, config.start_spread, (config.n_starts - 1, N_PARAMETERS))
+    starts = [start, *np.clip(start + perturbations, LOG_LOWER, LOG_UPPER)]
     fits = []
     for x0 in starts:
         result = least_squares(residuals, x0, bounds=(LOG_LOWER, LOG_UPPER), method="trf",
@@ -163,6 +163,6 @@ def fit_lotka_volterra(context: np.ndarray, context_time: np.ndarray, config: Fi
     flops = (_start_flops(k) + integration_flops(counts["rhs"])
              + counts["residuals"] * (N_PARAMETERS * EXP_FLOPS + 2 * rows)  # exp(θ); subtract, divide
              + counts["jacobians"] * (2 * rows * N_PARAMETERS + _solve_flops(rows, N_PARAMETERS)))
-    return LVFit(params=params, initial=initial, log_parameters=result.x, success=bool(converged), cost=float(result.cost),
-                 residual_evaluations=counts["residuals"], rhs_evaluations=counts["rhs"], flops=int(flops),
+    return LVFit(params=params, initial=initial, log_parameters=result.x, success=bool(converged),
+                 cost=float(result.cost), residual_evaluations=counts["residuals"], rhs_evaluations=counts["rhs"], flops=int(flops),
                  message=result.message)

@@ -145,7 +145,8 @@ def test_truth_must_be_finite():
 def test_perplexity_and_validation_metrics():
     assert perplexity(math.log(4.0)) == pytest.approx(4.0)
     validation = ValidationMetrics(cross_entropy_nats=math.log(2.0), n_tokens=10)
-    assert validation.to_dict() == {"cross_entropy_nats": math.log(2.0), "perplexity": pytest.approx(2.0), "n_tokens": 10}
+    expected = {"cross_entropy_nats": math.log(2.0), "perplexity": pytest.approx(2.0), "n_tokens": 10}
+    assert validation.to_dict() == expected
     with pytest.raises(ValueError, match="cross-entropy"):
         perplexity(NAN)
     with pytest.raises(ValueError, match="n_tokens"):
