@@ -1,0 +1,174 @@
+"""``ModelShape``: the hyperparameters a FLOP count needs, from presets or real configs.
+
+``model_shape(x)`` accepts a ``ModelShape``, a preset name (``"qwen2.5-0.5b"``, ...), one of
+the four Qwen2.5 hub ids (``"Qwen/Qwen2.5-0.5B-Instruct"``: aliases of the presets, so
+planning works offline), a path to a ``config.json`` or a directory holding one, a
+``transformers.PretrainedConfig``, an ``nn.Module`` with ``.config``, or any other hub id
+(read with ``AutoConfig.from_pretrained``; a clear error when offline).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Architecture of a Qwen2-family decoder (SwiGLU MLP, RMSNorm, RoPE, optional GQA).
+
+    Widths are in elements: ``hidden_size`` (d), ``head_dim`` (hd), ``intermediate_size``
+    (MLP width), ``vocab_size`` (V). ``num_kv_heads < num_heads`` means grouped-query
+    attention. ``qkv_bias`` / ``o_bias`` / ``mlp_bias`` say which projections add a bias.
+    """
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    tie_word_embeddings: bool
+    qkv_bias: bool
+    o_bias: bool = False
+    mlp_bias: bool = False
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        for field in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+                      "intermediate_size", "vocab_size"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ModelShape{f' {self.name!r}' if self.name else ''}: {field} must be "
+                                 f"a positive int, got {value!r}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"ModelShape {self.name!r}: num_heads ({self.num_heads}) must be a multiple "
+                             f"of num_kv_heads ({self.num_kv_heads})")
+
+    @property
+    def q_width(self) -> int:
+        """Output width of q_proj: ``num_heads * head_dim``."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        """Real output width of k_proj and v_proj: ``num_kv_heads * head_dim``."""
+        return self.num_kv_heads * self.head_dim
+
+
+PRESETS: dict[str, ModelShape] = {
+    "qwen2.5-0.5b": ModelShape(
+        hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, head_dim=64,
+        intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True, qkv_bias=True,
+        name="qwen2.5-0.5b"),
+    "qwen2.5-1.5b": ModelShape(
+        hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2, head_dim=128,
+        intermediate_size=8960, vocab_size=151936, tie_word_embeddings=True, qkv_bias=True,
+        name="qwen2.5-1.5b"),
+    "qwen2.5-3b": ModelShape(
+        hidden_size=2048, num_layers=36, num_heads=16, num_kv_heads=2, head_dim=128,
+        intermediate_size=11008, vocab_size=151936, tie_word_embeddings=True, qkv_bias=True,
+        name="qwen2.5-3b"),
+    "qwen2.5-7b": ModelShape(
+        hidden_size=3584, num_layers=28, num_heads=28, num_kv_heads=4, head_dim=128,
+        intermediate_size=18944, vocab_size=152064, tie_word_embeddings=False, qkv_bias=True,
+        name="qwen2.5-7b"),
+}
+"""Literal hyperparameters of the Qwen2.5 base/instruct models (both share a shape)."""
+
+_HUB_ALIAS = re.compile(r"^qwen/qwen2\.5-(0\.5b|1\.5b|3b|7b)(-instruct)?$", re.IGNORECASE)
+
+
+def model_shape(model: Any) -> ModelShape:
+    """Return the ``ModelShape`` of ``model`` (see the module docstring for what it accepts)."""
+    if isinstance(model, ModelShape):
+        return model
+    if isinstance(model, (str, Path)):
+        return _shape_from_name_or_path(str(model))
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(model, "forward"):
+        return shape_from_config(config)
+    if hasattr(model, "hidden_size") and hasattr(model, "num_hidden_layers"):
+        return shape_from_config(model)
+    raise TypeError(f"cannot read a model shape from {type(model).__name__}: pass a ModelShape, a preset "
+                    f"name ({', '.join(PRESETS)}), a config.json path, a PretrainedConfig, a model "
+                    "with .config, or a hub id")
+
+
+def _shape_from_name_or_path(name: str) -> ModelShape:
+    key = name.strip().lower()
+    if key in PRESETS:
+        return PRESETS[key]
+    alias = _HUB_ALIAS.match(name.strip())
+    if alias:
+        return PRESETS[f"qwen2.5-{alias.group(1).lower()}"]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"directory {path.parent} holds no config.json")
+    if path.is_file():
+        try:
+            fields = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path} is not a readable JSON model config: {exc}") from exc
+        return shape_from_config(fields, default_name=path.parent.name)
+    if "/" not in name or name.startswith((".", "/", "~")):
+        raise ValueError(f"{name!r} is neither a preset ({', '.join(PRESETS)}), nor an existing config "
+                         "path, nor a hub id (owner/name)")
+    return _shape_from_hub(name)
+
+
+def _shape_from_hub(hub_id: str) -> ModelShape:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(hub_id)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"could not load the config of hub model {hub_id!r} (offline or unknown id?): "
+                         f"{exc}. Offline, use a preset ({', '.join(PRESETS)}) or a local config.json") from exc
+    return shape_from_config(config, default_name=hub_id)
+
+
+def shape_from_config(config: Any, default_name: str = "") -> ModelShape:
+    """Build a ``ModelShape`` from a ``PretrainedConfig`` or a config.json dict.
+
+    Qwen2 (``model_type == "qwen2"``) hard-codes bias on q/k/v and none on o_proj; other
+    Qwen2-family configs say it with ``attention_bias``. The MLP must be SwiGLU with SiLU.
+    """
+    fields = config if isinstance(config, dict) else config.to_dict()
+    where = fields.get("_name_or_path") or default_name or fields.get("model_type", "config")
+
+    def need(key: str) -> Any:
+        if fields.get(key) is None:
+            raise ValueError(f"model config {where!r} has no {key!r}: not a Qwen2-family decoder config")
+        return fields[key]
+
+    hidden, heads = need("hidden_size"), need("num_attention_heads")
+    act = fields.get("hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"model config {where!r}: hidden_act {act!r} is not modelled (SwiGLU with SiLU only)")
+    if fields.get("use_sliding_window"):
+        raise ValueError(f"model config {where!r}: sliding-window attention is not modelled")
+    if fields.get("model_type") == "qwen2":
+        qkv_bias, o_bias = True, False
+    else:
+        qkv_bias = o_bias = bool(fields.get("attention_bias", False))
+    return ModelShape(
+        hidden_size=hidden,
+        num_layers=need("num_hidden_layers"),
+        num_heads=heads,
+        num_kv_heads=fields.get("num_key_value_heads") or heads,
+        head_dim=fields.get("head_dim") or hidden // heads,
+        intermediate_size=need("intermediate_size"),
+        vocab_size=need("vocab_size"),
+        tie_word_embeddings=bool(fields.get("tie_word_embeddings", False)),
+        qkv_bias=qkv_bias,
+        o_bias=o_bias,
+        mlp_bias=bool(fields.get("mlp_bias", False)),
+        name=str(where),
+    )
