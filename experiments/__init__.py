@@ -1,1 +1,27 @@
-"""experiments package."""
+"""experiments package: loading, training, forecasting, baselines, plans, CLI and report."""
+
+from .models import (
+    QWEN_MODEL_ID,
+    TINY_MODEL,
+    LoadedModel,
+    build_tiny_model,
+    default_tokenizer_source,
+    load_model,
+    load_model_and_tokenizer,
+    load_tokenizer,
+    save_tiny_model,
+    tiny_config,
+)
+
+__all__ = [
+    "QWEN_MODEL_ID",
+    "TINY_MODEL",
+    "LoadedModel",
+    "build_tiny_model",
+    "default_tokenizer_source",
+    "load_model",
+    "load_model_and_tokenizer",
+    "load_tokenizer",
+    "save_tiny_model",
+    "tiny_config",
+]

@@ -1,0 +1,25 @@
+"""Fixtures for the experiments tests: the ``tiny`` Qwen2 model, in memory and saved to disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.models import build_tiny_model, save_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(qwen_assets, tmp_path_factory) -> Path:
+    """The ``tiny`` model (seed 0) and the real Qwen2.5 tokenizer, written with ``save_pretrained``.
+
+    Load it with ``experiments.models.load_model`` / ``load_model_and_tokenizer``, the code path
+    of the real checkpoint. Session-scoped: treat it as read-only.
+    """
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"), tokenizer_source=qwen_assets, seed=0)
+
+
+@pytest.fixture
+def tiny_model():
+    """A fresh ``tiny`` model (seed 0, eval mode, parameters not frozen) in memory; tests may modify it."""
+    return build_tiny_model(seed=0)
