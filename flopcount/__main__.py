@@ -1,0 +1,5 @@
+"""``python -m flopcount``: see :mod:`flopcount.cli`."""
+
+from flopcount.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""Command line: ``python -m flopcount <command> ...``.
+
+Each subcommand is registered by one ``add_*_command(subparsers)`` function that sets
+``func`` (called with the parsed arguments, returns the exit status); adding a command is
+one import and one call in ``build_parser``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flopcount.components import PROJECTIONS
+from flopcount.conventions import CONVENTIONS, get_convention
+from flopcount.model import DEFAULT_LORA_TARGETS, forward_flops, generation_flops
+from flopcount.plan import RunPlan, estimate_run, max_affordable_steps
+from flopcount.present import format_table, flops_text
+from flopcount.shape import PRESETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flopcount", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_count_command(subparsers)
+    add_plan_command(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def add_count_command(subparsers: Any) -> None:
+    """``count``: FLOPs of one forward pass, one training step or one generation."""
+    p = subparsers.add_parser("count", help="FLOPs of a forward pass, a training step or a generation",
+                              description="Count the FLOPs of one forward pass (--mode forward), one training "
+                                          "step (train: (1 + backward multiplier) x forward) or one generation "
+                                          "(generate: prefill of --seq-len prompt tokens + KV-cached decoding).")
+    _add_model_arguments(p)
+    p.add_argument("--seq-len", type=int, required=True, help="tokens per sequence (the prompt in generate mode)")
+    p.add_argument("--batch", type=int, default=1, help="sequences (default 1)")
+    p.add_argument("--mode", choices=("forward", "train", "generate"), default="forward")
+    p.add_argument("--past-len", type=int, default=0, help="forward: tokens already in the KV cache")
+    p.add_argument("--logits", choices=("all", "last"), default="all", help="forward: lm_head positions")
+    p.add_argument("--new-tokens", type=int, help="generate: tokens to generate (required)")
+    p.add_argument("--samples", type=int, default=1, help="generate: samples per prompt")
+    p.add_argument("--json", action="store_true", help="print a JSON object (total, by_component, ...)")
+    p.set_defaults(func=run_count)
+
+
+def run_count(args: argparse.Namespace) -> int:
+    lora = _lora_arguments(args)
+    if args.mode == "generate":
+        if args.new_tokens is None:
+            raise ValueError("--mode generate needs --new-tokens")
+        report: Any = generation_flops(args.model, args.seq_len, args.new_tokens, args.samples, args.batch,
+                                       convention=args.convention, **lora)
+    else:
+        report = forward_flops(args.model, args.seq_len, args.batch, convention=args.convention,
+                               past_len=args.past_len, logits=args.logits, **lora)
+        if args.mode == "train":
+            report = report.scaled(1 + get_convention(args.convention).backward_multiplier)
+    if args.json:
+        print(json.dumps({"mode": args.mode, **report.to_dict()}, indent=2))
+    else:
+        print(f"mode: {args.mode}\n{report}")
+    return 0
+
+
+def add_plan_command(subparsers: Any) -> None:
+    """``plan``: FLOPs of a planned run and its share of a budget."""
+    p = subparsers.add_parser("plan", help="FLOPs of a planned run and its share of a budget",
+                              description="Estimate a planned run: training steps, validation every k steps, "
+                                          "generation for evaluation; its share of --budget and the most steps "
+                                          "that fit.")
+    _add_model_arguments(p)
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--seq-len", type=int, required=True)
+    p.add_argument("--eval-every", type=int, default=0, help="validate every k steps (0: never)")
+    p.add_argument("--eval-windows", type=int, default=0, help="validation windows of --seq-len per validation")
+    p.add_argument("--gen-series", type=int, default=0, help="series forecast by generation")
+    p.add_argument("--gen-prompt-len", type=int, default=0)
+    p.add_argument("--gen-new-tokens", type=int, default=0)
+    p.add_argument("--gen-samples", type=int, default=1)
+    p.add_argument("--budget", type=_exact_int, default=10**17, help="FLOP budget, e.g. 1e17 (default)")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(func=run_plan)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    lora = _lora_arguments(args)
+    plan = RunPlan(steps=args.steps, batch=args.batch, seq_len=args.seq_len, eval_every=args.eval_every,
+                   eval_windows=args.eval_windows, gen_series=args.gen_series, gen_prompt_len=args.gen_prompt_len,
+                   gen_new_tokens=args.gen_new_tokens, gen_samples=args.gen_samples, **lora)
+    estimate = estimate_run(args.model, plan, args.convention)
+    fit = max_affordable_steps(args.model, plan, args.budget, args.convention)
+    if args.json:
+        print(json.dumps({**estimate.to_dict(), "budget": args.budget, "share": estimate.share(args.budget),
+                          "max_affordable_steps": fit}, indent=2))
+        return 0
+    rows = [[phase, flops_text(flops), f"{100 * flops / args.budget:.4f}%"]
+            for phase, flops in (("training", estimate.training), ("validation", estimate.validation),
+                                 ("generation", estimate.generation), ("total", estimate.total))]
+    print(f"{estimate.model} | {estimate.convention} convention | {plan.steps} steps of batch {plan.batch} x "
+          f"{plan.seq_len} tokens | per step {flops_text(estimate.per_step)} FLOPs\n")
+    print(format_table(["phase", "FLOPs", f"share of {args.budget:.3g}"], rows))
+    print(f"\nat most {fit} steps of this plan fit in {args.budget:.3g} FLOPs")
+    return 0
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help=f"preset ({', '.join(PRESETS)}), config.json path or directory, or hub id")
+    p.add_argument("--convention", choices=tuple(CONVENTIONS), default="coursework")
+    p.add_argument("--lora-rank", type=int, default=0, help="LoRA rank (0: no LoRA)")
+    p.add_argument("--lora-targets", type=_target_list, default=DEFAULT_LORA_TARGETS,
+                   help=f"comma-separated projections (default q_proj,v_proj; from {','.join(PROJECTIONS)})")
+    p.add_argument("--lm-head-bias", action="store_true", help="count a trainable lm_head bias")
+
+
+def _lora_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(lora_rank=args.lora_rank, lora_targets=args.lora_targets, lm_head_bias=args.lm_head_bias)
+
+
+def _target_list(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _exact_int(text: str) -> int:
+    """Parse ``1e17`` or ``100000000000000000`` exactly (no float rounding)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value.to_integral_value() or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number of FLOPs, got {text!r}")
+    return int(value)
