@@ -83,6 +83,14 @@ def as_count(value: Any, what: str, maximum: int = MAX_FLOPS) -> int:
     return value
 
 
+def as_limit(value: Any) -> int:
+    """Return a budget limit as a positive int of FLOPs that SQLite can store (< 2**63)."""
+    limit = as_count(value, "budget limit (FLOPs)")
+    if limit == 0:
+        raise ValueError("budget limit (FLOPs) must be positive, got 0")
+    return limit
+
+
 class Ledger:
     """An open ledger file; create it by giving ``limit`` (FLOPs) for a path with no file.
 
@@ -104,9 +112,7 @@ class Ledger:
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
         self.path = Path(path)
         if limit is not None:
-            limit = as_count(limit, "budget limit (FLOPs)")
-            if limit == 0:
-                raise ValueError("budget limit (FLOPs) must be positive, got 0")
+            limit = as_limit(limit)
         if not self.path.exists():
             if limit is None:
                 raise LedgerError(f"no ledger at {self.path} (to create one, give its limit)")

@@ -1,0 +1,282 @@
+"""``Budget``: the context manager that guards every FLOP an experiment spends.
+
+Usage::
+
+    with flopcount.Budget(1e17, ledger="runs/ledger.sqlite", experiment="lora-r4-lr1e-4",
+                          model="qwen2.5-0.5b", lora_rank=4) as budget:
+        budget.preflight(flopcount.RunPlan(steps=10_000, batch=4, seq_len=512, lora_rank=4))
+        for step in range(start_step, steps):
+            if not budget.can_afford(budget.training_step_cost(4, 512)):
+                save_checkpoint(); budget.finish("stopped", f"budget exhausted at step {step}")
+                break
+            budget.charge_training_step(batch=4, seq_len=512, step=step)  # before the work
+            train_step()
+
+Costs come from the analytic model (:func:`flopcount.training_step_flops` and friends),
+never from timing. A charge is committed to the ledger *before* the work it pays for; one
+that would take the total spent by all experiments over the limit raises
+:class:`~flopcount.ledger.BudgetExceeded` and records nothing.
+
+DDP: create the ``Budget`` on rank 0 only, and charge the *global* batch (per-rank batch x
+world size); the other ranks never touch the ledger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from flopcount.conventions import Convention, get_convention
+from flopcount.ledger import BudgetExceeded, Ledger, as_count, as_limit
+from flopcount.ledger_file import END_STATUSES
+from flopcount.ledger_records import Charge, Session
+from flopcount.model import forward_flops, generation_flops, training_step_flops
+from flopcount.plan import PlanEstimate, RunPlan, estimate_run, max_affordable_steps
+from flopcount.shape import ModelShape, model_shape
+
+
+# The analytic counters behind the cost helpers, called with keyword shape arguments.
+_COUNTERS: dict[str, Callable[..., int]] = {
+    "train": training_step_flops,
+    "forward": lambda model, **kwargs: forward_flops(model, **kwargs).total,
+    "generation": lambda model, **kwargs: generation_flops(model, **kwargs).total,
+}
+
+
+class PlanDoesNotFit(Exception):
+    """A planned run needs more FLOPs than remain; ``max_steps`` training steps would fit."""
+
+    def __init__(self, message: str, *, max_steps: int, estimate: PlanEstimate, remaining: int):
+        super().__init__(message)
+        self.max_steps, self.estimate, self.remaining = max_steps, estimate, remaining
+
+
+class Budget:
+    """Guard one experiment's FLOPs with the ledger file at ``ledger`` (see module docstring).
+
+    Args:
+        limit: the budget in FLOPs for *all* experiments sharing the ledger. It is fixed when
+            the ledger is created; a different limit for an existing ledger is an error.
+        ledger: path of the SQLite ledger (created if missing).
+        experiment: experiment name; entering an existing name resumes it in a new session,
+            whose charges for already-charged steps are recorded as re-runs.
+        model: anything :func:`flopcount.model_shape` accepts (preset, config path, hub id,
+            config object, model).
+        convention: FLOP convention name or object (``"coursework"``, ``"exact"``).
+        lora_rank, lora_targets, lm_head_bias: the trained model's LoRA setup, as in
+            :func:`flopcount.forward_flops`.
+        config: the experiment's configuration (JSON-serialisable), stored in the ledger.
+        synchronous: SQLite durability, ``"FULL"`` (survives power loss) or ``"NORMAL"``
+            (survives process crashes only; cheaper per charge).
+    """
+
+    def __init__(
+        self,
+        limit: int | float,
+        ledger: str | os.PathLike[str],
+        experiment: str,
+        model: Any,
+        convention: str | Convention = "coursework",
+        *,
+        lora_rank: int = 0,
+        lora_targets: Sequence[str] = ("q_proj", "v_proj"),
+        lm_head_bias: bool = False,
+        config: dict[str, Any] | None = None,
+        synchronous: str = "FULL",
+    ) -> None:
+        self.limit = as_limit(limit)
+        self.ledger_path = Path(ledger)
+        self.experiment = experiment
+        self.shape: ModelShape = model_shape(model)
+        self.convention = get_convention(convention)
+        self.lora_rank = as_count(lora_rank, "lora_rank")
+        self.lora_targets = tuple(lora_targets)
+        self.lm_head_bias = bool(lm_head_bias)
+        self.config = dict(config or {})
+        self._model_label = self.shape.name or (str(model) if isinstance(model, (str, os.PathLike)) else "")
+        self._synchronous = synchronous
+        self._ledger: Ledger | None = None
+        self._session: Session | None = None
+        self._finished = False
+        self._costs: dict[tuple, int] = {}  # memoised analytic costs, FLOPs
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Budget:
+        if self._ledger is not None:
+            raise RuntimeError(f"Budget for {self.experiment!r} is already entered")
+        ledger = Ledger(self.ledger_path, self.limit, synchronous=self._synchronous)
+        try:
+            self._session = ledger.begin_session(
+                self.experiment,
+                model=self._model_label or "unnamed",
+                convention=self.convention.name,
+                flop_settings=self._flop_settings(),
+                config=self.config,
+            )
+        except BaseException:
+            ledger.close()
+            raise
+        self._ledger, self._finished = ledger, False
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
+        """End the session: finished on a normal exit, stopped when a budget error escapes,
+        failed on any other exception (which propagates), unless :meth:`finish` already ran."""
+        try:
+            if not self._finished:
+                if exc is None:
+                    self.finish("finished")
+                elif isinstance(exc, (BudgetExceeded, PlanDoesNotFit)):
+                    self.finish("stopped", str(exc))
+                else:
+                    self.finish("failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            self._open_ledger().close()
+            self._ledger = self._session = None
+
+    def finish(self, status: str = "finished", reason: str | None = None) -> None:
+        """Record that the run ended (``finished``, ``stopped`` or ``failed``) and why, e.g.
+        ``budget.finish("stopped", "budget exhausted at step 812")``. No charges after it."""
+        if status not in END_STATUSES:
+            raise ValueError(f"status must be one of {END_STATUSES}, got {status!r}")
+        self._open_ledger().end_session(self._open_session(), status, reason)
+        self._finished = True
+
+    # -- costs (FLOPs, from the analytic model) --------------------------------------------
+
+    def training_step_cost(self, batch: int, seq_len: int) -> int:
+        """FLOPs of one training step on ``batch`` sequences of ``seq_len`` tokens (3 x forward)."""
+        return self._cost("train", batch=batch, seq_len=seq_len)
+
+    def forward_cost(self, batch: int, seq_len: int) -> int:
+        """FLOPs of one forward pass (e.g. a validation batch), logits at every position."""
+        return self._cost("forward", batch=batch, seq_len=seq_len)
+
+    def generation_cost(self, prompt_len: int, new_tokens: int, samples: int = 1, batch: int = 1) -> int:
+        """FLOPs of prefilling ``prompt_len`` tokens and decoding ``new_tokens`` with a KV
+        cache, for ``samples`` samples of each of ``batch`` prompts."""
+        return self._cost("generation", prompt_len=prompt_len, new_tokens=new_tokens, samples=samples, batch=batch)
+
+    def _cost(self, kind: str, **shape: int) -> int:
+        key = (kind, *shape.items())
+        if key not in self._costs:
+            self._costs[key] = _COUNTERS[kind](
+                self.shape, **shape, lora_rank=self.lora_rank, convention=self.convention,
+                lora_targets=self.lora_targets, lm_head_bias=self.lm_head_bias,
+            )  # fmt: skip
+        return self._costs[key]
+
+    # -- charging --------------------------------------------------------------------------
+
+    def charge(self, phase: str, flops: int, *, step: int, tokens: int = 0, payload: Any = None) -> Charge:
+        """Commit ``flops`` for ``phase`` (train / validation / generation) at ``step``, or
+        raise :class:`BudgetExceeded` having recorded nothing. ``payload``: optional small
+        JSON value kept with the charge (e.g. the previous step's loss)."""
+        if self._finished:
+            raise RuntimeError(f"experiment {self.experiment!r} was finished; enter a new Budget to resume")
+        return self._open_ledger().charge(
+            self._open_session(), phase, flops, step=step, tokens=tokens, payload=payload
+        )
+
+    def charge_training_step(
+        self, *, batch: int, seq_len: int, step: int, tokens: int | None = None, payload: Any = None
+    ) -> Charge:
+        """Charge training step ``step`` (:meth:`training_step_cost`); call it *before* the
+        step runs. ``tokens`` defaults to ``batch * seq_len``."""
+        flops = self.training_step_cost(batch, seq_len)
+        tokens = batch * seq_len if tokens is None else tokens
+        return self.charge("train", flops, step=step, tokens=tokens, payload=payload)
+
+    def charge_forward(
+        self, *, batch: int, seq_len: int, step: int, tokens: int | None = None, payload: Any = None
+    ) -> Charge:
+        """Charge one validation forward pass at training step ``step`` (:meth:`forward_cost`)."""
+        flops = self.forward_cost(batch, seq_len)
+        tokens = batch * seq_len if tokens is None else tokens
+        return self.charge("validation", flops, step=step, tokens=tokens, payload=payload)
+
+    def charge_generation(
+        self, *, prompt_len: int, new_tokens: int, samples: int = 1, batch: int = 1, step: int = 0,
+        tokens: int | None = None, payload: Any = None,
+    ) -> Charge:  # fmt: skip
+        """Charge a generation (:meth:`generation_cost`) made after training step ``step``.
+        ``tokens`` defaults to the positions the model processes: ``batch * samples``
+        sequences of ``prompt_len`` prefilled plus ``new_tokens - 1`` decoded tokens."""
+        flops = self.generation_cost(prompt_len, new_tokens, samples, batch)
+        tokens = batch * samples * (prompt_len + new_tokens - 1) if tokens is None else tokens
+        return self.charge("generation", flops, step=step, tokens=tokens, payload=payload)
+
+    # -- the state of the budget -----------------------------------------------------------
+
+    @property
+    def spent(self) -> int:
+        """FLOPs spent by every experiment in the ledger."""
+        return self._open_ledger().spent
+
+    @property
+    def remaining(self) -> int:
+        """FLOPs left for everything: the limit minus all experiments' charges."""
+        return self.limit - self.spent
+
+    @property
+    def spent_by_experiment(self) -> dict[str, int]:
+        """FLOPs spent per experiment, in start order."""
+        return self._open_ledger().spent_by_experiment()
+
+    def can_afford(self, flops: int) -> bool:
+        """Whether a charge of ``flops`` would fit now (other processes may charge next)."""
+        return as_count(flops, "flops") <= self.remaining
+
+    def preflight(self, plan: RunPlan) -> PlanEstimate:
+        """Return the FLOP estimate of ``plan`` if it fits the remaining budget; otherwise
+        raise :class:`PlanDoesNotFit` saying how many training steps would fit."""
+        mismatches = [
+            f"plan.{name} is {planned!r} but the budget counts {budgeted!r}"
+            for name, planned, budgeted in (
+                ("lora_rank", plan.lora_rank, self.lora_rank),
+                ("lora_targets", tuple(plan.lora_targets), self.lora_targets),
+                ("lm_head_bias", plan.lm_head_bias, self.lm_head_bias),
+            )
+            if planned != budgeted
+        ]
+        if mismatches:
+            raise ValueError("; ".join(mismatches) + ": the plan must describe the budgeted model")
+        estimate = estimate_run(self.shape, plan, self.convention)
+        remaining = self.remaining
+        if estimate.total <= remaining:
+            return estimate
+        max_steps = max_affordable_steps(self.shape, plan, remaining, self.convention)
+        raise PlanDoesNotFit(
+            f"experiment {self.experiment!r}: the plan of {plan.steps} steps needs "
+            f"{estimate.total:.4g} FLOPs but only {remaining:.4g} of {self.limit:.4g} remain; "
+            f"at most {max_steps} steps of it would fit",
+            max_steps=max_steps, estimate=estimate, remaining=remaining,
+        )  # fmt: skip
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _flop_settings(self) -> dict[str, Any]:
+        """Everything a charge's cost depends on; a resumed experiment must match it."""
+        shape = dataclasses.asdict(self.shape)
+        shape.pop("name")
+        return {
+            "shape": shape,
+            "convention": dataclasses.asdict(self.convention),
+            "lora_rank": self.lora_rank,
+            "lora_targets": list(self.lora_targets),
+            "lm_head_bias": self.lm_head_bias,
+        }
+
+    def _open_ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise RuntimeError(f"enter the Budget for {self.experiment!r} (a with block) before using it")
+        return self._ledger
+
+    def _open_session(self) -> Session:
+        self._open_ledger()
+        assert self._session is not None
+        return self._session

@@ -1,0 +1,160 @@
+"""``Budget``: analytic charges, refusal before the work, can_afford, pre-flight, statuses."""
+
+from __future__ import annotations
+
+import pytest
+
+import flopcount
+from flopcount.budget import Budget, PlanDoesNotFit
+from flopcount.ledger import BudgetExceeded, Ledger, LedgerError
+
+MODEL = "qwen2.5-0.5b"
+LORA = {"lora_rank": 4, "lora_targets": ("q_proj", "v_proj")}
+STEP = flopcount.training_step_flops(MODEL, 4, 128, convention="coursework", **LORA)  # FLOPs
+
+
+@pytest.fixture
+def ledger_path(tmp_path):
+    return tmp_path / "ledger.sqlite"
+
+
+def budget(ledger_path, experiment="exp", limit=1000 * STEP, **kwargs) -> Budget:
+    return Budget(limit, ledger_path, experiment, kwargs.pop("model", MODEL), **{**LORA, **kwargs})
+
+
+def experiment_row(ledger_path, name="exp"):
+    with Ledger(ledger_path) as ledger:
+        return next(usage for usage in ledger.snapshot().experiments if usage.name == name)
+
+
+@pytest.mark.parametrize("convention", ["coursework", "exact"])
+def test_each_charge_is_exactly_the_analytic_count(ledger_path, convention):
+    kwargs = dict(convention=convention, **LORA)
+    with budget(ledger_path, convention=convention) as guard:
+        train = guard.charge_training_step(batch=4, seq_len=128, step=0)
+        validation = guard.charge_forward(batch=2, seq_len=128, step=0)
+        generation = guard.charge_generation(prompt_len=100, new_tokens=20, samples=3, step=0)
+    assert train.flops == flopcount.training_step_flops(MODEL, 4, 128, **kwargs)
+    assert train.flops == 3 * flopcount.forward_flops(MODEL, 128, 4, **kwargs).total
+    assert validation.flops == flopcount.forward_flops(MODEL, 128, 2, **kwargs).total
+    assert generation.flops == flopcount.generation_flops(MODEL, 100, 20, 3, **kwargs).total
+    assert [(c.phase, c.tokens) for c in (train, validation, generation)] == [
+        ("train", 4 * 128), ("validation", 2 * 128), ("generation", 3 * (100 + 19))
+    ]  # fmt: skip
+    with Ledger(ledger_path) as ledger:
+        assert ledger.spent == train.flops + validation.flops + generation.flops
+
+
+def test_a_config_path_prices_like_the_preset(ledger_path, qwen_assets):
+    with budget(ledger_path, model=qwen_assets / "config.json") as guard:
+        assert guard.charge_training_step(batch=4, seq_len=128, step=0).flops == STEP
+
+
+def test_the_step_that_would_overspend_is_refused_before_it_runs(ledger_path):
+    limit = 10 * STEP + STEP // 2
+    executed = []
+    with pytest.raises(BudgetExceeded) as refused, budget(ledger_path, limit=limit) as guard:
+        for step in range(100):
+            guard.charge_training_step(batch=4, seq_len=128, step=step)
+            executed.append(step)
+    assert executed == list(range(10)) and refused.value.step == 10
+    assert refused.value.remaining == limit - 10 * STEP < STEP
+    row = experiment_row(ledger_path)
+    assert row.flops == 10 * STEP and row.status == "stopped" and "step 10" in row.stop_reason
+
+
+def test_a_loop_that_checks_first_stops_cleanly_and_records_why(ledger_path):
+    with budget(ledger_path, limit=7 * STEP) as guard:
+        assert guard.can_afford(7 * STEP) and not guard.can_afford(7 * STEP + 1)
+        step = 0
+        while guard.can_afford(guard.training_step_cost(4, 128)):
+            guard.charge_training_step(batch=4, seq_len=128, step=step)
+            step += 1
+        guard.finish("stopped", f"budget exhausted at step {step}")
+        assert guard.remaining == 0 and guard.spent == guard.limit
+        with pytest.raises(RuntimeError, match="finished"):
+            guard.charge("train", 0, step=step)
+    row = experiment_row(ledger_path)
+    assert (row.status, row.stop_reason, row.train_steps) == ("stopped", "budget exhausted at step 7", 7)
+
+
+def test_remaining_counts_every_experiment_in_the_ledger(ledger_path):
+    with budget(ledger_path, "first") as first:
+        for step in range(3):
+            first.charge_training_step(batch=4, seq_len=128, step=step)
+    with budget(ledger_path, "second") as second:
+        second.charge_training_step(batch=4, seq_len=128, step=0)
+        assert second.spent == 4 * STEP and second.remaining == second.limit - 4 * STEP
+        assert second.spent_by_experiment == {"first": 3 * STEP, "second": STEP}
+
+
+def test_preflight_returns_the_estimate_of_a_plan_that_fits(ledger_path):
+    plan = flopcount.RunPlan(steps=500, batch=4, seq_len=128, eval_every=100, eval_windows=4, **LORA)
+    with budget(ledger_path) as guard:
+        assert guard.preflight(plan) == flopcount.estimate_run(MODEL, plan, "coursework")
+
+
+def test_preflight_refuses_a_plan_that_does_not_fit_and_says_how_many_steps_would(ledger_path):
+    plan = flopcount.RunPlan(steps=2000, batch=4, seq_len=128, eval_every=50, eval_windows=8, **LORA)
+    with budget(ledger_path, "earlier") as earlier:
+        for step in range(100):
+            earlier.charge_training_step(batch=4, seq_len=128, step=step)
+    with pytest.raises(PlanDoesNotFit) as refused, budget(ledger_path) as guard:
+        guard.preflight(plan)
+    remaining = 900 * STEP
+    fits = lambda steps: flopcount.estimate_run(MODEL, plan.with_steps(steps)).total <= remaining  # noqa: E731
+    assert refused.value.remaining == remaining
+    assert fits(refused.value.max_steps) and not fits(refused.value.max_steps + 1)
+    assert 0 < refused.value.max_steps < 900  # validation takes its share too
+    assert f"at most {refused.value.max_steps} steps" in str(refused.value)
+    assert experiment_row(ledger_path).status == "stopped"
+
+
+def test_preflight_refuses_a_plan_for_another_lora_setup(ledger_path):
+    plan = flopcount.RunPlan(steps=10, batch=4, seq_len=128, lora_rank=8)
+    with budget(ledger_path) as guard, pytest.raises(ValueError, match="lora_rank is 8"):
+        guard.preflight(plan)
+
+
+def test_an_exception_marks_the_experiment_failed_and_propagates(ledger_path):
+    with pytest.raises(ZeroDivisionError), budget(ledger_path) as guard:
+        guard.charge_training_step(batch=4, seq_len=128, step=0)
+        1 / 0  # noqa: B018
+    row = experiment_row(ledger_path)
+    assert row.status == "failed" and row.stop_reason.startswith("ZeroDivisionError")
+    with budget(ledger_path):
+        pass
+    row = experiment_row(ledger_path)
+    assert (row.status, row.stop_reason, row.sessions) == ("finished", None, 2)
+
+
+def test_resuming_under_a_hub_alias_is_the_same_experiment_but_a_new_rank_is_not(ledger_path):
+    with budget(ledger_path):
+        pass
+    with budget(ledger_path, model="Qwen/Qwen2.5-0.5B-Instruct"):
+        pass
+    with pytest.raises(LedgerError, match="mix cost models"), budget(ledger_path, lora_rank=8):
+        pass
+
+
+def test_a_budget_that_disagrees_with_the_ledger_limit_is_refused(ledger_path):
+    with budget(ledger_path, limit=10**17):
+        pass
+    with pytest.raises(LedgerError, match=r"limit of 100000000000000000 FLOPs.*asks for 200000000000000000"):
+        budget(ledger_path, limit=2 * 10**17).__enter__()
+
+
+def test_a_budget_is_used_inside_its_with_block_only(ledger_path):
+    guard = budget(ledger_path)
+    with pytest.raises(RuntimeError, match="enter the Budget"):
+        guard.charge_training_step(batch=4, seq_len=128, step=0)
+    with guard, pytest.raises(RuntimeError, match="already entered"):
+        guard.__enter__()
+    assert guard.training_step_cost(4, 128) == STEP  # costs need no ledger
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2**63, 2.5])
+def test_a_limit_that_is_not_a_positive_int64_is_refused_at_construction(ledger_path, limit):
+    with pytest.raises(ValueError, match="limit"):
+        budget(ledger_path, limit=limit)
+    assert not ledger_path.exists()
