@@ -9,7 +9,7 @@ so that ``lora_state_dict`` and the adapter files can find the LoRA tensors agai
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -56,7 +56,7 @@ class LoRAConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoRAConfig:
-        unknown = set(data) - {"r", "alpha", "dropout", "targets", "lm_head_bias"}
+        unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown LoRAConfig fields: {sorted(unknown)}")
         return cls(**data)
@@ -182,18 +182,22 @@ def inject(
         raise ValueError(f"LoRA targets {missing} match no nn.Linear in {type(model).__name__}; "
                          f"linear layer names available: {available}")
 
-    model.requires_grad_(False)
-    for name, linear in found.items():
-        parent_name, _, attribute = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), attribute, LoRALinear(linear, config.r, config.alpha, config.dropout))
-
+    head = None
     if config.lm_head_bias:
         head_name, head = _output_projection(model)
         if head.bias is not None:
             raise ValueError(f"{head_name} already has a bias; lm_head_bias would replace it")
+        if head_name in found:
+            raise ValueError(f"lm_head_bias cannot be combined with LoRA on the output projection {head_name!r}")
+
+    # Every check has passed: from here on the model is changed.
+    model.requires_grad_(False)
+    for name, linear in found.items():
+        parent_name, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), attribute, LoRALinear(linear, config.r, config.alpha, config.dropout))
+    if head is not None:
         # Only the bias is new: the (possibly tied) weight object is left as it is, frozen.
         head.bias = nn.Parameter(torch.zeros(head.out_features, dtype=head.weight.dtype, device=head.weight.device))
-
     setattr(model, CONFIG_ATTRIBUTE, config)
     return describe(model)
 

@@ -150,3 +150,14 @@ def test_lm_head_bias_is_off_by_default(make_qwen2):
     model = make_qwen2()
     report = inject(model, r=2)
     assert model.lm_head.bias is None and report.lm_head_bias is None
+
+
+def test_lm_head_bias_refusals_leave_the_model_unchanged(make_qwen2):
+    model = make_qwen2()
+    with pytest.raises(ValueError, match="cannot be combined with LoRA on the output projection 'lm_head'"):
+        inject(model, r=2, targets=("q_proj", "lm_head"), lm_head_bias=True)
+    model.lm_head.bias = torch.nn.Parameter(torch.ones(model.lm_head.out_features))
+    with pytest.raises(ValueError, match="lm_head already has a bias"):
+        inject(model, r=2, lm_head_bias=True)
+    assert injected_config(model) is None and all(p.requires_grad for p in model.parameters())
+    assert not any(isinstance(m, LoRALinear) for m in model.modules())
