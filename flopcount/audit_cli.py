@@ -22,7 +22,9 @@ def add_audit_command(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "audit",
         help="FLOPs used by every experiment in a ledger, against the budget",
-        description=__doc__.split("\n\n")[1],
+        description="Print the FLOPs used by every experiment in a ledger, by phase, cumulative and "
+        "against the budget, as Markdown (or JSON with --json). --out DIR also writes audit.md, "
+        "audit.csv and audit.png there, never replacing existing files unless --force.",
     )
     parser.add_argument("--ledger", type=Path, required=True, help="the SQLite FLOP ledger")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")

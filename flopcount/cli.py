@@ -13,6 +13,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from flopcount.audit_cli import add_audit_command
 from flopcount.components import PROJECTIONS
 from flopcount.conventions import CONVENTIONS, get_convention
 from flopcount.model import DEFAULT_LORA_TARGETS, forward_flops, generation_flops
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_count_command(subparsers)
     add_plan_command(subparsers)
+    add_audit_command(subparsers)
     return parser
 
 
