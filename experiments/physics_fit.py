@@ -30,6 +30,7 @@ import numpy as np
 from scipy.integrate import ODEintWarning, odeint
 from scipy.optimize import least_squares
 
+from flopcount import PRIMITIVE_COSTS, OpCount
 from lvdata import LVParams, lv_rhs
 
 N_PARAMETERS = 7  # a, b, c, d, K, x0, y0
@@ -37,8 +38,9 @@ LOG_LOWER = np.log([1e-4, 1e-4, 1e-4, 1e-4, 1e-2, 1e-8, 1e-8])
 LOG_UPPER = np.log([1e2, 1e2, 1e2, 1e2, 1e4, 1e3, 1e3])
 FAILED_RESIDUAL = 1e3  # relative residual returned where the integration fails
 
-EXP_FLOPS = 10  # exp / log, from the primitive table
-RHS_FLOPS = 11  # prey: x/K, 1−, a·x, ·(), b·x, ·y, − (7); predator: d·x, ·y, c·y, − (4)
+EXP_FLOPS = PRIMITIVE_COSTS["exp"]  # == PRIMITIVE_COSTS["log"]
+# prey a·x·(1 − x/K) − b·x·y: x/K, 1 − ·, a·x, ·(…), b·x, ·y, − ; predator d·x·y − c·y: d·x, ·y, c·y, −
+RHS_FLOPS = OpCount(div=1, sub=3, mul=7).flops  # 11
 SOLVER_FLOPS_PER_RHS = 30  # rough LSODA bookkeeping per RHS call on 2 states (predictor, corrector, norm)
 
 
