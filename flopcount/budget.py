@@ -100,7 +100,7 @@ class Budget:
         self._synchronous = synchronous
         self._ledger: Ledger | None = None
         self._session: Session | None = None
-        self._finished = False
+        self._finished: str | None = None  # the status given to finish()
         self._costs: dict[tuple, int] = {}  # memoised analytic costs, FLOPs
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -120,7 +120,7 @@ class Budget:
         except BaseException:
             ledger.close()
             raise
-        self._ledger, self._finished = ledger, False
+        self._ledger, self._finished = ledger, None
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
@@ -143,8 +143,10 @@ class Budget:
         ``budget.finish("stopped", "budget exhausted at step 812")``. No charges after it."""
         if status not in END_STATUSES:
             raise ValueError(f"status must be one of {END_STATUSES}, got {status!r}")
+        if self._finished:
+            raise RuntimeError(f"experiment {self.experiment!r} already finished ({self._finished})")
         self._open_ledger().end_session(self._open_session(), status, reason)
-        self._finished = True
+        self._finished = status
 
     # -- costs (FLOPs, from the analytic model) --------------------------------------------
 
@@ -233,7 +235,8 @@ class Budget:
 
     def preflight(self, plan: RunPlan) -> PlanEstimate:
         """Return the FLOP estimate of ``plan`` if it fits the remaining budget; otherwise
-        raise :class:`PlanDoesNotFit` saying how many training steps would fit."""
+        raise :class:`PlanDoesNotFit` saying how many training steps would fit. ``plan`` is
+        the work still to run (for a resumed run: the steps left)."""
         mismatches = [
             f"plan.{name} is {planned!r} but the budget counts {budgeted!r}"
             for name, planned, budgeted in (

@@ -74,6 +74,8 @@ def test_a_loop_that_checks_first_stops_cleanly_and_records_why(ledger_path):
         assert guard.remaining == 0 and guard.spent == guard.limit
         with pytest.raises(RuntimeError, match="finished"):
             guard.charge("train", 0, step=step)
+        with pytest.raises(RuntimeError, match=r"already finished \(stopped\)"):
+            guard.finish("finished")
     row = experiment_row(ledger_path)
     assert (row.status, row.stop_reason, row.train_steps) == ("stopped", "budget exhausted at step 7", 7)
 

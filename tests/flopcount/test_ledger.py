@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import tempfile
+from contextlib import closing
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flopcount.ledger import BudgetExceeded, Ledger, LedgerError
 from flopcount.ledger_file import APPLICATION_ID, PHASES, SCHEMA_VERSION
@@ -19,7 +24,7 @@ def open_session(ledger: Ledger, name: str = "exp", settings: dict = SETTINGS):
 
 def raw(path, sql: str) -> list[tuple]:
     """Query the ledger file with plain sqlite3, independently of ``Ledger``."""
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection:
         return connection.execute(sql).fetchall()
 
 
@@ -87,6 +92,30 @@ def test_totals_are_exact_after_many_charges_of_huge_integers(path):
         ledger.check()
     assert raw(path, "SELECT SUM(flops), COUNT(*) FROM charges") == [(sum(costs), 300)]
     assert raw(path, "SELECT spent FROM running_total") == [(sum(costs),)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    limit=st.integers(1, 10**6),
+    charges=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(PHASES), st.integers(0, 4 * 10**5)), max_size=25),
+)
+def test_the_running_total_always_equals_the_sum_of_accepted_charges(limit, charges):
+    """Any sequence of charges from three experiments: each is accepted iff it fits."""
+    with tempfile.TemporaryDirectory() as directory, Ledger(Path(directory) / "l.sqlite", limit) as ledger:
+        file = ledger.path
+        sessions = [open_session(ledger, f"exp-{index}") for index in range(3)]
+        expected = 0
+        for step, (who, phase, flops) in enumerate(charges):
+            fits = expected + flops <= limit
+            try:
+                ledger.charge(sessions[who], phase, flops, step=step, tokens=1)
+            except BudgetExceeded:
+                assert not fits
+            else:
+                assert fits
+                expected += flops
+            assert ledger.spent == expected <= limit
+            assert raw(file, "SELECT COALESCE(SUM(flops), 0) FROM charges") == [(expected,)]
 
 
 def test_a_charge_over_the_limit_is_refused_and_records_nothing(path):
