@@ -7,7 +7,8 @@ Usage::
         budget.preflight(flopcount.RunPlan(steps=10_000, batch=4, seq_len=512, lora_rank=4))
         for step in range(start_step, steps):
             if not budget.can_afford(budget.training_step_cost(4, 512)):
-                save_checkpoint(); budget.finish("stopped", f"budget exhausted at step {step}")
+                save_checkpoint(step)
+                budget.finish("stopped", f"budget exhausted at step {step}")
                 break
             budget.charge_training_step(batch=4, seq_len=512, step=step)  # before the work
             train_step()
@@ -130,8 +131,10 @@ class Budget:
             if not self._finished:
                 if exc is None:
                     self.finish("finished")
-                elif isinstance(exc, (BudgetExceeded, PlanDoesNotFit)):
-                    self.finish("stopped", str(exc))
+                elif isinstance(exc, BudgetExceeded):
+                    self.finish("stopped", f"budget exhausted at {exc.phase} step {exc.step}")
+                elif isinstance(exc, PlanDoesNotFit):
+                    self.finish("stopped", f"plan does not fit the budget (at most {exc.max_steps} steps would)")
                 else:
                     self.finish("failed", f"{type(exc).__name__}: {exc}")
         finally:

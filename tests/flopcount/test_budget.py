@@ -60,7 +60,8 @@ def test_the_step_that_would_overspend_is_refused_before_it_runs(ledger_path):
     assert executed == list(range(10)) and refused.value.step == 10
     assert refused.value.remaining == limit - 10 * STEP < STEP
     row = experiment_row(ledger_path)
-    assert row.flops == 10 * STEP and row.status == "stopped" and "step 10" in row.stop_reason
+    assert row.flops == 10 * STEP
+    assert (row.status, row.stop_reason) == ("stopped", "budget exhausted at train step 10")
 
 
 def test_a_loop_that_checks_first_stops_cleanly_and_records_why(ledger_path):
@@ -109,7 +110,8 @@ def test_preflight_refuses_a_plan_that_does_not_fit_and_says_how_many_steps_woul
     assert fits(refused.value.max_steps) and not fits(refused.value.max_steps + 1)
     assert 0 < refused.value.max_steps < 900  # validation takes its share too
     assert f"at most {refused.value.max_steps} steps" in str(refused.value)
-    assert experiment_row(ledger_path).status == "stopped"
+    row = experiment_row(ledger_path)
+    assert row.status == "stopped" and f"at most {refused.value.max_steps} steps" in row.stop_reason
 
 
 def test_preflight_refuses_a_plan_for_another_lora_setup(ledger_path):
