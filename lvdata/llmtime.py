@@ -1,0 +1,156 @@
+"""LLMTIME text format and its vectorised encoder.
+
+A trajectory ``(T, V)`` of non-negative values is divided by ``α``, rounded to ``precision``
+decimals, and written with variables of one step joined by ``value_sep`` and steps joined
+by ``step_sep``, no spaces and no trailing separator::
+
+    0.25,1.50;0.27,1.47;0.31,1.42
+
+Every number has at least one integer digit, a decimal point and exactly ``precision``
+decimals. Rounding is to the nearest ``10^-precision`` (ties to even), so
+``|decode(encode(x)) − x| ≤ 0.5·10^-precision·α`` up to float rounding.
+
+The encoder builds the characters with numpy integer arithmetic over all values at once
+(no per-value Python loop or string formatting); only the final split into one string per
+trajectory loops, once per trajectory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+import numpy as np
+
+MAX_PRECISION = 8
+MAX_EXACT_INTEGER = 2**53  # scaled values (in units of 10^-precision) must stay exact in float64
+
+
+@dataclass(frozen=True)
+class LLMTimeFormat:
+    """How numbers are written: ``precision`` decimals (1..8), single-character ASCII separators."""
+
+    precision: int = 2
+    value_sep: str = ","
+    step_sep: str = ";"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.precision, int) or not 1 <= self.precision <= MAX_PRECISION:
+            raise ValueError(f"LLMTimeFormat.precision must be an int in 1..{MAX_PRECISION}, got {self.precision!r}")
+        for name in ("value_sep", "step_sep"):
+            sep = getattr(self, name)
+            if not isinstance(sep, str) or len(sep) != 1 or not sep.isascii() or sep.isdigit() or sep == ".":
+                raise ValueError(
+                    f"LLMTimeFormat.{name} must be one ASCII character other than a digit or '.', got {sep!r}"
+                )
+        if self.value_sep == self.step_sep:
+            raise ValueError(f"LLMTimeFormat separators must differ, both are {self.value_sep!r}")
+
+    @property
+    def number_regex(self) -> str:
+        """Regex source of one encoded number, e.g. ``[0-9]+\\.[0-9]{2}``."""
+        return rf"[0-9]+\.[0-9]{{{self.precision}}}"
+
+    def step_regex(self, n_vars: int = 2) -> str:
+        """Regex source of one complete step of ``n_vars`` numbers."""
+        number, sep = self.number_regex, re.escape(self.value_sep)
+        return rf"{number}(?:{sep}{number}){{{n_vars - 1}}}"
+
+    def trajectory_regex(self, n_vars: int = 2) -> re.Pattern[str]:
+        """Compiled grammar of a whole encoded trajectory (use with ``fullmatch``)."""
+        step = self.step_regex(n_vars)
+        return re.compile(rf"{step}(?:{re.escape(self.step_sep)}{step})*")
+
+    @property
+    def scale(self) -> int:
+        """``10^precision``: one encoded unit is ``1/scale`` of a scaled value."""
+        return 10**self.precision
+
+
+DEFAULT_FORMAT = LLMTimeFormat()
+
+
+def encode(
+    trajectories: np.ndarray, alpha: float | np.ndarray, fmt: LLMTimeFormat = DEFAULT_FORMAT
+) -> str | list[str]:
+    """Encode one trajectory ``(T, V)`` to a string, or a batch ``(N, T, V)`` to a list of strings.
+
+    Args:
+        trajectories: non-negative finite values in original units.
+        alpha: scale factor(s): a float, or one per trajectory ``(N,)`` for a batch.
+        fmt: the text format.
+
+    Raises:
+        ValueError: wrong shape, negative or non-finite values, bad ``alpha``, or a scaled
+            value too large to be written exactly at this precision.
+    """
+    values = np.asarray(trajectories, dtype=np.float64)
+    single = values.ndim == 2
+    if single:
+        values = values[None]
+    if values.ndim != 3 or 0 in values.shape:
+        raise ValueError(f"encode expects a non-empty (T, V) or (N, T, V) array, got shape {np.shape(trajectories)}")
+    alphas = _checked_alphas(alpha, values.shape[0])
+    texts = _encode_batch(_fixed_point(values, alphas, fmt), fmt)
+    return texts[0] if single else texts
+
+
+def _checked_alphas(alpha: float | np.ndarray, n: int) -> np.ndarray:
+    alphas = np.asarray(alpha, dtype=np.float64)
+    if alphas.ndim == 0:
+        alphas = np.full(n, float(alphas))
+    if alphas.shape != (n,):
+        raise ValueError(f"alpha must be a float or have shape ({n},), got shape {alphas.shape}")
+    if not np.all(np.isfinite(alphas) & (alphas > 0)):
+        raise ValueError(f"alpha must be positive and finite, got {alphas[~(np.isfinite(alphas) & (alphas > 0))][:5]}")
+    return alphas
+
+
+def _fixed_point(values: np.ndarray, alphas: np.ndarray, fmt: LLMTimeFormat) -> np.ndarray:
+    """Scaled values as integers in units of ``10^-precision``: int64 ``(N, T, V)``."""
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"cannot encode NaN/inf (first at index {np.argwhere(~np.isfinite(values))[0].tolist()})")
+    if np.any(values < 0):
+        raise ValueError(f"cannot encode negative values (first at index {np.argwhere(values < 0)[0].tolist()})")
+    units = np.rint(values / alphas[:, None, None] * fmt.scale)
+    if units.max() > MAX_EXACT_INTEGER:
+        raise ValueError(
+            f"scaled value {units.max() / fmt.scale:.6g} is too large to encode exactly with "
+            f"precision {fmt.precision} (limit {MAX_EXACT_INTEGER / fmt.scale:.6g}); use a larger alpha"
+        )
+    return units.astype(np.int64)
+
+
+def _encode_batch(units: np.ndarray, fmt: LLMTimeFormat) -> list[str]:
+    """Write int64 ``units (N, T, V)`` as one string per trajectory, with array ops only."""
+    n, n_steps, n_vars = units.shape
+    units = units.reshape(n, n_steps * n_vars)  # (N, M): values in text order
+    integer, fraction = np.divmod(units, fmt.scale)
+    n_int_digits = len(str(int(integer.max())))
+
+    # One fixed-width cell per value: [integer digits | '.' | decimals | separator].
+    int_place = 10 ** np.arange(n_int_digits - 1, -1, -1, dtype=np.int64)  # (D,)
+    frac_place = 10 ** np.arange(fmt.precision - 1, -1, -1, dtype=np.int64)  # (P,)
+    int_digits = integer[..., None] // int_place % 10  # (N, M, D)
+    frac_digits = fraction[..., None] // frac_place % 10  # (N, M, P)
+    is_last_var = np.arange(n_steps * n_vars) % n_vars == n_vars - 1  # (M,)
+    separators = np.where(is_last_var, ord(fmt.step_sep), ord(fmt.value_sep))  # (M,)
+
+    cells = np.concatenate(
+        [
+            int_digits + ord("0"),
+            np.full((n, n_steps * n_vars, 1), ord(".")),
+            frac_digits + ord("0"),
+            np.broadcast_to(separators[None, :, None], (n, n_steps * n_vars, 1)),
+        ],
+        axis=-1,
+    ).astype(np.uint8)  # (N, M, D + 1 + P + 1)
+
+    keep = np.ones(cells.shape, dtype=bool)
+    keep[..., :n_int_digits] = (integer[..., None] >= int_place) | (int_place == 1)  # no leading zeros
+    keep[:, -1, -1] = False  # no separator after the last value
+
+    text = cells[keep].tobytes().decode("ascii")  # row-major: trajectories in order
+    lengths = keep.reshape(n, -1).sum(axis=1)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    return [text[start:end] for start, end in zip(starts.tolist(), ends.tolist())]
