@@ -17,10 +17,31 @@ from flopcount.primitives import PRIMITIVE_COSTS, PRIMITIVES, OpCount
 from flopcount.report import FlopEntry, FlopReport, GenerationReport
 from flopcount.shape import PRESETS, ModelShape, model_shape
 
+# Trace validation (needs torch and fvcore): imported on first use, see __getattr__.
+_LAZY = {
+    "TraceError": "flopcount.trace_handles", "TracedFlops": "flopcount.trace", "trace_flops": "flopcount.trace",
+    "ComparisonTable": "flopcount.validate", "compare_with_trace": "flopcount.validate",
+    "compare_reports": "flopcount.validate", "compare_conventions": "flopcount.validate",
+    "BackwardRatio": "flopcount.runtime", "measure_backward_ratio": "flopcount.runtime",
+    "check_matmul_flops": "flopcount.runtime", "record_linear_shapes": "flopcount.runtime",
+    "width_mismatches": "flopcount.runtime",
+}
+
 __all__ = [
     "AuditReport", "AuditRow", "Budget", "BudgetExceeded", "Ledger", "LedgerError", "PlanDoesNotFit", "audit_report",
     "COMPONENTS", "COURSEWORK", "Convention", "DEFAULT_LORA_TARGETS", "EXACT", "FlopEntry", "FlopReport",
     "GenerationReport", "ModelShape", "OpCount", "PRESETS", "PRIMITIVES", "PRIMITIVE_COSTS", "PROJECTIONS",
     "PlanEstimate", "RunPlan", "estimate_run", "forward_flops", "generation_flops", "get_convention",
     "max_affordable_steps", "model_shape", "training_step_flops",
+    *sorted(_LAZY),
 ]
+
+
+def __getattr__(name: str):
+    # The trace validation needs torch and fvcore: imported on first use so that
+    # `import flopcount` stays light for planning and budgeting.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'flopcount' has no attribute {name!r}")
