@@ -130,7 +130,7 @@ def validate_trajectories(
         raise DatasetError(
             f"{where}: negative populations: {int(negative.sum())} value(s) < 0 in "
             f"/{TRAJECTORIES_KEY}, first at [{system}, {step}, {species}] = "
-            f"{trajectories[system, step, species]!r}"
+            f"{float(trajectories[system, step, species])!r}"
         )
     return trajectories, time
 
