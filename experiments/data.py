@@ -1,0 +1,159 @@
+"""Experiment data: trajectories -> split -> LLMTIME texts -> tokens -> windows, prepared once.
+
+    data = prepare_data(DataConfig(path="../shared/data/lotka_volterra_data.h5"), tokenizer)
+    data.train_windows(512)        # training split only, stride 256
+    data.validation_windows(512)   # validation split only, stride 512
+    data.forecast_examples()       # test split prompts / targets for the forecaster
+
+Training and validation read only their own splits; the test split is reached only through
+``forecast_examples``. Windows are cached per context length.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lvdata import (
+    DataSplit,
+    ForecastExample,
+    LLMTimeFormat,
+    Scaler,
+    TokenWindows,
+    encode,
+    load_trajectories,
+    make_windows,
+    prompt_target_split,
+    simulate,
+    split_indices,
+    tokenize_texts,
+)
+
+ALPHA_RULES = ("per_trajectory", "global")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the trajectories come from and how they become text.
+
+    ``path``: an HDF5 file in the layout of the real dataset, or None for
+    ``lvdata.simulate(simulate_systems, seed=simulate_seed)``. The split is
+    ``lvdata.split_indices(N, split_seed, fractions, test_ids)``. ``alpha_rule``:
+    ``"per_trajectory"`` or ``"global"`` (fitted on the training split); ``precision``
+    decimals. ``prompt_steps`` / ``forecast_steps``: the forecasting task (k, m).
+    """
+
+    path: str | None = None
+    simulate_systems: int = 1000
+    simulate_seed: int = 0
+    split_seed: int = 0
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    test_ids: tuple[int, ...] | None = None
+    alpha_rule: str = "per_trajectory"
+    precision: int = 2
+    prompt_steps: int = 50
+    forecast_steps: int = 50
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            object.__setattr__(self, "path", str(Path(os.fspath(self.path)).expanduser().resolve()))
+        object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
+        if self.test_ids is not None:
+            object.__setattr__(self, "test_ids", tuple(int(i) for i in self.test_ids))
+        if self.alpha_rule not in ALPHA_RULES:
+            raise ValueError(f"DataConfig.alpha_rule must be one of {ALPHA_RULES}, got {self.alpha_rule!r}")
+        for name in ("simulate_systems", "prompt_steps", "forecast_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DataConfig.{name} must be >= 1, got {getattr(self, name)}")
+        LLMTimeFormat(precision=self.precision)  # validates the precision
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (tuples as lists)."""
+        data = asdict(self)
+        data["fractions"] = list(self.fractions)
+        data["test_ids"] = None if self.test_ids is None else list(self.test_ids)
+        return data
+
+
+@dataclass
+class ExperimentData:
+    """Everything prepared from one ``DataConfig``; arrays are indexed by trajectory id.
+
+    ``trajectories`` ``(N, T, 2)`` in original units, ``time`` ``(T,)``, ``split`` the
+    trajectory ids per split, ``scaler`` the α rule and value(s), ``alphas`` ``(N,)`` the α of
+    each trajectory, ``texts`` the LLMTIME text of each whole trajectory and ``tokens`` its
+    token ids (int64), ``pad_id`` the token windows are padded with.
+    """
+
+    config: DataConfig
+    trajectories: np.ndarray
+    time: np.ndarray
+    split: DataSplit
+    scaler: Scaler
+    alphas: np.ndarray
+    fmt: LLMTimeFormat
+    texts: list[str]
+    tokens: list[np.ndarray]
+    pad_id: int
+    source: str
+    _windows: dict[tuple[str, int], TokenWindows] = field(default_factory=dict, repr=False)
+
+    def train_windows(self, context: int) -> TokenWindows:
+        """Windows of ``context`` tokens over the training trajectories, stride ``context // 2``."""
+        return self._split_windows("train", context, stride=max(context // 2, 1))
+
+    def validation_windows(self, context: int) -> TokenWindows:
+        """Windows of ``context`` tokens over the validation trajectories, stride ``context``."""
+        return self._split_windows("validation", context, stride=context)
+
+    def forecast_examples(self, split: str = "test") -> list[ForecastExample]:
+        """One ``lvdata.ForecastExample`` (first ``prompt_steps`` steps as prompt, the next
+        ``forecast_steps`` as target) per trajectory of ``split``, in id order."""
+        ids = getattr(self.split, split)
+        return [prompt_target_split(self.trajectories[i], float(self.alphas[i]), k=self.config.prompt_steps,
+                                    m=self.config.forecast_steps, fmt=self.fmt) for i in ids.tolist()]
+
+    def _split_windows(self, split: str, context: int, stride: int) -> TokenWindows:
+        key = (split, context)
+        if key not in self._windows:
+            ids = getattr(self.split, split)
+            if ids.size == 0:
+                raise ValueError(f"the {split} split is empty (fractions {self.config.fractions}, "
+                                 f"{len(self.trajectories)} trajectories)")
+            self._windows[key] = make_windows([self.tokens[i] for i in ids.tolist()], context, stride,
+                                              self.pad_id, sequence_ids=ids)
+        return self._windows[key]
+
+
+def load_trajectories_for(config: DataConfig) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(trajectories, time, source)`` of ``config``: its file, or its simulation."""
+    if config.path is not None:
+        trajectories, time = load_trajectories(config.path)
+        return trajectories, time, config.path
+    trajectories, time = simulate(config.simulate_systems, seed=config.simulate_seed)
+    return trajectories, time, f"simulate(n_systems={config.simulate_systems}, seed={config.simulate_seed})"
+
+
+def prepare_data(config: DataConfig, tokenizer) -> ExperimentData:
+    """Load or simulate the trajectories, split them, fit the α rule, encode and tokenize."""
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    if pad_id is None:
+        raise ValueError("the tokenizer has no pad token; load it with lvdata.load_tokenizer, which sets one")
+    trajectories, time, source = load_trajectories_for(config)
+    n_steps = trajectories.shape[1]
+    if config.prompt_steps + config.forecast_steps > n_steps:
+        raise ValueError(f"prompt_steps + forecast_steps = {config.prompt_steps + config.forecast_steps} "
+                         f"exceeds the {n_steps} steps per trajectory of {source}")
+    split = split_indices(len(trajectories), seed=config.split_seed, fractions=config.fractions,
+                          test_ids=config.test_ids)
+    scaler = Scaler.fit(config.alpha_rule, trajectories, train_ids=split.train)
+    alphas = scaler.alphas(np.arange(len(trajectories)))
+    fmt = LLMTimeFormat(precision=config.precision)
+    texts = encode(trajectories, alphas, fmt)
+    return ExperimentData(config=config, trajectories=trajectories, time=time, split=split, scaler=scaler,
+                          alphas=alphas, fmt=fmt, texts=texts, tokens=tokenize_texts(tokenizer, texts),
+                          pad_id=int(pad_id), source=source)
