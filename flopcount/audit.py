@@ -7,6 +7,8 @@ Markdown table rounds them to four significant digits for reading.
 
 "Useful" FLOPs are first executions; "re-run" FLOPs were spent again on work lost to an
 interruption (see :mod:`flopcount.ledger`). Both are spent: ``total = useful + rerun``.
+A reservation never settled (the process died during the work it paid for) is charged at its
+maximum and counted in ``unsettled_reservations``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ _CSV_COLUMNS = (
     "experiment", "status", "stop_reason", "model", "convention", "sessions", "steps", "tokens",
     *(f"{phase}_flops" for phase in PHASES),
     "useful_flops", "rerun_flops", "total_flops", "share_of_budget", "cumulative_flops",
-    "remaining_after_flops",
+    "remaining_after_flops", "unsettled_reservations",
 )  # fmt: skip
 
 
@@ -51,6 +53,7 @@ class AuditRow:
     share: float
     cumulative: int  # FLOPs spent by this and every earlier experiment
     remaining_after: int  # limit - cumulative
+    unsettled_reservations: int = 0  # reservations charged at their maximum, never settled
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class AuditReport:
                 row.name, row.status, row.stop_reason or "", row.model, row.convention,
                 row.sessions, row.steps, row.tokens, *(row.by_phase[phase] for phase in PHASES),
                 row.useful, row.rerun, row.total, f"{row.share:.6f}", row.cumulative,
-                row.remaining_after,
+                row.remaining_after, row.unsettled_reservations,
             ])  # fmt: skip
         return buffer.getvalue()
 
@@ -127,6 +130,8 @@ class AuditReport:
         lines = [header, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for number, row in enumerate(self.rows, start=1):
             status = row.status if not row.stop_reason else f"{row.status}: {row.stop_reason}"
+            if row.unsettled_reservations:
+                status += f" ({row.unsettled_reservations} unsettled reservations, charged at their maximum)"
             lines.append(
                 f"| {number} | {_cell(row.name)} | {_cell(status)} | {row.steps:,} | {row.tokens:,} | "
                 + " | ".join(_flops(row.by_phase[phase]) for phase in PHASES)
@@ -146,6 +151,9 @@ class AuditReport:
             f"({_percent(self.total / self.limit)}), of which {self.useful} useful and "
             f"{self.rerun} lost to re-runs after interruptions; remaining {self.remaining}."
         )
+        unsettled = sum(row.unsettled_reservations for row in self.rows)
+        if unsettled:
+            summary += f" {unsettled} reservations were never settled and stay charged at their maximum."
         return "\n".join(lines) + "\n\n" + summary + "\n"
 
     def plot(self, path: str | os.PathLike[str]) -> Path:
@@ -202,6 +210,7 @@ def build_report(snapshot: LedgerSnapshot) -> AuditReport:
                 share=total / snapshot.limit,
                 cumulative=cumulative,
                 remaining_after=snapshot.limit - cumulative,
+                unsettled_reservations=usage.unsettled_reservations,
             )
         )
     return AuditReport(str(snapshot.path), snapshot.limit, rows)

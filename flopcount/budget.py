@@ -215,6 +215,29 @@ class Budget:
         tokens = batch * samples * (prompt_len + new_tokens - 1) if tokens is None else tokens
         return self.charge("generation", flops, step=step, tokens=tokens, payload=payload)
 
+    def reserve_generation(
+        self, *, prompt_len: int, max_new_tokens: int, samples: int = 1, batch: int = 1, step: int = 0,
+        payload: Any = None,
+    ) -> GenerationReservation:  # fmt: skip
+        """Pay for a ``generate`` call before it runs, when only its maximum length is known.
+
+        Commits (or refuses with :class:`BudgetExceeded`, recording nothing) the cost of
+        ``max_new_tokens`` new tokens for ``samples`` samples of ``batch`` prompts of
+        ``prompt_len`` tokens; :meth:`GenerationReservation.settle` then rewrites it to the
+        cost of the tokens actually generated. Exact and never past the limit: the charge
+        held while the work runs is its maximum, and settling only lowers it. A reservation
+        never settled (a crash mid-generation) stays charged at the maximum and the audit
+        reports it as unsettled.
+        """
+        if self._finished:
+            raise RuntimeError(f"experiment {self.experiment!r} was finished; enter a new Budget to resume")
+        flops = self.generation_cost(prompt_len, max_new_tokens, samples, batch)
+        tokens = batch * samples * (prompt_len + max_new_tokens - 1)
+        charge = self._open_ledger().reserve(
+            self._open_session(), "generation", flops, step=step, tokens=tokens, payload=payload
+        )
+        return GenerationReservation(self, charge, prompt_len, max_new_tokens, samples, batch)
+
     # -- the state of the budget -----------------------------------------------------------
 
     @property
@@ -286,3 +309,31 @@ class Budget:
         self._open_ledger()
         assert self._session is not None
         return self._session
+
+
+@dataclasses.dataclass
+class GenerationReservation:
+    """A generation paid at its maximum (:meth:`Budget.reserve_generation`), awaiting its exact
+    cost. ``charge`` is the ledger record: the reservation, then the settled charge."""
+
+    budget: Budget
+    charge: Charge
+    prompt_len: int
+    max_new_tokens: int
+    samples: int
+    batch: int
+
+    @property
+    def settled(self) -> bool:
+        return not self.charge.is_open_reservation
+
+    def settle(self, new_tokens: int) -> Charge:
+        """Rewrite the reservation to the exact cost of ``new_tokens`` generated tokens per
+        sequence (1 .. ``max_new_tokens``), i.e. :meth:`Budget.generation_cost` of the actual
+        shapes, and return the settled charge."""
+        if not 1 <= new_tokens <= self.max_new_tokens:
+            raise ValueError(f"new_tokens must be in 1..{self.max_new_tokens} (the reserved maximum), got {new_tokens}")
+        flops = self.budget.generation_cost(self.prompt_len, new_tokens, self.samples, self.batch)
+        tokens = self.batch * self.samples * (self.prompt_len + new_tokens - 1)
+        self.charge = self.budget._open_ledger().settle(self.charge.id, flops, tokens=tokens)
+        return self.charge

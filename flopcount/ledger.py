@@ -16,6 +16,12 @@ Guarantees:
   sessions of its experiment charged that ``(phase, step)`` more often than this session
   has so far: the work was done before and lost in an interruption. Re-runs are spent
   compute like any other, but the audit reports them apart from useful FLOPs.
+- **Reservations.** Work whose exact cost is only known afterwards (a ``generate`` call that
+  stops when every row is done) is paid by :meth:`Ledger.reserve`: a charge of the most it
+  can cost, committed before the work under the same no-overspend rule, then rewritten to
+  the exact cost by :meth:`Ledger.settle` (never upwards) in one transaction. A reservation
+  that is never settled (a crash) stays charged at its maximum, and the audit lists it as
+  unsettled.
 
 A ``Ledger`` holds one SQLite connection: use it from the thread (and process) that opened
 it. Under DDP only rank 0 opens the ledger.
@@ -38,10 +44,12 @@ from flopcount.ledger_file import (
     END_STATUSES,
     MAX_FLOPS,
     PHASES,
+    SCHEMA_VERSION,
     LedgerError,
     check_header,
     create_ledger_file,
     read_limit,
+    upgrade_schema,
 )
 from flopcount.ledger_records import Charge, ExperimentUsage, LedgerSnapshot, Session
 
@@ -133,6 +141,8 @@ class Ledger:
                 )
             self._connection.execute(f"PRAGMA synchronous = {synchronous}")
             self._connection.execute("PRAGMA foreign_keys = ON")
+            if self._read_one("PRAGMA user_version") < SCHEMA_VERSION:
+                upgrade_schema(self._connection, self.path)
         except BaseException:
             self._connection.close()
             raise
@@ -257,6 +267,48 @@ class Ledger:
         Atomic: either the charge and the new running total are both committed, or nothing
         is. ``payload`` is an optional small JSON-serialisable value stored with the charge.
         """
+        return self._commit(session, phase, flops, step=step, tokens=tokens, payload=payload, reservation=False)
+
+    def reserve(self, session: Session, phase: str, flops: int, *, step: int, tokens: int,
+                payload: Any = None) -> Charge:
+        """Like :meth:`charge`, for work whose exact cost is known only afterwards: ``flops``
+        is the most it can cost (committed now, refused whole if it does not fit), to be
+        lowered to the exact cost with :meth:`settle` once the work has run."""
+        return self._commit(session, phase, flops, step=step, tokens=tokens, payload=payload, reservation=True)
+
+    def settle(self, charge_id: int, flops: int, *, tokens: int) -> Charge:
+        """Rewrite the open reservation ``charge_id`` to its exact cost ``flops`` (at most the
+        reserved FLOPs) and ``tokens``, and give the difference back to the running total, in
+        one transaction. Raises ``LedgerError`` for a charge that is not an open reservation
+        and ``ValueError`` for a cost above the reservation (that work was never guarded)."""
+        flops = as_count(flops, "settled cost (FLOPs)")
+        tokens = as_count(tokens, "tokens")
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT flops, reserved_flops, settled_at FROM charges WHERE id = ?", (charge_id,)
+            ).fetchone()
+            if row is None or row[1] is None:
+                what = "no charge" if row is None else "an ordinary charge, not a reservation"
+                raise LedgerError(f"ledger {self.path}: charge {charge_id} is {what}; only reservations settle")
+            charged, reserved, settled_at = row
+            if settled_at is not None:
+                raise LedgerError(f"ledger {self.path}: reservation {charge_id} was already settled at {charged} FLOPs")
+            if flops > reserved:
+                raise ValueError(
+                    f"reservation {charge_id} reserved {reserved} FLOPs but the work cost {flops}: "
+                    "the excess was never guarded by the budget (reserve the maximum the work can cost)"
+                )
+            db.execute(
+                "UPDATE charges SET flops = ?, tokens = ?, settled_at = ? WHERE id = ?",
+                (flops, tokens, now, charge_id),
+            )
+            db.execute("UPDATE running_total SET spent = spent - ?", (reserved - flops,))
+        return next(charge for charge in self._charges_where("c.id = :id", {"id": charge_id}))
+
+    def _commit(
+        self, session: Session, phase: str, flops: int, *, step: int, tokens: int, payload: Any, reservation: bool
+    ) -> Charge:
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
         flops = as_count(flops, "charge (FLOPs)")
@@ -265,6 +317,7 @@ class Ledger:
         payload_json = None if payload is None else json.dumps(payload)
         if payload_json is not None and len(payload_json) > MAX_PAYLOAD_CHARS:
             raise ValueError(f"payload is {len(payload_json)} chars as JSON; at most {MAX_PAYLOAD_CHARS}")
+        reserved = flops if reservation else None
         now = time.time()
         with self._transaction() as db:
             (spent,) = db.execute("SELECT spent FROM running_total").fetchone()
@@ -279,11 +332,12 @@ class Ledger:
             is_rerun = earlier > this_session
             charge_id = db.execute(
                 "INSERT INTO charges (experiment_id, session_id, phase, step, tokens, flops,"
-                " is_rerun, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session.experiment_id, session.id, phase, step, tokens, flops, is_rerun, payload_json, now),
+                " is_rerun, payload, created_at, reserved_flops) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session.experiment_id, session.id, phase, step, tokens, flops, is_rerun, payload_json, now, reserved),
             ).lastrowid
             db.execute("UPDATE running_total SET spent = spent + ?", (flops,))
-        return Charge(charge_id, session.experiment, session.id, phase, step, tokens, flops, is_rerun, payload, now)
+        return Charge(charge_id, session.experiment, session.id, phase, step, tokens, flops, is_rerun, payload, now,
+                      reserved_flops=reserved)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -307,14 +361,17 @@ class Ledger:
 
     def charges(self, experiment: str | None = None) -> list[Charge]:
         """Every charge (of ``experiment``, or of all), in commit order."""
+        return self._charges_where(":name IS NULL OR e.name = :name", {"name": experiment})
+
+    def _charges_where(self, condition: str, parameters: dict[str, Any]) -> list[Charge]:
         rows = self._read(
             "SELECT c.id, e.name, c.session_id, c.phase, c.step, c.tokens, c.flops, c.is_rerun,"
-            " c.payload, c.created_at FROM charges c JOIN experiments e ON e.id = c.experiment_id"
-            " WHERE :name IS NULL OR e.name = :name ORDER BY c.id",
-            {"name": experiment},
+            " c.payload, c.created_at, c.reserved_flops, c.settled_at FROM charges c"
+            f" JOIN experiments e ON e.id = c.experiment_id WHERE {condition} ORDER BY c.id",
+            parameters,
         )
         return [
-            Charge(*row[:7], bool(row[7]), None if row[8] is None else json.loads(row[8]), row[9])
+            Charge(*row[:7], bool(row[7]), None if row[8] is None else json.loads(row[8]), *row[9:])
             for row in rows
         ]
 
@@ -329,7 +386,8 @@ class Ledger:
             ).fetchall()
             by_phase = db.execute(
                 "SELECT experiment_id, phase, SUM(flops), SUM(tokens),"
-                " SUM(CASE WHEN is_rerun THEN flops ELSE 0 END), COUNT(DISTINCT step)"
+                " SUM(CASE WHEN is_rerun THEN flops ELSE 0 END), COUNT(DISTINCT step),"
+                " SUM(reserved_flops IS NOT NULL AND settled_at IS NULL)"
                 " FROM charges GROUP BY experiment_id, phase"
             ).fetchall()
         usage = []
@@ -350,6 +408,7 @@ class Ledger:
                     flops_by_phase={phase: rows.get(phase, (0,))[0] for phase in PHASES},
                     tokens_by_phase={phase: rows.get(phase, (0, 0))[1] for phase in PHASES},
                     rerun_flops=sum(row[2] for row in rows.values()),
+                    unsettled_reservations=sum(row[4] for row in rows.values()),
                 )
             )
         return LedgerSnapshot(self.path, self.limit, spent, usage)

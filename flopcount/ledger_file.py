@@ -6,6 +6,10 @@ A ledger is an SQLite database in WAL mode that identifies itself three ways: th
 name, then hard-linked into place), so no process can see a half-initialised ledger, and an
 existing file is checked from its raw header bytes before SQLite opens it: a foreign or
 corrupt file is refused without being touched.
+
+Schema history: version 2 added the reservation columns of ``charges`` (``reserved_flops``,
+``settled_at``); a version-1 ledger is upgraded in place, in one transaction, when opened
+(:func:`upgrade_schema`), its charges kept as they are.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from contextlib import closing
 from pathlib import Path
 
 APPLICATION_ID = 0x464C4F50  # b"FLOP", at byte 68 of the SQLite header
-SCHEMA_VERSION = 1  # PRAGMA user_version, at byte 60 of the SQLite header
+SCHEMA_VERSION = 2  # PRAGMA user_version, at byte 60 of the SQLite header
+UPGRADABLE_VERSIONS = (1,)  # older schema versions upgrade_schema() brings up to date
 FORMAT_NAME = "flopcount-ledger"
 MAX_FLOPS = 2**63 - 1  # the largest SQLite INTEGER
 PHASES = ("train", "validation", "generation")
@@ -32,6 +37,15 @@ _TABLES = frozenset({"meta", "running_total", "experiments", "sessions", "charge
 
 def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{value}'" for value in values)
+
+
+# Columns of ``charges`` added by schema version 2: a *reservation* is a charge committed at
+# the most its work can cost, then settled to the exact cost (see ``Ledger.reserve``).
+RESERVATION_COLUMNS = (
+    "reserved_flops INTEGER CHECK (reserved_flops IS NULL"
+    " OR (typeof(reserved_flops) = 'integer' AND reserved_flops >= flops))",  # NULL: ordinary charge
+    "settled_at REAL CHECK (settled_at IS NULL OR reserved_flops IS NOT NULL)",  # NULL: not settled
+)
 
 
 SCHEMA = f"""
@@ -74,7 +88,9 @@ CREATE TABLE charges (
     flops         INTEGER NOT NULL CHECK (typeof(flops) = 'integer' AND flops >= 0),
     is_rerun      INTEGER NOT NULL CHECK (is_rerun IN (0, 1)),
     payload       TEXT,           -- optional small JSON document from the caller
-    created_at    REAL NOT NULL
+    created_at    REAL NOT NULL,
+    {RESERVATION_COLUMNS[0]},
+    {RESERVATION_COLUMNS[1]}
 );
 CREATE INDEX charges_by_step ON charges (experiment_id, phase, step);
 """
@@ -145,7 +161,7 @@ def check_header(path: Path) -> None:
             f"(application_id {application_id:#x}, expected {APPLICATION_ID:#x})"
         )
     schema_version = int.from_bytes(header[60:64], "big")
-    if schema_version != SCHEMA_VERSION:
+    if schema_version != SCHEMA_VERSION and schema_version not in UPGRADABLE_VERSIONS:
         raise LedgerError(
             f"{path} is a flopcount ledger of schema version {schema_version}; "
             f"this flopcount reads version {SCHEMA_VERSION}"
@@ -168,3 +184,26 @@ def read_limit(connection: sqlite3.Connection, path: Path) -> int:
     if not isinstance(limit, int) or not 0 < limit <= MAX_FLOPS:
         raise LedgerError(f"{path}: meta row 'limit_flops' is {limit!r}, not a positive integer")
     return limit
+
+
+def upgrade_schema(connection: sqlite3.Connection, path: Path) -> None:
+    """Bring an opened ledger of an older schema version up to :data:`SCHEMA_VERSION`.
+
+    One ``BEGIN IMMEDIATE`` transaction that re-reads the version under the write lock, so
+    concurrent openers upgrade once; existing charges keep their values (ordinary charges).
+    """
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            if version == 1:
+                for column in RESERVATION_COLUMNS:
+                    connection.execute(f"ALTER TABLE charges ADD COLUMN {column}")
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as error:
+        raise LedgerError(f"cannot upgrade ledger {path} to schema version {SCHEMA_VERSION}: {error}") from error

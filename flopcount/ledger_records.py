@@ -30,6 +30,13 @@ class Charge:
     is_rerun: bool
     payload: Any
     created_at: float
+    reserved_flops: int | None = None  # a reservation's maximum (``flops`` until settled); None: ordinary charge
+    settled_at: float | None = None  # when a reservation was settled; None while open
+
+    @property
+    def is_open_reservation(self) -> bool:
+        """A reservation not (yet) settled: charged at its maximum."""
+        return self.reserved_flops is not None and self.settled_at is None
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class ExperimentUsage:
     flops_by_phase: dict[str, int]
     tokens_by_phase: dict[str, int]
     rerun_flops: int  # part of the total spent re-running work lost to interruptions
+    unsettled_reservations: int = 0  # reservations never settled, charged at their maximum
 
     @property
     def flops(self) -> int:
