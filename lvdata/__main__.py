@@ -15,9 +15,9 @@ from lvdata.tokens import TokenizerLoadError, load_tokenizer
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lvdata", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    summary = commands.add_parser("summary", help="dataset summary and token-length distribution per trajectory")
-    summary.add_argument("--data", help="HDF5 dataset (default: ../shared real data if present, else simulate())")
-    summary.add_argument("--tokenizer", help="tokenizer directory or hub id (default: ../shared Qwen2.5 assets)")
+    summary = commands.add_parser("summary", help="dataset summary and token lengths per trajectory")
+    summary.add_argument("--data", help="HDF5 dataset (default: ../shared real data, else simulate())")
+    summary.add_argument("--tokenizer", help="tokenizer directory or hub id (default: ../shared Qwen2.5)")
     summary.add_argument("--seed", type=int, default=0, help="split seed (and simulate seed) [0]")
     summary.add_argument("--plot", help="also write a PNG histogram of token lengths here")
     return parser

@@ -35,7 +35,9 @@ class LLMTimeFormat:
 
     def __post_init__(self) -> None:
         if not isinstance(self.precision, int) or not 1 <= self.precision <= MAX_PRECISION:
-            raise ValueError(f"LLMTimeFormat.precision must be an int in 1..{MAX_PRECISION}, got {self.precision!r}")
+            raise ValueError(
+                f"LLMTimeFormat.precision must be an int in 1..{MAX_PRECISION}, got {self.precision!r}"
+            )
         for name in ("value_sep", "step_sep"):
             sep = getattr(self, name)
             if not isinstance(sep, str) or len(sep) != 1 or not sep.isascii() or sep.isdigit() or sep == ".":
@@ -88,7 +90,9 @@ def encode(
     if single:
         values = values[None]
     if values.ndim != 3 or 0 in values.shape:
-        raise ValueError(f"encode expects a non-empty (T, V) or (N, T, V) array, got shape {np.shape(trajectories)}")
+        raise ValueError(
+            f"encode expects a non-empty (T, V) or (N, T, V) array, got shape {np.shape(trajectories)}"
+        )
     alphas = _checked_alphas(alpha, values.shape[0])
     texts = _encode_batch(_fixed_point(values, alphas, fmt), fmt)
     return texts[0] if single else texts
@@ -100,17 +104,20 @@ def _checked_alphas(alpha: float | np.ndarray, n: int) -> np.ndarray:
         alphas = np.full(n, float(alphas))
     if alphas.shape != (n,):
         raise ValueError(f"alpha must be a float or have shape ({n},), got shape {alphas.shape}")
-    if not np.all(np.isfinite(alphas) & (alphas > 0)):
-        raise ValueError(f"alpha must be positive and finite, got {alphas[~(np.isfinite(alphas) & (alphas > 0))][:5]}")
+    bad = ~(np.isfinite(alphas) & (alphas > 0))
+    if bad.any():
+        raise ValueError(
+            f"alpha must be positive and finite, got {alphas[bad][:5].tolist()} "
+            f"at trajectories {np.flatnonzero(bad)[:5].tolist()}"
+        )
     return alphas
 
 
 def _fixed_point(values: np.ndarray, alphas: np.ndarray, fmt: LLMTimeFormat) -> np.ndarray:
     """Scaled values as integers in units of ``10^-precision``: int64 ``(N, T, V)``."""
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"cannot encode NaN/inf (first at index {np.argwhere(~np.isfinite(values))[0].tolist()})")
-    if np.any(values < 0):
-        raise ValueError(f"cannot encode negative values (first at index {np.argwhere(values < 0)[0].tolist()})")
+    for problem, bad in (("NaN/inf", ~np.isfinite(values)), ("negative values", values < 0)):
+        if bad.any():
+            raise ValueError(f"cannot encode {problem} (first at index {np.argwhere(bad)[0].tolist()})")
     units = np.rint(values / alphas[:, None, None] * fmt.scale)
     if units.max() > MAX_EXACT_INTEGER:
         raise ValueError(
@@ -123,30 +130,27 @@ def _fixed_point(values: np.ndarray, alphas: np.ndarray, fmt: LLMTimeFormat) -> 
 def _encode_batch(units: np.ndarray, fmt: LLMTimeFormat) -> list[str]:
     """Write int64 ``units (N, T, V)`` as one string per trajectory, with array ops only."""
     n, n_steps, n_vars = units.shape
-    units = units.reshape(n, n_steps * n_vars)  # (N, M): values in text order
-    integer, fraction = np.divmod(units, fmt.scale)
-    n_int_digits = len(str(int(integer.max())))
+    n_values = n_steps * n_vars
+    largest = int(units.max())
+    n_int = len(str(largest // fmt.scale))  # integer digits of the widest number
+    dot = n_int  # column of the decimal point
 
     # One fixed-width cell per value: [integer digits | '.' | decimals | separator].
-    int_place = 10 ** np.arange(n_int_digits - 1, -1, -1, dtype=np.int64)  # (D,)
-    frac_place = 10 ** np.arange(fmt.precision - 1, -1, -1, dtype=np.int64)  # (P,)
-    int_digits = integer[..., None] // int_place % 10  # (N, M, D)
-    frac_digits = fraction[..., None] // frac_place % 10  # (N, M, P)
-    is_last_var = np.arange(n_steps * n_vars) % n_vars == n_vars - 1  # (M,)
-    separators = np.where(is_last_var, ord(fmt.step_sep), ord(fmt.value_sep))  # (M,)
-
-    cells = np.concatenate(
-        [
-            int_digits + ord("0"),
-            np.full((n, n_steps * n_vars, 1), ord(".")),
-            frac_digits + ord("0"),
-            np.broadcast_to(separators[None, :, None], (n, n_steps * n_vars, 1)),
-        ],
-        axis=-1,
-    ).astype(np.uint8)  # (N, M, D + 1 + P + 1)
+    cells = np.empty((n, n_values, n_int + 1 + fmt.precision + 1), dtype=np.uint8)  # (N, M, width)
+    rest = units.reshape(n, n_values).astype(np.uint32 if largest < 2**32 else np.uint64)
+    # Digits least significant first: decimals right to left, then integer digits right to left.
+    digit_columns = [*range(dot + fmt.precision, dot, -1), *range(n_int - 1, -1, -1)]
+    for column in digit_columns:  # one array pass per digit position, not per value
+        quotient = rest // 10
+        cells[..., column] = rest - quotient * 10 + ord("0")
+        rest = quotient
+    cells[..., dot] = ord(".")
+    is_last_var = np.arange(n_values) % n_vars == n_vars - 1  # (M,)
+    cells[..., -1] = np.where(is_last_var, ord(fmt.step_sep), ord(fmt.value_sep))
 
     keep = np.ones(cells.shape, dtype=bool)
-    keep[..., :n_int_digits] = (integer[..., None] >= int_place) | (int_place == 1)  # no leading zeros
+    leading = cells[..., : n_int - 1]  # integer digits before the units digit, which always stays
+    keep[..., : n_int - 1] = np.logical_or.accumulate(leading != ord("0"), axis=-1)  # drop leading zeros
     keep[:, -1, -1] = False  # no separator after the last value
 
     text = cells[keep].tobytes().decode("ascii")  # row-major: trajectories in order

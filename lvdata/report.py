@@ -18,7 +18,8 @@ def format_summary(summary: DatasetSummary) -> str:
         f"dataset        {summary.source}",
         f"shape          {summary.n_systems} trajectories x {summary.n_steps} steps x 2 (prey, predator)",
         f"time           {summary.time_range[0]:g} .. {summary.time_range[1]:g}",
-        f"split (seed {summary.seed}) train {len(split.train)}, validation {len(split.validation)}, test {len(split.test)}",
+        f"split (seed {summary.seed}) train {len(split.train)}, validation {len(split.validation)}, "
+        f"test {len(split.test)}",
         f"global alpha   {summary.global_alpha:.6g} (fitted on the training split)",
         "",
         _row("", _COLUMNS),
@@ -28,7 +29,7 @@ def format_summary(summary: DatasetSummary) -> str:
         "",
         "tokens per trajectory (whole trajectory encoded, no special tokens)",
         _row("rule", _COLUMNS),
-        *(_distribution_row(rule, dist, digits=0) for rule, dist in summary.token_length_distributions.items()),
+        *(_distribution_row(rule, d, digits=0) for rule, d in summary.token_length_distributions.items()),
         f"tokens per character: {summary.tokens_per_char:.4f}",
     ]
     return "\n".join(lines)

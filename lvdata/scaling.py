@@ -72,7 +72,7 @@ class Scaler:
             return cls.per_trajectory(trajectories)
         if rule == "global":
             if train_ids is None:
-                raise ValueError("the global scaling rule must be fitted on the training split: pass train_ids")
+                raise ValueError("the global rule must be fitted on the training split: pass train_ids")
             return cls.global_fit(np.asarray(trajectories)[train_ids])
         raise ValueError(f"unknown scaling rule {rule!r}; expected 'per_trajectory' or 'global'")
 

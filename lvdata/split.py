@@ -63,7 +63,9 @@ def split_indices(
     if n < 1:
         raise ValueError(f"split_indices: n must be >= 1, got {n}")
     if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"split_indices: fractions must be three non-negative numbers summing to 1, got {fractions}")
+        raise ValueError(
+            f"split_indices: fractions must be three non-negative numbers summing to 1, got {fractions}"
+        )
     rng = np.random.default_rng(seed)
     n_validation = round(fractions[1] * n)
     if test_ids is None:

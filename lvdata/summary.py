@@ -25,7 +25,8 @@ class Distribution:
 
     @classmethod
     def of(cls, values: np.ndarray) -> Distribution:
-        return cls(*(float(v) for v in np.percentile(np.asarray(values, dtype=np.float64), [0, 5, 50, 95, 100])))
+        percentiles = np.percentile(np.asarray(values, dtype=np.float64), [0, 5, 50, 95, 100])
+        return cls(*map(float, percentiles))
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ def load_tokenizer(source: str | Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path) if where == "local directory" else str(source))
     except (OSError, ValueError) as error:
-        raise TokenizerLoadError(f"could not load a tokenizer from {where} {str(source)!r}: {error}") from error
+        message = f"could not load a tokenizer from {where} {str(source)!r}: {error}"
+        raise TokenizerLoadError(message) from error
     _ensure_pad_token(tokenizer)
     return tokenizer
 

@@ -117,7 +117,10 @@ BAD_CONTENTS = {
         dict(trajectories=np.where(np.arange(20).reshape(2, 5, 2) == 4, -0.5, 1.0), time=np.arange(5.0)),
         r"negative populations: 1 value\(s\) < 0 in /trajectories, first at \[0, 2, 0\] = -0.5",
     ),
-    "time not increasing": (dict(trajectories=np.ones((2, 3, 2)), time=np.array([0.0, 2.0, 1.0])), r"not strictly increasing"),
+    "time not increasing": (
+        dict(trajectories=np.ones((2, 3, 2)), time=np.array([0.0, 2.0, 1.0])),
+        r"/time is not strictly increasing",
+    ),
     "empty": (dict(trajectories=np.ones((0, 5, 2)), time=np.arange(5.0)), r"is empty"),
     "strings": (dict(trajectories=np.array([b"a", b"b"]), time=np.arange(2.0)), r"non-numeric dtype"),
 }

@@ -50,7 +50,8 @@ def test_token_length_distribution_per_trajectory(real_dataset, qwen_tokenizer):
     # 200 numbers of >= 4 characters ("d.dd") and 199 separators: at least 999 tokens.
     for rule, distribution in summary.token_length_distributions.items():
         assert distribution.min >= 999, rule
-        assert distribution.min <= distribution.p5 <= distribution.median <= distribution.p95 <= distribution.max
+        d = distribution
+        assert d.min <= d.p5 <= d.median <= d.p95 <= d.max
         assert distribution.max <= 1200, rule  # a few numbers >= 10.00, none >= 100.00 in practice
     per_trajectory = summary.token_lengths["per_trajectory"]
     assert per_trajectory.min() >= 999 + 5  # p95 maps to 10.00: >= 5 of 100 steps have a 5-character number
@@ -58,12 +59,12 @@ def test_token_length_distribution_per_trajectory(real_dataset, qwen_tokenizer):
     assert [len(ids) for ids in tokenize_texts(qwen_tokenizer, texts)] == per_trajectory[:5].tolist()
 
 
-def test_summary_cli_prints_the_token_length_distribution(real_data_path, qwen_assets, tmp_path):
+def test_summary_cli_defaults_to_the_real_data_and_prints_token_lengths(real_data_path, qwen_assets, tmp_path):
     plot = tmp_path / "lengths.png"
-    command = [sys.executable, "-m", "lvdata", "summary", "--data", str(real_data_path)]
-    command += ["--tokenizer", str(qwen_assets), "--plot", str(plot)]
+    command = [sys.executable, "-m", "lvdata", "summary", "--plot", str(plot)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split() == ["dataset", str(real_data_path)]
     assert "1000 trajectories x 100 steps" in result.stdout
     assert "train 800, validation 100, test 100" in result.stdout
     token_table = result.stdout.split("tokens per trajectory")[1].splitlines()
@@ -78,8 +79,7 @@ def test_summary_cli_prints_the_token_length_distribution(real_data_path, qwen_a
 def test_summary_cli_reports_a_bad_file_without_a_traceback(tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_text("not hdf5")
-    result = subprocess.run(
-        [sys.executable, "-m", "lvdata", "summary", "--data", str(bad)], capture_output=True, text=True, cwd=PROJECT_ROOT
-    )
+    command = [sys.executable, "-m", "lvdata", "summary", "--data", str(bad)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {bad}: not an HDF5 file"

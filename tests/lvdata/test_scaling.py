@@ -45,7 +45,8 @@ def test_scaler_records_rule_and_alphas():
     trajectories = np.random.default_rng(2).uniform(0.1, 3.0, size=(4, 10, 2))
     scaler = Scaler.fit("per_trajectory", trajectories)
     np.testing.assert_array_equal(scaler.alphas([3, 0]), per_trajectory_alpha(trajectories)[[3, 0]])
-    assert scaler.as_dict() == {"rule": "per_trajectory", "alpha": per_trajectory_alpha(trajectories).tolist()}
+    expected = {"rule": "per_trajectory", "alpha": per_trajectory_alpha(trajectories).tolist()}
+    assert scaler.as_dict() == expected
     assert Scaler.fit("global", trajectories, train_ids=[0, 1]).as_dict()["rule"] == "global"
 
 

@@ -59,7 +59,8 @@ def test_an_unreachable_hub_id_gives_a_clear_error():
         "except TokenizerLoadError as error:\n    print('ERROR:', error)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert "ERROR: could not load a tokenizer from hub id" in result.stdout
     assert "'no-such-org/no-such-model'" in result.stdout
 
@@ -73,8 +74,10 @@ def test_an_unreachable_hub_id_gives_a_clear_error():
 def test_window_invariants(lengths, context, stride_fraction):
     stride = max(1, int(round(stride_fraction * context)))
     sequences = [np.arange(1, n + 1) + 1000 * index for index, n in enumerate(lengths)]  # token ids unique
-    windows = make_windows(sequences, context=context, stride=stride, pad_id=0, sequence_ids=np.arange(len(lengths)) + 10)
-    assert windows.input_ids.shape == windows.labels.shape == windows.attention_mask.shape == (len(windows), context)
+    ids = np.arange(len(lengths)) + 10
+    windows = make_windows(sequences, context=context, stride=stride, pad_id=0, sequence_ids=ids)
+    shape = (len(windows), context)
+    assert windows.input_ids.shape == windows.labels.shape == windows.attention_mask.shape == shape
     real = windows.attention_mask == 1
     # padding is right-aligned, is the pad id, and never labelled
     assert np.all(np.diff(windows.attention_mask, axis=1) <= 0)
@@ -93,9 +96,10 @@ def test_window_invariants(lengths, context, stride_fraction):
             assert len(content) == min(context, len(tokens) - start)  # only the tail window is short
             starts.append(start)
         assert starts == list(range(0, stride * len(starts), stride))  # windows start every `stride`
-        covered = np.unique(np.concatenate([row[mask] for row, mask in zip(windows.input_ids[own], real[own])]))
+        covered = np.unique(windows.input_ids[own][real[own]])
         np.testing.assert_array_equal(covered, tokens)  # every real token appears in some window
-        assert starts[-1] + context >= len(tokens) and (len(starts) == 1 or starts[-2] + context < len(tokens))
+        assert starts[-1] + context >= len(tokens)  # the last window reaches the end...
+        assert len(starts) == 1 or starts[-2] + context < len(tokens)  # ...and is needed
 
 
 def test_train_and_validation_strides_on_a_long_sequence():
