@@ -124,10 +124,16 @@ def _shape_from_name_or_path(name: str) -> ModelShape:
 
 
 def _shape_from_hub(hub_id: str) -> ModelShape:
+    """The hub config: from the local cache if there, else downloaded (huggingface_hub retries
+    for ~25 s without a network unless ``HF_HUB_OFFLINE=1``)."""
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(hub_id)
+        config = AutoConfig.from_pretrained(hub_id, local_files_only=True)
+    except (OSError, ValueError):
+        config = None
+    try:
+        config = config or AutoConfig.from_pretrained(hub_id)
     except (OSError, ValueError) as exc:
         raise ValueError(f"could not load the config of hub model {hub_id!r} (offline or unknown id?): "
                          f"{exc}. Offline, use a preset ({', '.join(PRESETS)}) or a local config.json") from exc

@@ -6,7 +6,7 @@ biases. Workload: batch 2 x seq_len 3 -> N = 6 tokens, each row attends to L = 3
 
 import pytest
 
-from flopcount import COMPONENTS, ModelShape, OpCount, forward_flops, training_step_flops
+from flopcount import COMPONENTS, PRIMITIVE_COSTS, ModelShape, OpCount, forward_flops, training_step_flops
 
 TINY = ModelShape(hidden_size=8, num_layers=2, num_heads=2, num_kv_heads=1, head_dim=4, intermediate_size=16,
                   vocab_size=32, tie_word_embeddings=True, qkv_bias=True, name="tiny")
@@ -70,7 +70,7 @@ def test_by_primitive_counts_operations_not_flops():
     # sqrt: one per token per RMSNorm (2 per layer + the final one); exp: silu + softmax
     assert primitives["sqrt"] == N * (2 * 2 + 1)
     assert primitives["exp"] == 2 * (N * 16 + HEADS * N * L)
-    assert sum(n * cost for n, cost in zip(primitives.values(), (1,) * 9 + (10,) * 5)) == report.total
+    assert sum(n * PRIMITIVE_COSTS[name] for name, n in primitives.items()) == report.total
 
 
 def test_lora_by_hand_with_real_widths():

@@ -107,6 +107,7 @@ def test_backward_over_forward_of_a_lora_step_is_measured(two_layers_lora):
     assert all(p.grad is None for p in two_layers_lora.parameters())  # nothing left behind
 
 
+@pytest.mark.slow  # ~13 s alone on 2 cores, above 20 s when the machine is busy
 def test_full_depth_0_5b_matches(qwen_assets):
     model = build_real_width(qwen_assets, layers=24)  # ~2 GB, ~10 s to build
     assert dataclasses.replace(model_shape(model), name="qwen2.5-0.5b") == PRESETS["qwen2.5-0.5b"]
