@@ -11,17 +11,20 @@ script wrote before are replaced).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from experiments.baselines import BASELINES
-from experiments.metrics import results_table, save_results
-from experiments.plots import plot_forecast, plot_horizon_errors
-from lvdata import load_trajectories, split_indices
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # runs from a checkout without `pip install -e .`
+
+import numpy as np  # noqa: E402
+
+from experiments.baselines import BASELINES  # noqa: E402
+from experiments.metrics import results_table, save_results  # noqa: E402
+from experiments.plots import plot_forecast, plot_horizon_errors  # noqa: E402
+from lvdata import load_trajectories, split_indices  # noqa: E402
+
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lotka_volterra_data.h5"
 K_CONTEXT, HORIZON = 50, 50
 N_PLOTTED = 3

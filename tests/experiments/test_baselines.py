@@ -3,28 +3,29 @@ method goes through the same metric code."""
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import numpy as np
 import pytest
 
 from experiments.baselines import BASELINES, linear_extrapolation, persistence, physics_fit
 from experiments.metrics import results_table
 from experiments.physics_fit import RHS_FLOPS, FitConfig, fit_lotka_volterra
-from lvdata import LVParams, simulate_system
+from lvdata import LVParams, sample_params, simulate_system
 
 TIME = np.linspace(0.0, 200.0, 100)  # the real data's grid
 K_CONTEXT = 50
-TRUE_PARAMS = LVParams(prey_growth=0.3, predation=0.4, predator_death=0.25, conversion=0.15,
-                       carrying_capacity=6.0)
-TRUE_INITIAL = np.array([0.9, 1.1])
+# one hand-picked system and two drawn like lvdata.simulate draws them
+SYSTEMS = [(LVParams(prey_growth=0.3, predation=0.4, predator_death=0.25, conversion=0.15, carrying_capacity=6.0),
+            np.array([0.9, 1.1]))]
+SYSTEMS += list(zip(sample_params(2, np.random.default_rng(7)), np.random.default_rng(8).uniform(0.8, 1.2, (2, 2))))
 
 
 @pytest.fixture(scope="module")
 def simulated():
-    """Three noise-free damped oscillations from ``lvdata.simulate_system``: (3, 100, 2)."""
-    systems = [(TRUE_PARAMS, TRUE_INITIAL),
-               (LVParams(0.5, 0.3, 0.2, 0.1, 9.0), np.array([2.0, 0.5])),
-               (LVParams(0.2, 0.5, 0.3, 0.25, 4.0), np.array([1.0, 0.3]))]
-    return np.stack([simulate_system(params, initial, TIME) for params, initial in systems])
+    """Noise-free damped oscillations of :data:`SYSTEMS` from ``lvdata.simulate_system``, rounded
+    to float32 like the real data: (3, 100, 2)."""
+    return np.stack([simulate_system(params, initial, TIME) for params, initial in SYSTEMS]).astype(np.float32)
 
 
 def split(trajectories: np.ndarray):
@@ -84,14 +85,15 @@ def test_linear_extrapolation_rejects_a_window_longer_than_the_context():
         linear_extrapolation(np.ones((1, 3, 2)), np.arange(3.0), np.arange(3.0, 5.0), window=4)
 
 
-def test_physics_fit_recovers_the_parameters_of_a_simulated_trajectory(simulated):
-    context, context_time, _, _ = split(simulated[:1])
-    fit = fit_lotka_volterra(context[0], context_time)
+@pytest.mark.parametrize("system", range(len(SYSTEMS)))
+def test_physics_fit_recovers_the_parameters_of_a_simulated_trajectory(simulated, system):
+    context, context_time, _, _ = split(simulated[system:system + 1])
+    fit = fit_lotka_volterra(context[0].astype(np.float64), context_time)
     assert fit.success
-    recovered = np.exp(fit.log_parameters)
-    expected = np.array([*TRUE_PARAMS.__dict__.values(), *TRUE_INITIAL]) if hasattr(TRUE_PARAMS, "__dict__") \
-        else np.array([*TRUE_PARAMS, *TRUE_INITIAL])
-    np.testing.assert_allclose(recovered, expected, rtol=1e-4)
+    params, initial = SYSTEMS[system]
+    expected = np.array([*astuple(params), *initial])  # a, b, c, d, K, x0, y0
+    np.testing.assert_allclose(np.exp(fit.log_parameters), expected, rtol=1e-5)
+    assert astuple(fit.params) == pytest.approx(astuple(params), rel=1e-5)
     assert fit.flops > fit.rhs_evaluations * RHS_FLOPS > 0
 
 
