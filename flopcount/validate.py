@@ -38,9 +38,9 @@ HOW_TRACED: dict[str, str] = {
     "mlp_mul": "act(gate) * up: aten::mul",
     "lm_head": "aten::linear on every position",
     "lora": "F.linear(x, A), F.linear(., B), scale mul, add",
+    **dict.fromkeys(("q_proj", "k_proj", "v_proj", "o_proj", "mlp_gate", "mlp_up", "mlp_down"),
+                    "aten::linear: m*p*(2n-1) + bias adds"),
 }
-for _projection in ("q_proj", "k_proj", "v_proj", "o_proj", "mlp_gate", "mlp_up", "mlp_down"):
-    HOW_TRACED[_projection] = "aten::linear: m*p*(2n-1) + bias adds"
 
 WHY_COURSEWORK_DIFFERS: dict[str, str] = {
     "pos_add": "coursework adds a positional encoding to the embeddings (n*d adds); the real model uses RoPE",
