@@ -10,7 +10,7 @@ from lvdata.defaults import LVDataset, default_tokenizer_source, load_dataset
 from lvdata.io import DatasetError, load_trajectories, save_trajectories, validate_trajectories
 from lvdata.llmtime import DEFAULT_FORMAT, LLMTimeFormat, encode
 from lvdata.scaling import Scaler, ScalingRule, fit_global_alpha, per_trajectory_alpha
-from lvdata.simulate import LVParams, lv_rhs, sample_params, simulate, simulate_system
+from lvdata.simulate import LVParams, lv_rhs, sample_params, simulate, simulate_system, simulate_systems
 from lvdata.split import DataSplit, split_indices
 from lvdata.summary import DatasetSummary, Distribution, summarize
 from lvdata.tokens import (
@@ -57,6 +57,7 @@ __all__ = [
     "save_trajectories",
     "simulate",
     "simulate_system",
+    "simulate_systems",
     "split_indices",
     "summarize",
     "tokenize_texts",

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lvdata.llmtime import DEFAULT_FORMAT, LLMTimeFormat, encode
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # label value the cross-entropy loss skips
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -23,7 +27,7 @@ class TokenizerLoadError(OSError):
     """No tokenizer could be loaded from the given source."""
 
 
-def load_tokenizer(source: str | Path):
+def load_tokenizer(source: str | Path) -> PreTrainedTokenizerBase:
     """Load a tokenizer from a local directory or a Hugging Face hub id, with a pad token set.
 
     A source that exists on disk (or is spelled as a path: absolute, ``./``, ``../``, ``~``)
@@ -37,26 +41,29 @@ def load_tokenizer(source: str | Path):
     from transformers import AutoTokenizer  # deferred: importing transformers takes seconds
 
     path = Path(source).expanduser()
-    if path.exists() or str(source).startswith(LOCAL_PATH_PREFIXES):
-        if not path.is_dir():
-            raise TokenizerLoadError(f"tokenizer source {str(source)!r}: no such local directory")
-        if not any((path / name).is_file() for name in TOKENIZER_FILES):
-            raise TokenizerLoadError(
-                f"tokenizer source {str(source)!r}: directory has none of {', '.join(TOKENIZER_FILES)}"
-            )
-        where = "local directory"
-    else:
-        where = "hub id (no local directory of that name)"
+    is_local = path.exists() or str(source).startswith(LOCAL_PATH_PREFIXES)
+    if is_local:
+        _check_tokenizer_directory(path, source)
+    target, kind = (str(path), "local directory") if is_local else (str(source), "hub id")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path) if where == "local directory" else str(source))
+        tokenizer = AutoTokenizer.from_pretrained(target)
     except (OSError, ValueError) as error:
-        message = f"could not load a tokenizer from {where} {str(source)!r}: {error}"
+        hint = "" if is_local else " (no local directory of that name either)"
+        message = f"could not load a tokenizer from {kind} {str(source)!r}{hint}: {error}"
         raise TokenizerLoadError(message) from error
     _ensure_pad_token(tokenizer)
     return tokenizer
 
 
-def _ensure_pad_token(tokenizer) -> None:
+def _check_tokenizer_directory(path: Path, source: str | Path) -> None:
+    if not path.is_dir():
+        raise TokenizerLoadError(f"tokenizer source {str(source)!r}: no such local directory")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        expected = ", ".join(TOKENIZER_FILES)
+        raise TokenizerLoadError(f"tokenizer source {str(source)!r}: directory has none of {expected}")
+
+
+def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
     if tokenizer.pad_token is not None:
         return
     if "<|endoftext|>" in tokenizer.get_vocab():
@@ -67,8 +74,10 @@ def _ensure_pad_token(tokenizer) -> None:
         raise TokenizerLoadError(f"tokenizer {tokenizer.name_or_path!r} has neither a pad nor an eos token")
 
 
-def tokenize_texts(tokenizer, texts: Sequence[str]) -> list[np.ndarray]:
+def tokenize_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[np.ndarray]:
     """Token ids of each text as int64 arrays, in one batched call, no special tokens added."""
+    if not texts:
+        return []
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     return [np.asarray(ids, dtype=np.int64) for ids in encoded]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lvdata import LVParams, lv_rhs, sample_params, simulate, simulate_system
-from lvdata.simulate import PARAM_RANGES
+from lvdata import LVParams, lv_rhs, sample_params, simulate, simulate_system, simulate_systems
+from lvdata.simulate import INITIAL_RANGE, PARAM_RANGES
 
 PARAMS = LVParams(prey_growth=0.2, predation=0.3, predator_death=0.1, conversion=0.08, carrying_capacity=20.0)
 
@@ -36,6 +36,16 @@ def test_lv_rhs_signs_follow_the_model():
     np.testing.assert_allclose(starving, [0.0, -PARAMS.predator_death])
 
 
+def test_batched_integration_agrees_with_one_system_at_a_time():
+    rng = np.random.default_rng(5)
+    params = sample_params(25, rng)
+    initial = rng.uniform(*INITIAL_RANGE, size=(25, 2))
+    time = np.linspace(0.0, 200.0, 100)
+    batch = simulate_systems(params, initial, time)  # (25, 100, 2)
+    one_by_one = np.stack([simulate_system(p, x0, time) for p, x0 in zip(params, initial)])
+    np.testing.assert_allclose(batch, one_by_one, rtol=1e-6, atol=1e-10)
+
+
 def test_simulate_is_deterministic_for_a_seed_and_varies_with_it():
     first, time = simulate(n_systems=8, n_steps=30, seed=3)
     again, _ = simulate(n_systems=8, n_steps=30, seed=3)
@@ -47,7 +57,7 @@ def test_simulate_is_deterministic_for_a_seed_and_varies_with_it():
 
 
 def test_simulated_data_has_the_character_of_the_real_data():
-    trajectories, time = simulate(n_systems=150, n_steps=100, seed=0)
+    trajectories, time = simulate(n_systems=1000, n_steps=100, seed=0)
     prey, predator = trajectories[..., 0], trajectories[..., 1]
     assert time[0] == 0.0 and time[-1] == 200.0
     assert np.all(trajectories > 0) and np.all(np.isfinite(trajectories))
@@ -80,3 +90,7 @@ def test_simulate_system_rejects_bad_inputs():
         simulate_system(PARAMS, np.array([1.0, -1.0]), np.linspace(0, 1, 5))
     with pytest.raises(ValueError, match="strictly increasing"):
         simulate_system(PARAMS, np.array([1.0, 1.0]), np.array([0.0, 2.0, 1.0]))
+    with pytest.raises(ValueError, match=r"initial must be \(2, 2\) non-negative"):
+        simulate_systems([PARAMS, PARAMS], np.ones((3, 2)), np.linspace(0, 1, 5))
+    with pytest.raises(ValueError, match="n_systems >= 1"):
+        simulate(n_systems=0)
