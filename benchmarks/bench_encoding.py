@@ -16,13 +16,17 @@ one unit in the last digit are counted and shown).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without `pip install -e .`
 
-from lvdata import Scaler, decode, encode, load_tokenizer, load_trajectories, tokenize_texts
-from lvdata.defaults import DEFAULT_DATA_PATH, default_tokenizer_source
+import numpy as np  # noqa: E402
+
+from lvdata import Scaler, decode, encode, load_tokenizer, load_trajectories, tokenize_texts  # noqa: E402
+from lvdata.defaults import DEFAULT_DATA_PATH, default_tokenizer_source  # noqa: E402
 
 
 def naive_encode(trajectories: np.ndarray, alphas: np.ndarray) -> list[str]:
