@@ -41,7 +41,7 @@ from experiments.grammar import LLMTimeGrammar, LLMTimeLogitsProcessor, StepStop
 from experiments.metrics import ForecastSet
 from flopcount import Budget
 from flopcount.ledger_records import Charge
-from lvdata import DecodeDiagnostics, ForecastExample, decode_steps, tokenize_texts
+from lvdata import DEFAULT_FORMAT, DecodeDiagnostics, ForecastExample, LLMTimeFormat, decode_steps, tokenize_texts
 
 N_VARS = 2
 
@@ -56,7 +56,8 @@ class ForecastConfig:
     integer digits a generated number may have (scaled values up to ``10^D``; the real data's
     largest scaled value is about 30). ``max_new_tokens``: the per-row token bound (None: the
     grammar's, ``m`` steps of the longest numbers). ``use_cache`` False only for benchmarks
-    (the budget's generation count assumes a KV cache, so it cannot be charged).
+    (the budget's generation count assumes a KV cache, so it cannot be charged). ``fmt``: the
+    LLMTIME format of the prompts (their precision and separators), which the output follows.
     """
 
     k: int = 50
@@ -72,6 +73,7 @@ class ForecastConfig:
     max_int_digits: int = 3
     max_new_tokens: int | None = None
     use_cache: bool = True
+    fmt: LLMTimeFormat = DEFAULT_FORMAT
 
     def __post_init__(self) -> None:
         for name in ("k", "m", "samples", "batch_size", "max_int_digits"):
@@ -166,12 +168,12 @@ def forecast_series(
     ``budget``: every ``generate`` call is reserved before it runs and settled to its exact
     cost, as a ``generation`` charge at training step ``step``. Raises ``BudgetExceeded``
     (nothing generated for that batch), or ``ValueError`` for examples that do not fit the
-    config (``k`` prompt steps; prompt numbers within ``max_int_digits``).
+    config (``k`` prompt steps in its format; prompt numbers within ``max_int_digits``).
     """
     _check_examples(examples, config)
     if budget is not None and not config.use_cache:
         raise ValueError("use_cache=False cannot be charged: the budget's generation count assumes a KV cache")
-    grammar = LLMTimeGrammar(n_steps=config.m, n_vars=N_VARS, max_int_digits=config.max_int_digits)
+    grammar = LLMTimeGrammar(n_steps=config.m, n_vars=N_VARS, max_int_digits=config.max_int_digits, fmt=config.fmt)
     step_token_id = alphabet_token_ids(tokenizer, grammar)[-1]
     eos_ids = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
@@ -219,7 +221,7 @@ def forecast_series(
 def _decoded_output(config: ForecastConfig, examples: list[ForecastExample], texts: list[list[str]],
                     generated_tokens: np.ndarray, batches: list[GenerationBatch]) -> ForecastOutput:
     """Decode every text to ``m`` steps in original units and reduce the samples."""
-    decoded = [[decode_steps(text, config.m, alpha=example.alpha, n_vars=N_VARS) for text in row]
+    decoded = [[decode_steps(text, config.m, alpha=example.alpha, n_vars=N_VARS, fmt=config.fmt) for text in row]
                for example, row in zip(examples, texts)]
     samples = np.array([[result.values for result in row] for row in decoded])  # (N, S, m, 2)
     diagnostics = [[result.diagnostics for result in row] for row in decoded]
@@ -237,7 +239,12 @@ def _decoded_output(config: ForecastConfig, examples: list[ForecastExample], tex
 def _check_examples(examples: list[ForecastExample], config: ForecastConfig) -> None:
     if not examples:
         raise ValueError("no examples to forecast")
+    prompt_grammar = config.fmt.trajectory_regex(N_VARS)
     for index, example in enumerate(examples):
+        text = example.prompt_text
+        if not (text.endswith(config.fmt.step_sep) and prompt_grammar.fullmatch(text[:-1])):
+            raise ValueError(f"example {index}: its prompt is not LLMTIME text of {N_VARS} variables in the config's "
+                             f"format {config.fmt} ending with {config.fmt.step_sep!r}: {text[:40]!r}...")
         if len(example.prompt_values) != config.k:
             raise ValueError(f"example {index} has a prompt of {len(example.prompt_values)} steps; the config "
                              f"forecasts from k={config.k}")

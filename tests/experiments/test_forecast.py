@@ -115,6 +115,7 @@ def test_a_checkpoints_own_generation_defaults_do_not_change_the_forecasts(model
 @pytest.mark.parametrize(("change", "message"), [
     ({"k": K + 1}, "prompt of 4 steps"),
     ({"max_int_digits": 1}, "2 integer digits"),
+    ({"fmt": lvdata.LLMTimeFormat(precision=3)}, "not LLMTIME text"),
 ])
 def test_examples_that_do_not_fit_the_config_are_refused(model, qwen_tokenizer, change, message):
     examples = examples_from(np.full((1, K + M, 2), 12.5), [1.0])

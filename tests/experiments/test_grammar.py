@@ -144,16 +144,17 @@ def random_models():
 
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(model_index=st.integers(0, 1), m=st.integers(1, 3), sampled=st.booleans(), seed=st.integers(0, 1000),
-       temperature=st.sampled_from([0.5, 1.0, 3.0]))
+@given(model_index=st.integers(0, 1), m=st.integers(1, 3), precision=st.integers(1, 3), sampled=st.booleans(),
+       seed=st.integers(0, 1000), temperature=st.sampled_from([0.5, 1.0, 3.0]))
 def test_a_random_model_writes_only_grammatical_forecasts_of_exactly_m_steps(
-        qwen_tokenizer, random_models, model_index, m, sampled, seed, temperature):
+        qwen_tokenizer, random_models, model_index, m, precision, sampled, seed, temperature):
+    fmt = lvdata.LLMTimeFormat(precision=precision)
     trajectories = np.random.default_rng(seed).uniform(0.1, 9.0, size=(2, 4 + m, 2))
-    examples = [lvdata.prompt_target_split(t, 1.0, k=4, m=m) for t in trajectories]
+    examples = [lvdata.prompt_target_split(t, 1.0, k=4, m=m, fmt=fmt) for t in trajectories]
     config = ForecastConfig(k=4, m=m, do_sample=sampled, samples=2 if sampled else 1, temperature=temperature,
-                            seed=seed, batch_size=2, max_int_digits=2)
+                            seed=seed, batch_size=2, max_int_digits=2, fmt=fmt)
     output = forecast_series(random_models[model_index], qwen_tokenizer, examples, config, progress=False)
-    grammar = LLMTimeGrammar(n_steps=m, max_int_digits=2)
+    grammar = LLMTimeGrammar(n_steps=m, max_int_digits=2, fmt=fmt)
     for texts, diagnostics in zip(output.texts, output.diagnostics):
         for text, record in zip(texts, diagnostics):
             assert grammar.regex().fullmatch(text), text
