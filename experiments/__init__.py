@@ -12,6 +12,13 @@ from .models import (
     save_tiny_model,
     tiny_config,
 )
+from .checkpoint import Checkpoint, TrainerState, latest_checkpoint, list_checkpoints
+from .data import DataConfig, ExperimentData, prepare_data
+from .evaluation import validate
+from .metrics_log import MetricsLog, read_metrics
+from .run_dir import ConfigMismatch
+from .train import make_accelerator, train, train_step
+from .train_config import BudgetConfig, TrainConfig, TrainResult
 
 __all__ = [
     "QWEN_MODEL_ID",
@@ -24,4 +31,22 @@ __all__ = [
     "load_tokenizer",
     "save_tiny_model",
     "tiny_config",
+    # training (experiments.train and friends)
+    "BudgetConfig",
+    "Checkpoint",
+    "ConfigMismatch",
+    "DataConfig",
+    "ExperimentData",
+    "MetricsLog",
+    "TrainConfig",
+    "TrainResult",
+    "TrainerState",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "make_accelerator",
+    "prepare_data",
+    "read_metrics",
+    "train",
+    "train_step",
+    "validate",
 ]
