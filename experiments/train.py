@@ -143,18 +143,21 @@ class _Run:
     """The state of one ``train`` call; rank 0 alone has ``budget``, ``log`` and ``bar``."""
 
     def __init__(self, model, optimizer, accelerator: Accelerator, data, config: TrainConfig,
-                 run_dir: Path, state: TrainerState, run_record: dict[str, Any]) -> None:
+                 run_dir: Path, state: TrainerState, run_record: dict[str, Any], saved_step: int | None) -> None:
         self.model, self.optimizer, self.accelerator, self.config = model, optimizer, accelerator, config
         self.run_dir, self.state, self.run_record = run_dir, state, run_record
         self.unwrapped = accelerator.unwrap_model(model)
         self.train_windows = data.train_windows(config.context)
-        self.val_windows = data.validation_windows(config.context)
+        validates = bool(config.run_plan(accelerator.num_processes, eval_windows=0).evaluation_steps())
+        self.val_windows = data.validation_windows(config.context) if validates else None
         self.order = WindowOrder(len(self.train_windows.input_ids), state.data_order_seed)
-        self.val_indices = validation_indices(len(self.val_windows.input_ids), config.eval_windows, config.seed)
+        self.val_indices = (validation_indices(len(self.val_windows), config.eval_windows, config.seed)
+                            if validates else np.empty(0, dtype=np.int64))
+        self.plan = config.run_plan(accelerator.num_processes, eval_windows=len(self.val_indices))
         self.budget: Budget | None = None
         self.log: MetricsLog | None = None
         self.bar: tqdm | None = None
-        self.saved_step: int | None = None
+        self.saved_step = saved_step  # the step of the newest checkpoint on disk
         self.charged = 0  # FLOPs this session charged (rank 0)
         self.session: int | None = None
         self.last_loss: float | None = None
@@ -234,8 +237,8 @@ class _Run:
     def run(self) -> str | None:
         """Steps ``state.step + 1 .. config.steps``; returns the stop reason, or None when done."""
         config, world_size = self.config, self.accelerator.num_processes
-        evaluations = set(config.run_plan(world_size, len(self.val_indices)).evaluation_steps())
-        val_tokens = int(self.val_windows.attention_mask[self.val_indices].sum())
+        evaluations = set(self.plan.evaluation_steps())
+        val_tokens = int(self.val_windows.attention_mask[self.val_indices].sum()) if evaluations else 0
         for step in range(self.state.step + 1, config.steps + 1):
             indices = self.order.step(step, config.batch_size, world_size)  # (W, B)
             tokens = int(self.train_windows.attention_mask[indices.ravel()].sum())
@@ -300,10 +303,8 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
     if checkpoint is not None:
         _check_resumable(checkpoint.state, fresh, checkpoint.path)
         load_checkpoint(checkpoint, model=accelerator.unwrap_model(model), optimizer=optimizer, rank=rank)
-    run = _Run(model, optimizer, accelerator, data, config, run_dir,
-               checkpoint.state if checkpoint is not None else fresh, record)
-    run.saved_step = None if checkpoint is None else checkpoint.step
-    plan = config.run_plan(world_size, len(run.val_indices))
+    run = _Run(model, optimizer, accelerator, data, config, run_dir, fresh if checkpoint is None else checkpoint.state,
+               record, saved_step=None if checkpoint is None else checkpoint.step)
 
     with ExitStack() as stack:
         def open_guard() -> None:
@@ -313,7 +314,7 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
                 lm_head_bias=config.lm_head_bias, config={**record, "world_size": world_size},
                 synchronous=budget.synchronous,
             ))  # fmt: skip
-            _preflight(run, plan, budget.require_fit)
+            _preflight(run, run.plan, budget.require_fit)
             run.log = stack.enter_context(MetricsLog(run_dir / METRICS_FILE))
             if progress:
                 run.bar = stack.enter_context(tqdm(total=config.steps, initial=run.state.step,
