@@ -7,11 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from experiments.checkpoint import OPTIMIZER_STATE, checkpoint_path, list_checkpoints
 from experiments.data import DataConfig, prepare_data
 from experiments.evaluation import validate, validation_indices
 from experiments.loss import count_targets
+from experiments.models import build_tiny_model
 from experiments.metrics_log import read_metrics
 from experiments.run_dir import ConfigMismatch
 from experiments.train import ensure_lora, train
@@ -115,7 +117,7 @@ def test_budget_exhaustion_stops_cleanly_with_a_checkpoint_and_the_reason(tiny_m
     assert len(read_metrics(result.metrics_path, kind="train")) == 6
 
     # Running it again resumes at step 6 and stops at once: nothing more is charged or written.
-    again = train(tiny_model.__class__(tiny_model.config), data, setup, tmp_path / "run", BudgetConfig(limit, ledger),
+    again = train(build_tiny_model(), data, setup, tmp_path / "run", BudgetConfig(limit, ledger),
                   progress=False)
     assert (again.status, again.steps_done, again.resumed_from, again.flops_charged) == ("stopped", 6, 6, 0)
     assert experiment_usage(ledger).flops == usage.flops
@@ -147,7 +149,7 @@ def test_resuming_with_another_config_is_refused_before_any_charge(tiny_model, d
     train(tiny_model, data, config(steps=1), tmp_path / "run", BudgetConfig(BIG, ledger), progress=False)
     spent = experiment_usage(ledger).flops
     with pytest.raises(ConfigMismatch, match=r"train.learning_rate: 0.001 -> 0.01"):
-        train(tiny_model.__class__(tiny_model.config), data, config(steps=1, learning_rate=1e-2), tmp_path / "run",
+        train(build_tiny_model(), data, config(steps=1, learning_rate=1e-2), tmp_path / "run",
               BudgetConfig(BIG, ledger), progress=False)
     assert experiment_usage(ledger).flops == spent
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["train"]["learning_rate"] == 1e-3
@@ -160,3 +162,14 @@ def test_only_the_configured_lora_is_trained(tiny_model):
     tiny_model.model.norm.weight.requires_grad_(True)
     with pytest.raises(ValueError, match="model.norm.weight"):
         ensure_lora(tiny_model, LoRAConfig(r=2))
+
+
+def test_the_seed_makes_a_run_reproducible(data, tmp_path):
+    def adapter(seed: int, name: str) -> dict[str, torch.Tensor]:
+        result = train(build_tiny_model(), data, config(steps=2, eval_every=0, seed=seed), tmp_path / name,
+                       BudgetConfig(BIG, tmp_path / "ledger.sqlite"), progress=False)
+        return load_file(result.checkpoint / "adapter" / "adapter.safetensors")
+
+    first, again, other = adapter(0, "a"), adapter(0, "b"), adapter(1, "c")
+    assert all(torch.equal(again[name], tensor) for name, tensor in first.items())
+    assert not all(torch.equal(other[name], tensor) for name, tensor in first.items())
