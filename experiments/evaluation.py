@@ -18,15 +18,14 @@ from experiments.metrics import ValidationMetrics
 
 def validation_indices(n_windows: int, eval_windows: int | None, seed: int) -> np.ndarray:
     """Indices of the windows every validation scores, sorted int64: all of them when
-    ``eval_windows`` is None, else a subset of that size drawn once from ``seed`` (the same
-    subset at every evaluation of a run)."""
+    ``eval_windows`` is None or at least ``n_windows``, else a subset of ``eval_windows``
+    drawn once from ``seed`` (the same subset at every evaluation of a run)."""
     if n_windows < 1:
         raise ValueError("there are no validation windows: the validation split is empty or too short")
-    if eval_windows is None:
+    if eval_windows is not None and eval_windows < 1:
+        raise ValueError(f"eval_windows must be >= 1 or None (all), got {eval_windows}")
+    if eval_windows is None or eval_windows >= n_windows:
         return np.arange(n_windows, dtype=np.int64)
-    if not 1 <= eval_windows <= n_windows:
-        raise ValueError(f"eval_windows={eval_windows} but the validation split has {n_windows} windows "
-                         f"(use 1..{n_windows}, or None for all)")
     chosen = np.random.default_rng([seed, n_windows]).choice(n_windows, size=eval_windows, replace=False)
     return np.sort(chosen).astype(np.int64)
 

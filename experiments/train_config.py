@@ -25,7 +25,8 @@ class TrainConfig:
     parameters only (rank ``lora_rank``, ``lora_alpha`` None = rank, on ``lora_targets``, plus
     a trainable lm_head bias if ``lm_head_bias``). Validation after every ``eval_every``
     steps and after the last (``flopcount.RunPlan.evaluation_steps``; 0: never) on all
-    validation windows, or on a fixed subset of ``eval_windows`` drawn from ``seed``. A
+    validation windows, or on a fixed subset of ``eval_windows`` of them (all if there are
+    not more) drawn from ``seed``. A
     checkpoint every ``checkpoint_every`` steps and at the end; the newest
     ``keep_checkpoints`` are kept. ``max_grad_norm`` clips the global gradient norm.
     """
