@@ -37,9 +37,10 @@ sys.path.insert(0, str(REPO_ROOT))  # runs from a checkout without `pip install 
 
 from experiments.batching import Batch, WindowOrder
 from experiments.data import DataConfig, prepare_data
+from experiments.distributed import make_accelerator
 from experiments.loss import count_targets
 from experiments.models import build_tiny_model, default_tokenizer_source, load_tokenizer
-from experiments.train import ensure_lora, make_accelerator, train, train_step
+from experiments.train import ensure_lora, train, train_step
 from experiments.train_config import BudgetConfig, TrainConfig
 from flopcount import Budget
 from lora import trainable_parameters

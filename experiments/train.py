@@ -34,17 +34,18 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, gather_object, set_seed
+from accelerate.utils import gather_object, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
 from experiments.batching import Batch, WindowOrder, windows_digest
-from experiments.checkpoint import TrainerState, checkpoint_path, capture_rng_state, load_checkpoint, save_checkpoint
+from experiments.checkpoint import TrainerState, capture_rng_state, checkpoint_path, load_checkpoint, save_checkpoint
+from experiments.distributed import make_accelerator, on_main
 from experiments.evaluation import validate, validation_indices
 from experiments.loss import count_targets, token_cross_entropy
 from experiments.metrics_log import METRICS_FILE, MetricsLog
@@ -56,15 +57,6 @@ from lora import LoRAConfig, inject, injected_config, lora_state_dict, trainable
 from lora.adapter import base_model_info
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-def make_accelerator(cpu: bool | None = None) -> Accelerator:
-    """An ``Accelerator`` for ``train``: on CPU (gloo when distributed) unless a GPU is present
-    or ``cpu=False``. Accelerate needs ``cpu=True`` to form a gloo group under ``torchrun``."""
-    if cpu is None:
-        cpu = not torch.cuda.is_available()
-    return Accelerator(cpu=cpu)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, accelerator: Accelerator,
@@ -104,27 +96,6 @@ def run_config(config: TrainConfig, data, model: nn.Module) -> dict[str, Any]:
     return {"train": config.to_dict(), "data": data.config.to_dict(), "model": base_model_info(model)}
 
 
-def on_main(accelerator: Accelerator, action: Callable[[], T]) -> T:
-    """Run ``action`` on rank 0 only and return its result on every rank. If it raises, rank
-    0 re-raises the exception and the other ranks raise ``RuntimeError`` with its message."""
-    if accelerator.num_processes == 1:
-        return action()
-    outcome: list[Any] = [None]
-    error: BaseException | None = None
-    if accelerator.is_main_process:
-        try:
-            outcome = [(True, action())]
-        except Exception as caught:  # noqa: BLE001 - handed to every rank below
-            error, outcome = caught, [(False, f"{type(caught).__name__}: {caught}")]
-    broadcast_object_list(outcome, from_process=0)
-    succeeded, value = outcome[0]
-    if error is not None:
-        raise error
-    if not succeeded:
-        raise RuntimeError(f"rank 0 failed: {value}")
-    return value
-
-
 def affordable_steps(budget: Budget, plan: RunPlan, done: int) -> tuple[int, int]:
     """``(last, needed)``: the last step through which the steps after ``done`` and their
     validations fit in what remains of ``budget``, and the FLOPs all of ``done+1 .. plan.steps``
@@ -150,7 +121,7 @@ class _Run:
         self.train_windows = data.train_windows(config.context)
         validates = bool(config.run_plan(accelerator.num_processes, eval_windows=0).evaluation_steps())
         self.val_windows = data.validation_windows(config.context) if validates else None
-        self.order = WindowOrder(len(self.train_windows.input_ids), state.data_order_seed)
+        self.order = WindowOrder(len(self.train_windows), state.data_order_seed)
         self.val_indices = (validation_indices(len(self.val_windows), config.eval_windows, config.seed)
                             if validates else np.empty(0, dtype=np.int64))
         self.plan = config.run_plan(accelerator.num_processes, eval_windows=len(self.val_indices))
@@ -160,6 +131,7 @@ class _Run:
         self.saved_step = saved_step  # the step of the newest checkpoint on disk
         self.charged = 0  # FLOPs this session charged (rank 0)
         self.session: int | None = None
+        self.last_charge: Charge | None = None  # rank 0: the charge paying for the current work
         self.last_loss: float | None = None
         self.started = time.perf_counter()
 

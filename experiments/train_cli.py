@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from experiments.data import ALPHA_RULES, DataConfig, prepare_data
+from experiments.distributed import make_accelerator
 from experiments.models import TINY_MODEL, load_model_and_tokenizer
-from experiments.train import make_accelerator, train
+from experiments.train import train
 from experiments.train_config import BudgetConfig, TrainConfig
 from flopcount.cli import _exact_int as flops_argument
 from flopcount.conventions import CONVENTIONS
