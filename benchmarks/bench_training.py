@@ -158,7 +158,8 @@ def main() -> None:
               f"   {rate[name]:8.0f} tokens/s")
     print(f"   ratio ours / peft (tokens/s)   {rate['ours'] / rate['peft']:.3f}")
     print("\n2. end to end over the same batches (plain loop timed before and after train())")
-    print(f"   train(): charges, metrics, final checkpoint  {sum(tokens) / end_to_end:8.0f} tokens/s ({end_to_end:.2f} s)")
+    print(f"   train(): charges, metrics, final checkpoint  {sum(tokens) / end_to_end:8.0f} tokens/s "
+          f"({end_to_end:.2f} s)")
     print(f"   peft + HF loop                               {sum(tokens) / plain:8.0f} tokens/s ({plain:.2f} s)")
     print(f"   ratio train() / peft loop (tokens/s)         {plain / end_to_end:.3f}")
     print("\n3. the guard")

@@ -36,7 +36,8 @@ def test_training_windows_overlap_by_half_and_validation_windows_tile(small_data
     real = validation.input_ids[mask][validation.attention_mask[mask] == 1]
     np.testing.assert_array_equal(real, small_data.tokens[held_out])  # every token exactly once
     padded = validation.attention_mask == 0
-    assert (validation.labels[padded] == IGNORE_INDEX).all() and (validation.input_ids[padded] == small_data.pad_id).all()
+    assert (validation.labels[padded] == IGNORE_INDEX).all()
+    assert (validation.input_ids[padded] == small_data.pad_id).all()
 
 
 def test_windows_are_cached_per_context(small_data):
