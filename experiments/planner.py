@@ -1,0 +1,239 @@
+"""The planner: how many FLOPs each stage of a plan will spend, decided before anything runs.
+
+Every figure comes from the analytic model (``flopcount``) and the plan's shapes; no weights
+are loaded, so ``run --plan coursework --dry-run`` works offline. The data's shapes (validation
+windows per context, prompt lengths) come from the LLMTIME text itself: Qwen's tokenizer gives
+one token per character of that text, so text lengths are token counts.
+
+Training stages get ``budget_share`` of the limit, split evenly between the runs of a sweep
+(compute-matched: runs at a longer context take fewer steps); a run takes the steps that share
+pays for (validation included), capped at ``max_steps``, or exactly ``steps``. Stages that use
+the best setting of an earlier stage are projected with the most expensive candidate, so the
+projection is an upper bound; when they run, their steps are fitted to the setting chosen.
+``budget_share = "rest"`` gets the limit minus every other stage's projection.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from experiments.grammar import LLMTimeGrammar
+from experiments.plan import REST, Plan, PlanError, StageSpec, TrainingSpec
+from flopcount import RunPlan, estimate_run, generation_flops, max_affordable_steps, model_shape
+from flopcount.shape import ModelShape
+from lvdata import LLMTimeFormat, encode, make_windows
+
+
+@dataclass(frozen=True)
+class DataShapes:
+    """Token counts of the plan's data: per-trajectory text lengths of the validation split
+    and the longest test prompt, plus the number of test series forecast."""
+
+    validation_lengths: tuple[int, ...]
+    test_prompt_tokens: int
+    test_series: int
+
+    def validation_windows(self, context: int) -> int:
+        """Validation windows at ``context`` (stride = context), as ``lvdata.make_windows`` cuts them."""
+        sequences = [np.zeros(n, dtype=np.int64) for n in self.validation_lengths]
+        return len(make_windows(sequences, context, context, pad_id=0))
+
+
+@dataclass(frozen=True)
+class RunProjection:
+    """One training run: its ledger name, settings, steps and FLOPs (training + validation)."""
+
+    experiment: str
+    settings: dict[str, Any]
+    steps: int
+    flops: int
+    eval_windows: int
+
+
+@dataclass(frozen=True)
+class StageProjection:
+    name: str
+    kind: str
+    flops: int
+    runs: tuple[RunProjection, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PlanProjection:
+    """Projected FLOPs of every stage against the plan's ``limit``."""
+
+    plan: str
+    limit: int
+    stages: tuple[StageProjection, ...] = field(default_factory=tuple)
+
+    @property
+    def total(self) -> int:
+        return sum(stage.flops for stage in self.stages)
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.limit
+
+    def stage(self, name: str) -> StageProjection:
+        return next(stage for stage in self.stages if stage.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"plan": self.plan, "limit": self.limit, "total": self.total, "fits": self.fits,
+                "stages": [{"name": s.name, "kind": s.kind, "flops": s.flops, "share": s.flops / self.limit,
+                            "note": s.note, "runs": [asdict(run) for run in s.runs]} for s in self.stages]}
+
+    def to_markdown(self) -> str:
+        lines = ["| stage | kind | runs | steps per run | FLOPs | share of limit | note |",
+                 "|---|---|---:|---|---:|---:|---|"]
+        for s in self.stages:
+            steps = ", ".join(str(run.steps) for run in s.runs) or "-"
+            lines.append(f"| {s.name} | {s.kind} | {len(s.runs)} | {steps} | {s.flops:.4g} | "
+                         f"{s.flops / self.limit:.2%} | {s.note} |")
+        lines.append(f"| **total** | | | | **{self.total:.4g}** | **{self.total / self.limit:.2%}** | "
+                     f"limit {self.limit:.4g} |")
+        return "\n".join(lines)
+
+
+def data_shapes(plan: Plan, trajectories: np.ndarray, alphas: np.ndarray, split) -> DataShapes:
+    """The token counts the planner needs, from the encoded text (one token per character)."""
+    fmt = LLMTimeFormat(precision=plan.data.precision)
+    validation = encode(trajectories[split.validation], alphas[split.validation], fmt)
+    test_ids = forecast_ids(plan, split)
+    prompts = encode(trajectories[test_ids, : plan.data.prompt_steps], alphas[test_ids], fmt)
+    return DataShapes(tuple(len(text) for text in validation), max(len(p) for p in prompts), len(test_ids))
+
+
+def forecast_ids(plan: Plan, split) -> np.ndarray:
+    """The test trajectories the plan forecasts: all, or the first ``forecast.series``."""
+    ids = np.asarray(split.test)
+    return ids[: plan.forecast.series] if plan.forecast.series else ids
+
+
+def run_settings(plan: Plan, stage: StageSpec, chosen: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The training settings of each run of ``stage``: the plan's defaults, the best setting
+    ``chosen`` from the stage named in ``from`` (if any), the stage's overrides, then its grid."""
+    base = {**asdict(plan.training), **(chosen or {}), **stage.overrides}
+    if stage.kind == "sweep":
+        keys = list(stage.grid)
+        return [{**base, **dict(zip(keys, values))} for values in itertools.product(*stage.grid.values())]
+    if stage.kind == "context":
+        return [{**base, "context": context} for context in stage.contexts]
+    return [base]
+
+
+def run_name(stage: StageSpec, settings: dict[str, Any]) -> str:
+    """Ledger name of a run: the stage, plus the swept values for a sweep or context stage."""
+    if stage.kind == "sweep":
+        return stage.name + "/" + ",".join(f"{_short(key)}={settings[key]:g}" for key in stage.grid)
+    if stage.kind == "context":
+        return f"{stage.name}/context={settings['context']}"
+    return stage.name
+
+
+def _short(key: str) -> str:
+    return {"learning_rate": "lr", "lora_rank": "r", "lora_alpha": "alpha", "batch_size": "batch"}.get(key, key)
+
+
+def run_plan_of(settings: dict[str, Any], steps: int, eval_windows: int) -> RunPlan:
+    """The ``flopcount.RunPlan`` of a run with these settings (what ``train`` will charge)."""
+    return RunPlan(steps=steps, batch=settings["batch_size"], seq_len=settings["context"],
+                   lora_rank=settings["lora_rank"], lora_targets=tuple(settings["lora_targets"]),
+                   eval_every=settings["eval_every"], eval_windows=eval_windows)
+
+
+def fit_run(shape: ModelShape, plan: Plan, stage: StageSpec, settings: dict[str, Any], shapes: DataShapes,
+            available: int) -> RunProjection:
+    """Steps and FLOPs of one run: exactly ``stage.steps``, or as many as ``available`` FLOPs
+    pay for up to ``stage.max_steps``."""
+    n_windows = shapes.validation_windows(settings["context"])
+    eval_windows = min(settings["eval_windows"] or n_windows, n_windows)
+    convention = plan.budget.convention
+    if stage.steps:
+        steps = stage.steps
+    else:
+        steps = min(stage.max_steps, max_affordable_steps(shape, run_plan_of(settings, stage.max_steps, eval_windows),
+                                                          max(available, 0), convention))
+    flops = estimate_run(shape, run_plan_of(settings, steps, eval_windows), convention).total
+    return RunProjection(run_name(stage, settings), settings, steps, flops, eval_windows)
+
+
+def forecast_flops(shape: ModelShape, plan: Plan, shapes: DataShapes) -> int:
+    """Upper bound of one forecast of the test split: greedy and sampled, every batch at the
+    longest prompt and the grammar's longest output."""
+    grammar = LLMTimeGrammar(n_steps=plan.data.forecast_steps, max_int_digits=plan.forecast.max_int_digits,
+                             fmt=LLMTimeFormat(precision=plan.data.precision))
+    spec, convention = plan.forecast, plan.budget.convention
+    total = 0
+    for start in range(0, shapes.test_series, spec.batch_size):
+        batch = min(spec.batch_size, shapes.test_series - start)
+        for samples in ([1] if spec.greedy else []) + ([spec.samples] if spec.samples else []):
+            total += generation_flops(shape, shapes.test_prompt_tokens, grammar.max_new_tokens, samples=samples,
+                                      batch=batch, lora_rank=0, convention=convention).total
+    return total
+
+
+def project(plan: Plan, shapes: DataShapes, selections: dict[str, dict[str, Any]] | None = None) -> PlanProjection:
+    """Project every stage. ``selections``: the best setting already chosen by finished
+    stages (stage name -> settings); other stages that depend on one use the costliest candidate."""
+    shape = model_shape(plan_model(plan))
+    selections = selections or {}
+    limit = plan.budget.limit
+    forecast = forecast_flops(shape, plan, shapes)
+    fixed: dict[str, StageProjection] = {}
+    for stage in plan.stages:
+        if stage.budget_share == REST:
+            continue
+        fixed[stage.name] = _project_stage(shape, plan, stage, shapes, selections, forecast,
+                                           int(stage.budget_share * limit) if stage.trains else 0)
+    projected = []
+    for stage in plan.stages:
+        if stage.budget_share == REST:
+            rest = limit - sum(p.flops for p in fixed.values())
+            projected.append(_project_stage(shape, plan, stage, shapes, selections, forecast, rest))
+        else:
+            projected.append(fixed[stage.name])
+    return PlanProjection(plan.name, limit, tuple(projected))
+
+
+def _project_stage(shape: ModelShape, plan: Plan, stage: StageSpec, shapes: DataShapes,
+                   selections: dict[str, dict[str, Any]], forecast: int, available: int) -> StageProjection:
+    if stage.kind in ("baseline", "evaluate"):
+        note = "untrained model, greedy + sampled" if stage.kind == "baseline" else f"adapter of {stage.source!r}"
+        return StageProjection(stage.name, stage.kind, forecast, note=f"{note}; upper bound")
+    if not stage.source:
+        candidates = [None]
+    elif stage.source in selections:
+        candidates = [selections[stage.source]]
+    else:
+        candidates = _candidates(plan, stage.source)
+    options = [run_settings(plan, stage, chosen) for chosen in candidates]
+    runs_per_option = len(options[0])
+    per_run = available // runs_per_option
+    projections = [[fit_run(shape, plan, stage, settings, shapes, per_run) for settings in option]
+                   for option in options]
+    runs = max(projections, key=lambda option: sum(run.flops for run in option))
+    if stage.steps == 0 and any(run.steps == 0 for run in runs):
+        raise PlanError(f"{plan.path} stage {stage.name!r}: its share ({available:.4g} FLOPs for "
+                        f"{runs_per_option} run(s)) does not pay for a single training step")
+    note = "costliest candidate of " + repr(stage.source) if len(candidates) > 1 else ""
+    return StageProjection(stage.name, stage.kind, sum(run.flops for run in runs), tuple(runs), note)
+
+
+def _candidates(plan: Plan, source: str) -> list[dict[str, Any]]:
+    """Every setting stage ``source`` could select (recursively through its own ``from``)."""
+    stage = plan.stage(source)
+    upstream = _candidates(plan, stage.source) if stage.source else [None]
+    return [settings for chosen in upstream for settings in run_settings(plan, stage, chosen)]
+
+
+def plan_model(plan: Plan) -> Any:
+    """What ``flopcount.model_shape`` reads the plan's model from (``tiny`` is a config here)."""
+    from experiments.models import TINY_MODEL, tiny_config
+
+    return tiny_config() if plan.model.source == TINY_MODEL else plan.model.source
+

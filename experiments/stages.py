@@ -1,0 +1,132 @@
+"""What one stage of a plan does: a training run, or a forecast of the test split.
+
+Each function takes the ``PlanRun`` (plan, run directory, data, ledger) and returns the
+JSON-ready record ``results.json`` keeps for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from experiments.checkpoint import ADAPTER
+from experiments.evaluate import evaluate_test_split
+from experiments.forecast import ForecastConfig
+from experiments.metrics import ValidationMetrics, results_table
+from experiments.metrics_log import read_metrics
+from experiments.planner import forecast_ids
+from experiments.train import train
+from experiments.train_config import BudgetConfig, TrainConfig
+from flopcount import Budget
+from lora import LoRAConfig, inject, load_adapter
+
+if TYPE_CHECKING:
+    from experiments.plan import StageSpec
+    from experiments.runner import PlanRun
+
+
+def stage_dir(run: PlanRun, name: str) -> Path:
+    """``out/stages/<name>`` (a run name's ``/`` and ``=`` become path-safe)."""
+    return run.out_dir / "stages" / name.replace("/", "__").replace("=", "-")
+
+
+def train_config(experiment: str, settings: dict[str, Any], steps: int) -> TrainConfig:
+    """The ``TrainConfig`` of one planned run."""
+    return TrainConfig(
+        experiment=experiment, steps=steps, batch_size=settings["batch_size"], context=settings["context"],
+        learning_rate=settings["learning_rate"], lora_rank=settings["lora_rank"],
+        lora_alpha=settings["lora_alpha"] or None, lora_targets=tuple(settings["lora_targets"]),
+        eval_every=settings["eval_every"], eval_windows=settings["eval_windows"] or None,
+        checkpoint_every=settings["checkpoint_every"], seed=settings["seed"],
+    )  # fmt: skip
+
+
+def budget_config(run: PlanRun) -> BudgetConfig:
+    return BudgetConfig(run.plan.budget.limit, run.ledger_path, run.plan.budget.convention)
+
+
+def run_training(run: PlanRun, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:
+    """Train (or resume) the run ``entry`` of ``stage``; returns its outcome for ``results.json``."""
+    config = train_config(entry["experiment"], entry["settings"], entry["steps"])
+    result = train(run.base_model(), run.data, config, stage_dir(run, entry["experiment"]), budget_config(run),
+                   progress=run.progress)
+    return {
+        "status": result.status, "stop_reason": result.stop_reason, "steps_done": result.steps_done,
+        "run_dir": str(result.run_dir.relative_to(run.out_dir)),
+        "checkpoint": str(result.checkpoint.relative_to(run.out_dir)) if result.checkpoint else None,
+        "metrics": str(result.metrics_path.relative_to(run.out_dir)),
+        "train_loss": result.final_train_loss, "val_loss": result.last_val_loss,
+        "val_perplexity": result.last_val_perplexity, "best_val_loss": result.best_val_loss,
+        "best_val_step": result.best_val_step,
+    }  # fmt: skip
+
+
+def forecast_configs(run: PlanRun) -> list[ForecastConfig]:
+    """Greedy and/or sampled forecasting as the plan's ``[forecast]`` table says."""
+    spec, data = run.plan.forecast, run.plan.data
+    common = dict(k=data.prompt_steps, m=data.forecast_steps, batch_size=spec.batch_size, seed=spec.seed,
+                  max_int_digits=spec.max_int_digits)
+    configs = [ForecastConfig(**common)] if spec.greedy else []
+    if spec.samples:
+        configs.append(ForecastConfig(**common, do_sample=True, samples=spec.samples, temperature=spec.temperature,
+                                      top_p=spec.top_p))
+    return configs
+
+
+def run_forecast_stage(run: PlanRun, stage: StageSpec, source: dict[str, Any] | None) -> dict[str, Any]:
+    """Forecast the test split with the base model (``baseline``) or the best adapter of the
+    stage ``source`` (``evaluate``), next to every non-LLM baseline; generation is charged
+    to the ledger as experiment ``stage.name``."""
+    model, adapter_flops, validation, record = run.base_model(), {}, None, {"source": stage.source or None}
+    if stage.kind == "evaluate":
+        entry = next(e for e in source["runs"] if e["experiment"] == source["best"]["experiment"])
+        adapter = run.out_dir / entry["checkpoint"] / ADAPTER
+        lora = load_adapter(model, adapter).config
+        adapter_flops = {"lora_rank": lora.r, "lora_targets": lora.targets, "lm_head_bias": lora.lm_head_bias}
+        validation = _validation_of(run, entry)
+        record.update(adapter=str(adapter.relative_to(run.out_dir)), experiment=entry["experiment"])
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    out = stage_dir(run, stage.name)
+    ids = forecast_ids(run.plan, run.data.split)
+    budget = Budget(run.plan.budget.limit, run.ledger_path, stage.name, model=model.config,
+                    convention=run.plan.budget.convention, config={"stage": stage.kind, "test_ids": ids.tolist()},
+                    **adapter_flops)
+    with budget:
+        results = evaluate_test_split(model, run.tokenizer, run.data, forecast_configs(run), budget, out, ids=ids,
+                                      validation=validation, n_plots=run.plan.forecast.plot_series,
+                                      progress=run.progress, overwrite=True)
+    described = "untrained base model" if stage.kind == "baseline" else f"adapter of run `{record['experiment']}`"
+    record.update(
+        description=f"{len(ids)} test trajectories, {run.plan.data.prompt_steps} context steps, "
+                    f"{run.plan.data.forecast_steps} forecast steps; the LLM rows are the {described}. "
+                    "MSE / MAE / R² per species in original units: mean [95% bootstrap interval] and median.",
+        results_table=results_table(results.metrics),
+        methods=[metrics.to_dict(per_trajectory=False) for metrics in results.metrics],
+        figures=[str(path.relative_to(run.out_dir)) for path in results.files if path.suffix == ".png"],
+        validation=validation.to_dict() if validation else None,
+    )  # fmt: skip
+    return record
+
+
+def _validation_of(run: PlanRun, entry: dict[str, Any]) -> ValidationMetrics | None:
+    """The last validation of a training run, from its metrics file."""
+    records = read_metrics(run.out_dir / entry["metrics"], kind="validation")
+    if not records:
+        return None
+    return ValidationMetrics(cross_entropy_nats=records[-1]["val_loss"], n_tokens=records[-1]["val_tokens"])
+
+
+def measure_training_rule(run: PlanRun, seq_len: int = 64) -> dict[str, Any]:
+    """Backward ÷ forward FLOPs of one LoRA training step of the plan's model, measured with
+    ``FlopCounterMode`` on a validation window (the budget assumes 2)."""
+    from flopcount.runtime import measure_backward_ratio
+
+    settings = run.plan.training
+    model = run.base_model()
+    inject(model, LoRAConfig(r=settings.lora_rank, targets=settings.lora_targets))
+    window = run.data.validation_windows(seq_len).input_ids[:1]  # (1, seq_len)
+    measured = measure_backward_ratio(model, torch.as_tensor(window))
+    return {"forward": measured.forward, "backward": measured.backward, "ratio": measured.ratio,
+            "assumed": measured.assumed, "batch": 1, "seq_len": seq_len}
