@@ -19,6 +19,9 @@ from .metrics_log import MetricsLog, read_metrics
 from .run_dir import ConfigMismatch
 from .train import make_accelerator, train, train_step
 from .train_config import BudgetConfig, TrainConfig, TrainResult
+from .grammar import LLMTimeGrammar, LLMTimeLogitsProcessor, StepStoppingCriteria
+from .forecast import ForecastConfig, ForecastOutput, GenerationBatch, forecast_series
+from .evaluate import TestSplitResults, evaluate_test_split
 
 __all__ = [
     "QWEN_MODEL_ID",
@@ -49,4 +52,14 @@ __all__ = [
     "train",
     "train_step",
     "validate",
+    # forecasting (experiments.grammar, experiments.forecast, experiments.evaluate)
+    "ForecastConfig",
+    "ForecastOutput",
+    "GenerationBatch",
+    "LLMTimeGrammar",
+    "LLMTimeLogitsProcessor",
+    "StepStoppingCriteria",
+    "TestSplitResults",
+    "evaluate_test_split",
+    "forecast_series",
 ]

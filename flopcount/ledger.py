@@ -252,16 +252,8 @@ class Ledger:
 
     # -- charging --------------------------------------------------------------------------
 
-    def charge(
-        self,
-        session: Session,
-        phase: str,
-        flops: int,
-        *,
-        step: int,
-        tokens: int,
-        payload: Any = None,
-    ) -> Charge:
+    def charge(self, session: Session, phase: str, flops: int, *, step: int, tokens: int,
+               payload: Any = None) -> Charge:
         """Record ``flops`` spent in ``phase`` at ``step``, or raise :class:`BudgetExceeded`.
 
         Atomic: either the charge and the new running total are both committed, or nothing
@@ -285,9 +277,8 @@ class Ledger:
         tokens = as_count(tokens, "tokens")
         now = time.time()
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT flops, reserved_flops, settled_at FROM charges WHERE id = ?", (charge_id,)
-            ).fetchone()
+            row = db.execute("SELECT flops, reserved_flops, settled_at FROM charges WHERE id = ?",
+                             (charge_id,)).fetchone()
             if row is None or row[1] is None:
                 what = "no charge" if row is None else "an ordinary charge, not a reservation"
                 raise LedgerError(f"ledger {self.path}: charge {charge_id} is {what}; only reservations settle")
@@ -299,10 +290,8 @@ class Ledger:
                     f"reservation {charge_id} reserved {reserved} FLOPs but the work cost {flops}: "
                     "the excess was never guarded by the budget (reserve the maximum the work can cost)"
                 )
-            db.execute(
-                "UPDATE charges SET flops = ?, tokens = ?, settled_at = ? WHERE id = ?",
-                (flops, tokens, now, charge_id),
-            )
+            db.execute("UPDATE charges SET flops = ?, tokens = ?, settled_at = ? WHERE id = ?",
+                       (flops, tokens, now, charge_id))
             db.execute("UPDATE running_total SET spent = spent - ?", (reserved - flops,))
         return next(charge for charge in self._charges_where("c.id = :id", {"id": charge_id}))
 

@@ -69,7 +69,7 @@ def test_a_left_padded_batch_gives_each_prompt_its_own_greedy_output(model, qwen
     lengths = {len(qwen_tokenizer.encode(example.prompt_text)) for example in examples}
     assert len(lengths) == 3, "the prompts must differ in length to test the padding"
     for constrained in (True, False):
-        config = ForecastConfig(k=K, m=M, constrained=constrained, max_int_digits=2, batch_size=3)
+        config = ForecastConfig(k=K, m=2, constrained=constrained, max_int_digits=2, batch_size=3)
         batched = forecast_series(model, qwen_tokenizer, examples, config, progress=False)
         alone = [forecast_series(model, qwen_tokenizer, [example], config, progress=False) for example in examples]
         assert batched.texts == [output.texts[0] for output in alone]
@@ -79,7 +79,7 @@ def test_sampling_is_deterministic_for_a_seed_and_leaves_the_global_rng_alone(mo
     examples = examples_from(np.random.default_rng(3).uniform(0.5, 9.0, size=(2, K + M, 2)), [1.0, 1.0])
 
     def sample(seed: int) -> list[list[str]]:
-        config = ForecastConfig(k=K, m=M, do_sample=True, samples=3, seed=seed, max_int_digits=2)
+        config = ForecastConfig(k=K, m=M, do_sample=True, samples=2, seed=seed, max_int_digits=2)
         return forecast_series(model, qwen_tokenizer, examples, config, progress=False).texts
 
     rng_before = torch.random.get_rng_state()
@@ -106,8 +106,8 @@ def test_a_checkpoints_own_generation_defaults_do_not_change_the_forecasts(model
     opinionated = build_tiny_model(seed=0)  # same weights, Qwen-like sampling defaults
     opinionated.generation_config.update(repetition_penalty=1.5, top_k=1, top_p=0.1, temperature=0.05)
     examples = examples_from(np.random.default_rng(5).uniform(0.5, 9.0, size=(2, K + M, 2)), [1.0, 1.0])
-    for config in (ForecastConfig(k=K, m=M, constrained=False),
-                   ForecastConfig(k=K, m=M, do_sample=True, samples=2, seed=1, max_int_digits=2)):
+    for config in (ForecastConfig(k=K, m=2, constrained=False),
+                   ForecastConfig(k=K, m=2, do_sample=True, samples=2, seed=1, max_int_digits=2)):
         plain = forecast_series(model, qwen_tokenizer, examples, config, progress=False)
         assert forecast_series(opinionated, qwen_tokenizer, examples, config, progress=False).texts == plain.texts
 
