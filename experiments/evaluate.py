@@ -19,6 +19,7 @@ Nothing is overwritten unless asked, and that is checked before any FLOP is spen
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from collections.abc import Sequence
@@ -63,13 +64,15 @@ def evaluate_test_split(
     method and write the results (see the module docstring).
 
     ``config``: one or several LLM forecast configurations sharing ``k`` and ``m`` (the
-    baselines use the same ones). ``methods``: ``"llm"`` (every config; needs ``model`` and
+    baselines use the same ones); their ``fmt`` is set to ``data.fmt``, the format the
+    prompts are written in. ``methods``: ``"llm"`` (every config; needs ``model`` and
     ``tokenizer``) and baseline names of :data:`experiments.baselines.BASELINES`. ``ids``: a
     subset of the test split (default: all of it). ``budget`` / ``step``: where generation
     is charged (see :func:`~experiments.forecast.forecast_series`); baselines are not charged
     (their rough FLOPs are reported as an extra).
     """
     configs = [config] if isinstance(config, ForecastConfig) else list(config)
+    configs = [dataclasses.replace(c, fmt=data.fmt) for c in configs]
     k, m = _common_horizon(configs)
     unknown = sorted(set(methods) - {LLM, *BASELINES})
     if unknown:

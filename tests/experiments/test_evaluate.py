@@ -4,6 +4,7 @@ path, results JSON/Markdown/arrays/plots written, nothing overwritten or spent b
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -106,6 +107,15 @@ def test_baselines_alone_need_no_model(data, tmp_path):
                                   n_plots=1, n_bootstrap=0, progress=False)
     assert [metrics.method for metrics in results.metrics] == ["persistence"] and results.llm == {}
     assert {path.name for path in results.files} >= {"forecast_972.png", "results.json"}
+
+
+def test_the_llm_writes_in_the_datas_format(model, qwen_tokenizer, tmp_path):
+    data = prepare_data(DataConfig(simulate_systems=8, fractions=(0.5, 0.25, 0.25), precision=3), qwen_tokenizer)
+    results = evaluate_test_split(model, qwen_tokenizer, data, ForecastConfig(k=4, m=2, max_int_digits=2), None,
+                                  tmp_path, methods=("llm",), n_plots=0, n_bootstrap=0, progress=False)
+    (output,) = results.llm.values()
+    assert output.config.fmt.precision == 3
+    assert all(re.fullmatch(r"(?:[0-9]+\.[0-9]{3},[0-9]+\.[0-9]{3};){2}", text) for row in output.texts for text in row)
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [

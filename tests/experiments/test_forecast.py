@@ -102,6 +102,15 @@ def test_the_point_forecast_is_the_median_of_the_samples_inside_the_band(model, 
     assert not output.repaired.any()  # constrained: no sample needed dropping
 
 
+def test_top_p_only_ever_sees_grammatical_tokens(model, qwen_tokenizer):
+    # Were the grammar applied after top-p, a random model's nucleus (prose tokens) would be masked
+    # away entirely and sampling would fail; applied first, the nucleus is drawn from the grammar.
+    examples = examples_from(np.random.default_rng(6).uniform(0.5, 9.0, size=(2, K + M, 2)), [1.0, 1.0])
+    config = ForecastConfig(k=K, m=2, do_sample=True, samples=2, top_p=0.05, temperature=0.7, max_int_digits=2)
+    output = forecast_series(model, qwen_tokenizer, examples, config, progress=False)
+    assert output.malformed_sample_fraction == 0 and np.isfinite(output.samples).all()
+
+
 def test_a_checkpoints_own_generation_defaults_do_not_change_the_forecasts(model, qwen_tokenizer):
     opinionated = build_tiny_model(seed=0)  # same weights, Qwen-like sampling defaults
     opinionated.generation_config.update(repetition_penalty=1.5, top_k=1, top_p=0.1, temperature=0.05)
