@@ -173,49 +173,86 @@ def forecast_series(
     _check_examples(examples, config)
     if budget is not None and not config.use_cache:
         raise ValueError("use_cache=False cannot be charged: the budget's generation count assumes a KV cache")
-    grammar = LLMTimeGrammar(n_steps=config.m, n_vars=N_VARS, max_int_digits=config.max_int_digits, fmt=config.fmt)
-    step_token_id = alphabet_token_ids(tokenizer, grammar)[-1]
-    eos_ids = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-    max_new_tokens = config.max_new_tokens or grammar.max_new_tokens
-    generation_config = _generation_config(config, max_new_tokens, eos_ids, pad_id)
-    device = model.device
-
+    generator = _BatchGenerator.build(model, tokenizer, config)
     prompts = tokenize_texts(tokenizer, [example.prompt_text for example in examples])
-    _check_context_length(model, prompts, max_new_tokens)
+    _check_context_length(model, prompts, generator.max_new_tokens)
     order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))  # shortest first: less padding
     n, s = len(examples), config.samples
     texts: list[list[str]] = [[] for _ in range(n)]
-    tokens_out = np.zeros((n, s), dtype=np.int64)
+    generated_tokens = np.zeros((n, s), dtype=np.int64)
     batches = []
     starts = range(0, n, config.batch_size)
     for batch_index, start in enumerate(tqdm(starts, desc=config.method_name, unit="batch", disable=not progress)):
         indices = order[start:start + config.batch_size]
-        input_ids, attention_mask = _left_pad([prompts[i] for i in indices], pad_id)  # (b, L) each
+        input_ids, attention_mask = _left_pad([prompts[i] for i in indices], generator.pad_id)  # (b, L) each
         prompt_len = input_ids.shape[1]
-        reservation = None
-        if budget is not None:
-            reservation = budget.reserve_generation(prompt_len=prompt_len, max_new_tokens=max_new_tokens,
-                                                    samples=s, batch=len(indices), step=step)
-        processors = LogitsProcessorList()
-        if config.constrained:
-            processors.append(LLMTimeLogitsProcessor(grammar, tokenizer, eos_token_id=eos_ids[0]))
-        stopping = StoppingCriteriaList([StepStoppingCriteria(step_token_id, config.m, prompt_len)])
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(int(np.random.SeedSequence([config.seed, batch_index]).generate_state(1)[0]))
-            sequences = model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                generation_config=generation_config, logits_processor=processors, stopping_criteria=stopping,
-            )  # (b * S, L + new_tokens), the S samples of a prompt adjacent
-        new_tokens = sequences.shape[1] - prompt_len
-        charge = reservation.settle(new_tokens) if reservation is not None else None
-        batches.append(GenerationBatch(tuple(indices), prompt_len, new_tokens, s, charge))
-        generated = sequences[:, prompt_len:].cpu()  # (b * S, new_tokens)
-        for row, (text, length) in enumerate(_texts_until_eos(tokenizer, generated, {*eos_ids, pad_id})):
+        reservation = None if budget is None else budget.reserve_generation(
+            prompt_len=prompt_len, max_new_tokens=generator.max_new_tokens, samples=s, batch=len(indices), step=step)
+        generated = generator.generate(input_ids, attention_mask, batch_index)  # (b * S, new_tokens)
+        charge = None if reservation is None else reservation.settle(generated.shape[1])
+        batches.append(GenerationBatch(tuple(indices), prompt_len, generated.shape[1], s, charge))
+        for row, (text, length) in enumerate(generator.texts(generated)):
             texts[indices[row // s]].append(text)
-            tokens_out[indices[row // s], row % s] = length
+            generated_tokens[indices[row // s], row % s] = length
+    return _decoded_output(config, examples, texts, generated_tokens, batches)
 
-    return _decoded_output(config, examples, texts, tokens_out, batches)
+
+@dataclass(frozen=True)
+class _BatchGenerator:
+    """What every ``generate`` call of one :func:`forecast_series` shares."""
+
+    model: object
+    tokenizer: object
+    config: ForecastConfig
+    grammar: LLMTimeGrammar
+    generation_config: GenerationConfig
+    eos_ids: tuple[int, ...]
+    pad_id: int
+    step_token_id: int
+
+    @classmethod
+    def build(cls, model, tokenizer, config: ForecastConfig) -> _BatchGenerator:
+        grammar = LLMTimeGrammar(n_steps=config.m, n_vars=N_VARS, max_int_digits=config.max_int_digits,
+                                 fmt=config.fmt)
+        eos_ids = _eos_ids(model, tokenizer)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+        generation_config = _generation_config(config, config.max_new_tokens or grammar.max_new_tokens,
+                                                list(eos_ids), pad_id)
+        return cls(model, tokenizer, config, grammar, generation_config, eos_ids, pad_id,
+                   step_token_id=alphabet_token_ids(tokenizer, grammar)[-1])
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.generation_config.max_new_tokens
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch_index: int) -> torch.Tensor:
+        """New tokens ``(b * S, new_tokens)`` on the CPU, the S samples of a prompt adjacent, for
+        left-padded ``input_ids`` / ``attention_mask`` ``(b, L)``; seeded by ``(seed, batch_index)``."""
+        processors = LogitsProcessorList()
+        if self.config.constrained:
+            processors.append(LLMTimeLogitsProcessor(self.grammar, self.tokenizer, eos_token_id=self.eos_ids[0]))
+        stopping = StoppingCriteriaList([StepStoppingCriteria(self.step_token_id, self.config.m, input_ids.shape[1])])
+        device = self.model.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(np.random.SeedSequence([self.config.seed, batch_index]).generate_state(1)[0]))
+            sequences = self.model.generate(
+                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                generation_config=self.generation_config, logits_processor=processors, stopping_criteria=stopping,
+            )  # (b * S, L + new_tokens)
+        return sequences[:, input_ids.shape[1]:].cpu()
+
+    def texts(self, generated: torch.Tensor) -> list[tuple[str, int]]:
+        """Each row's text up to (excluding) its first EOS or pad token, and that token count.
+
+        Other special tokens are kept in the text (``skip_special_tokens=False``), so output
+        that drifts into chat markup is reported as non-numeric, never silently dropped.
+        """
+        stop_ids = {*self.eos_ids, self.pad_id}
+        rows = []
+        for ids in generated.tolist():
+            length = next((position for position, token in enumerate(ids) if token in stop_ids), len(ids))
+            rows.append((self.tokenizer.decode(ids[:length], skip_special_tokens=False), length))
+        return rows
 
 
 def _decoded_output(config: ForecastConfig, examples: list[ForecastExample], texts: list[list[str]],
@@ -262,15 +299,16 @@ def _check_context_length(model, prompts: list[np.ndarray], max_new_tokens: int)
                          f"{limit} positions")
 
 
-def _eos_ids(model, tokenizer) -> list[int]:
+def _eos_ids(model, tokenizer) -> tuple[int, ...]:
     """End-of-sequence ids: the tokenizer's first, then the model's generation config's."""
     configured = getattr(model.generation_config, "eos_token_id", None)
     configured = configured if isinstance(configured, list) else [configured]
     ids = [tokenizer.eos_token_id, *configured]
-    return list(dict.fromkeys(int(i) for i in ids if i is not None))
+    return tuple(dict.fromkeys(int(i) for i in ids if i is not None))
 
 
-def _generation_config(config: ForecastConfig, max_new_tokens: int, eos_ids: list[int], pad_id: int):
+def _generation_config(config: ForecastConfig, max_new_tokens: int, eos_ids: list[int],
+                       pad_id: int) -> GenerationConfig:
     """Every setting that matters set explicitly, so a checkpoint's own defaults (Qwen ships
     repetition_penalty 1.1, top_k 20, ...) never change the forecasts."""
     sampling = {"temperature": config.temperature, "top_p": config.top_p, "top_k": 0} if config.do_sample else {}
@@ -290,16 +328,3 @@ def _left_pad(prompts: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, tor
         input_ids[row, length - len(prompt):] = torch.from_numpy(prompt)
         attention_mask[row, length - len(prompt):] = 1
     return input_ids, attention_mask
-
-
-def _texts_until_eos(tokenizer, generated: torch.Tensor, stop_ids: set[int]) -> list[tuple[str, int]]:
-    """Each row's text up to (excluding) its first EOS or pad token, and that token count.
-
-    Other special tokens are kept in the text (``skip_special_tokens=False``), so output that
-    drifts into chat markup is reported as non-numeric, never silently dropped.
-    """
-    rows = []
-    for ids in generated.tolist():
-        length = next((position for position, token in enumerate(ids) if token in stop_ids), len(ids))
-        rows.append((tokenizer.decode(ids[:length], skip_special_tokens=False), length))
-    return rows
