@@ -85,18 +85,16 @@ class LLMTimeGrammar:
         token. A token the state does not allow leads to the final state: it can only get
         there if something after this processor forced it, and the decoder reports it.
         """
-        step_next = self._step_automaton()  # (S, 13): intra-step successor, S = "step complete"
-        n_intra, done = len(step_next), self.n_steps * len(step_next)
+        step_next = torch.tensor(self._step_automaton())  # (S, 13): intra-step successor, S = "step complete"
+        n_intra = len(step_next)
+        done = self.n_steps * n_intra  # the final state
+        allowed_in_step = step_next != FORBIDDEN  # (S, 13)
+        step_start = torch.arange(self.n_steps)[:, None, None] * n_intra  # (m, 1, 1)
+        successors = torch.where(allowed_in_step, step_start + step_next, done)  # (m, S, 13); S -> next step
         next_state = torch.full((done + 1, OTHER_CLASS + 1), done, dtype=torch.int64)
+        next_state[:done, :N_CHAR_CLASSES] = successors.reshape(done, N_CHAR_CLASSES)
         allowed = torch.zeros((done + 1, EOS_CLASS + 1), dtype=torch.bool)
-        for step in range(self.n_steps):
-            for intra, row in enumerate(step_next):
-                state = step * n_intra + intra
-                for char_class, target in enumerate(row):
-                    if target == FORBIDDEN:
-                        continue
-                    allowed[state, char_class] = True
-                    next_state[state, char_class] = step * n_intra + target  # "complete" -> next step's start
+        allowed[:done, :N_CHAR_CLASSES] = allowed_in_step.repeat(self.n_steps, 1)
         allowed[done, EOS_CLASS] = True  # after the last step: EOS only; every token keeps it there
         return next_state, allowed
 
