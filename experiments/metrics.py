@@ -213,7 +213,7 @@ class MethodMetrics:
         }
         if per_trajectory:
             document.update(ids=self.ids, n_valid_steps=self.n_valid_steps)
-        return _json_ready(document)
+        return json_ready(document)
 
 
 def _band_coverage(forecast_set: ForecastSet) -> np.ndarray | None:
@@ -318,7 +318,7 @@ def results_table(methods: list[MethodMetrics]) -> str:
 
 def results_document(methods: list[MethodMetrics], validation: ValidationMetrics | None = None) -> dict:
     """The results file's content: every method's metrics and the validation loss, JSON-ready."""
-    return _json_ready({
+    return json_ready({
         "species": SPECIES,
         "methods": [m.to_dict() for m in methods],
         "validation": None if validation is None else validation.to_dict(),
@@ -336,12 +336,15 @@ def save_results(path: str | Path, methods: list[MethodMetrics], *, validation: 
     return path
 
 
-def _json_ready(value):
-    """Recursively turn numpy values into Python ones, NaN and infinities into ``None``."""
+def json_ready(value):
+    """Recursively turn numpy values into Python ones, NaN and infinities into ``None`` and
+    paths into strings, so ``json.dump(..., allow_nan=False)`` accepts the result."""
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
     if isinstance(value, (np.integer, int)):

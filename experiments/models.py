@@ -16,21 +16,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM, PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
 
 from lora import InjectionReport, LoRAConfig, inject
+from lvdata import default_tokenizer_source, load_tokenizer
+from lvdata.defaults import HUB_MODEL_ID
 
 TINY_MODEL = "tiny"
-QWEN_MODEL_ID = "Qwen/Qwen2.5-0.5B-Instruct"
+QWEN_MODEL_ID = HUB_MODEL_ID
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-_PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def default_tokenizer_source() -> str:
-    """``../shared/assets/qwen2.5-0.5b-instruct`` (or under ``$LLMTIME_SHARED``) if present, else the hub id."""
-    shared = Path(os.environ.get("LLMTIME_SHARED", _PROJECT_ROOT.parent / "shared"))
-    assets = shared / "assets" / "qwen2.5-0.5b-instruct"
-    return str(assets) if (assets / "tokenizer.json").is_file() else QWEN_MODEL_ID
 
 
 def tiny_config() -> Qwen2Config:
@@ -83,11 +77,6 @@ def save_tiny_model(
     build_tiny_model(seed).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
-
-
-def load_tokenizer(source: str | os.PathLike):
-    """The tokenizer at a local directory or hub id."""
-    return AutoTokenizer.from_pretrained(str(source))
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from experiments.grammar import LLMTimeGrammar
-from experiments.plan import REST, Plan, PlanError, StageSpec, TrainingSpec
+from experiments.plan import REST, Plan, StageSpec
 from flopcount import RunPlan, estimate_run, generation_flops, max_affordable_steps, model_shape
 from flopcount.shape import ModelShape
 from lvdata import LLMTimeFormat, encode, make_windows
@@ -61,6 +61,7 @@ class StageProjection:
     flops: int
     runs: tuple[RunProjection, ...] = ()
     note: str = ""
+    problem: str = ""  # why the stage cannot run as planned (the plan does not fit)
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,21 @@ class PlanProjection:
         return sum(stage.flops for stage in self.stages)
 
     @property
+    def problems(self) -> list[str]:
+        over = [f"the stages need {self.total:.4g} FLOPs, more than the limit {self.limit:.4g}"]
+        return [f"stage {s.name!r}: {s.problem}" for s in self.stages if s.problem] + \
+            (over if self.total > self.limit else [])
+
+    @property
     def fits(self) -> bool:
-        return self.total <= self.limit
+        return not self.problems
 
     def stage(self, name: str) -> StageProjection:
         return next(stage for stage in self.stages if stage.name == name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"plan": self.plan, "limit": self.limit, "total": self.total, "fits": self.fits,
+                "problems": self.problems,
                 "stages": [{"name": s.name, "kind": s.kind, "flops": s.flops, "share": s.flops / self.limit,
                             "note": s.note, "runs": [asdict(run) for run in s.runs]} for s in self.stages]}
 
@@ -92,8 +100,9 @@ class PlanProjection:
                  "|---|---|---:|---|---:|---:|---|"]
         for s in self.stages:
             steps = ", ".join(str(run.steps) for run in s.runs) or "-"
+            note = f"**{s.problem}**" if s.problem else s.note
             lines.append(f"| {s.name} | {s.kind} | {len(s.runs)} | {steps} | {s.flops:.4g} | "
-                         f"{s.flops / self.limit:.2%} | {s.note} |")
+                         f"{s.flops / self.limit:.2%} | {note} |")
         lines.append(f"| **total** | | | | **{self.total:.4g}** | **{self.total / self.limit:.2%}** | "
                      f"limit {self.limit:.4g} |")
         return "\n".join(lines)
@@ -217,11 +226,12 @@ def _project_stage(shape: ModelShape, plan: Plan, stage: StageSpec, shapes: Data
     projections = [[fit_run(shape, plan, stage, settings, shapes, per_run) for settings in option]
                    for option in options]
     runs = max(projections, key=lambda option: sum(run.flops for run in option))
+    problem = ""
     if stage.steps == 0 and any(run.steps == 0 for run in runs):
-        raise PlanError(f"{plan.path} stage {stage.name!r}: its share ({available:.4g} FLOPs for "
-                        f"{runs_per_option} run(s)) does not pay for a single training step")
+        problem = (f"its share ({max(available, 0):.4g} FLOPs for {runs_per_option} run(s)) does not pay for "
+                   "a single training step")
     note = "costliest candidate of " + repr(stage.source) if len(candidates) > 1 else ""
-    return StageProjection(stage.name, stage.kind, sum(run.flops for run in runs), tuple(runs), note)
+    return StageProjection(stage.name, stage.kind, sum(run.flops for run in runs), tuple(runs), note, problem)
 
 
 def _candidates(plan: Plan, source: str) -> list[dict[str, Any]]:

@@ -9,10 +9,11 @@ runs continue from their checkpoints with the steps decided when they first star
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
+
+from experiments.metrics import json_ready
 
 RESULTS_FILE = "results.json"
 FORMAT = "llmtime-plan-results/1"
@@ -75,15 +76,3 @@ class Results:
             os.fsync(handle.fileno())
         os.replace(temporary, self.path)
 
-
-def json_ready(value: Any) -> Any:
-    """``value`` with NaN/inf as None, Paths and tuples as JSON types."""
-    if isinstance(value, dict):
-        return {str(key): json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value

@@ -108,17 +108,25 @@ def open_run(plan: Plan, out_dir: Path, *, progress: bool = True) -> PlanRun:
 
 
 def check_fits(run: PlanRun, projection: PlanProjection) -> None:
-    """Refuse, before any work, a plan whose unfinished stages cannot fit what is left."""
-    pending = [stage for stage in projection.stages if not run.results.finished(stage.name)]
-    needed = sum(stage.flops for stage in pending if run.plan.stage(stage.name).budget_share != REST)
-    remaining = run.remaining()
-    if not projection.fits or needed > remaining:
+    """Refuse, before any work, a plan that cannot fit its limit, or whose unfinished stages
+    cannot fit what is left in the ledger."""
+    if not projection.fits:
+        raise PlanDoesNotFit(
+            f"plan {run.plan.name!r} cannot fit its budget: {'; '.join(projection.problems)}; nothing was run\n"
+            f"{projection.to_markdown()}",
+            max_steps=0, estimate=None, remaining=projection.limit)
+    with Ledger(run.ledger_path, run.plan.budget.limit) as ledger:
+        remaining, spent = ledger.remaining, ledger.spent_by_experiment()
+    needed = 0
+    for stage in projection.stages:  # what unfinished stages still need (a resumed one has spent some)
+        if not run.results.finished(stage.name) and run.plan.stage(stage.name).budget_share != REST:
+            done = sum(flops for name, flops in spent.items() if name.split("/")[0] == stage.name)
+            needed += max(stage.flops - done, 0)
+    if needed > remaining:
         raise PlanDoesNotFit(
             f"plan {run.plan.name!r} cannot fit its budget: the unfinished stages need {needed:.4g} FLOPs "
-            f"(projected total {projection.total:.4g} of the limit {projection.limit:.4g}) but "
-            f"{remaining:.4g} remain in {run.ledger_path}; nothing was run",
-            max_steps=0, estimate=None, remaining=remaining,
-        )  # fmt: skip
+            f"but {remaining:.4g} remain in {run.ledger_path}; nothing was run",
+            max_steps=0, estimate=None, remaining=remaining)
 
 
 def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progress: bool = True) -> Results:
@@ -128,11 +136,11 @@ def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progre
 
     run = open_run(plan, out_dir, progress=progress)
     projection = project(plan, run.shapes, run.selections())
+    check_fits(run, projection)
     run.results.document["plan_summary"] = {
         "description": plan.description, "model": plan.model.source, "data": run.data.source,
         "limit": plan.budget.limit, "convention": plan.budget.convention}
     run.results.set("projection", projection.to_dict())
-    check_fits(run, projection)
     for stage in plan.stages:
         if only is not None and stage.name not in only:
             continue

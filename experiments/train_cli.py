@@ -23,7 +23,7 @@ from experiments.distributed import make_accelerator
 from experiments.models import TINY_MODEL, load_model_and_tokenizer
 from experiments.train import train
 from experiments.train_config import BudgetConfig, TrainConfig
-from flopcount.cli import _exact_int as flops_argument
+from flopcount.cli import flops_argument
 from flopcount.conventions import CONVENTIONS
 
 

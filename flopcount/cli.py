@@ -94,7 +94,7 @@ def add_plan_command(subparsers: Any) -> None:
     p.add_argument("--gen-prompt-len", type=int, default=0)
     p.add_argument("--gen-new-tokens", type=int, default=0)
     p.add_argument("--gen-samples", type=int, default=1)
-    p.add_argument("--budget", type=_exact_int, default=10**17, help="FLOP budget, e.g. 1e17 (default)")
+    p.add_argument("--budget", type=flops_argument, default=10**17, help="FLOP budget, e.g. 1e17 (default)")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=run_plan)
 
@@ -138,7 +138,7 @@ def _target_list(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-def _exact_int(text: str) -> int:
+def flops_argument(text: str) -> int:
     """Parse ``1e17`` or ``100000000000000000`` exactly (no float rounding)."""
     try:
         value = Decimal(text)

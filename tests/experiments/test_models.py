@@ -4,6 +4,7 @@ frozen parameters, LoRA injection, and clear errors for sources that cannot be l
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,7 +87,7 @@ def test_load_model_and_tokenizer_with_lora(tiny_model_dir):
 
 
 def test_the_tiny_name_builds_the_model_with_the_shared_tokenizer(qwen_assets, tiny_model):
-    assert default_tokenizer_source() == str(qwen_assets)
+    assert Path(default_tokenizer_source()) == qwen_assets
     loaded = load_model_and_tokenizer(TINY_MODEL)
     assert loaded.tokenizer_source == str(qwen_assets)
     assert loaded.injection is None

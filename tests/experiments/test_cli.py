@@ -1,0 +1,70 @@
+"""``python -m experiments``: the subcommands, the offline dry run of the coursework plan, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments.cli import main
+from flopcount import training_step_flops
+
+SUBCOMMANDS = ("run", "baseline", "train", "sweep", "context", "final", "evaluate", "report")
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments", *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=300)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: python -m experiments {command}" in text and len(text.splitlines()) > 4
+
+
+def test_coursework_dry_run_projects_every_stage_offline_without_weights(real_data_path):
+    finished = run_cli("run", "--plan", "coursework", "--dry-run", "--json", HF_HUB_OFFLINE="1")
+    assert finished.returncode == 0, finished.stderr
+    projection = json.loads(finished.stdout)
+    assert projection["limit"] == 10**17
+    assert [stage["name"] for stage in projection["stages"]] == [
+        "baseline", "lora-default", "grid", "context", "final", "evaluate"]
+    assert projection["total"] == sum(stage["flops"] for stage in projection["stages"]) <= 10**17
+    grid = next(stage for stage in projection["stages"] if stage["name"] == "grid")
+    assert len(grid["runs"]) == 9 and grid["flops"] <= 0.40 * 10**17
+    step = training_step_flops("qwen2.5-0.5b", 4, 512, lora_rank=8)  # the grid's costliest cell
+    assert all(run["steps"] >= (0.40 * 10**17 / 9) // step * 0.9 for run in grid["runs"])
+    context = next(stage for stage in projection["stages"] if stage["name"] == "context")
+    assert [run["settings"]["context"] for run in context["runs"]] == [128, 512, 768]
+    assert context["runs"][0]["steps"] == 2000  # capped at max_steps: 128 tokens are cheap
+
+
+def test_dry_run_table_is_readable(real_data_path):
+    finished = run_cli("run", "--plan", "coursework", "--dry-run")
+    assert finished.returncode == 0, finished.stderr
+    assert "| grid | sweep | 9 |" in finished.stdout and "fits the budget" in finished.stdout
+
+
+def test_a_bad_plan_is_a_clear_error_not_a_traceback(tmp_path):
+    plan = tmp_path / "bad.toml"
+    plan.write_text('[model]\nsource = "tiny"\nlayers = 3\n[budget]\nlimit = 1e12\n[[stages]]\nkind = "baseline"\n')
+    finished = run_cli("run", "--plan", str(plan), "--dry-run")
+    assert finished.returncode == 2
+    assert "unknown key(s) ['layers']" in finished.stderr and "Traceback" not in finished.stderr
+
+
+def test_run_without_out_or_dry_run_is_refused(capsys):
+    with pytest.raises(SystemExit, match="--out is required"):
+        main(["run", "--plan", "demo"])
+
+
+def test_report_of_a_directory_without_results_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", "--out", str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
