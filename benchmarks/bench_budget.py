@@ -104,7 +104,8 @@ def main() -> None:
     print(f"guarded / unguarded    {with_charge / plain:9.4f}   (standard error of the mean step: {100 * noise:.2f} %)")
     print(f"charge per step        {1e3 * statistics.fmean(charging):9.3f} ms (synchronous=FULL)")
     share = sum(charging) / sum(guarded)
-    print(f"charging share of the guarded loop: {100 * share:.3f} %  (target < 1 %: {'met' if share < 0.01 else 'NOT met'})")
+    verdict = "met" if share < 0.01 else "NOT met"
+    print(f"charging share of the guarded loop: {100 * share:.3f} %  (target < 1 %: {verdict})")
 
 
 if __name__ == "__main__":

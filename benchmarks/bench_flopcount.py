@@ -64,7 +64,8 @@ def plot_components(reports: dict[str, FlopReport], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in next(iter(reports.values())).by_component() if any(r.by_component()[n] for r in reports.values())]
+    first = next(iter(reports.values()))
+    names = [n for n in first.by_component() if any(r.by_component()[n] for r in reports.values())]
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(names) + 1.5))
     height = 0.8 / len(reports)
     for i, (label, report) in enumerate(reports.items()):

@@ -18,7 +18,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 from experiments.plan import STAGE_KINDS, PlanError, load_plan, shipped_plans
 from experiments.train_cli import add_train_command

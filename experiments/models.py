@@ -24,7 +24,9 @@ from lvdata.defaults import HUB_MODEL_ID
 
 TINY_MODEL = "tiny"
 QWEN_MODEL_ID = HUB_MODEL_ID
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+)
 
 
 def tiny_config() -> Qwen2Config:

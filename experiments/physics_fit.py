@@ -166,5 +166,6 @@ def fit_lotka_volterra(context: np.ndarray, context_time: np.ndarray, config: Fi
              + counts["residuals"] * (N_PARAMETERS * EXP_FLOPS + 2 * rows)  # exp(θ); subtract, divide
              + counts["jacobians"] * (2 * rows * N_PARAMETERS + _solve_flops(rows, N_PARAMETERS)))
     return LVFit(params=params, initial=initial, log_parameters=result.x, success=bool(converged),
-                 cost=float(result.cost), residual_evaluations=counts["residuals"], rhs_evaluations=counts["rhs"], flops=int(flops),
+                 cost=float(result.cost), residual_evaluations=counts["residuals"], rhs_evaluations=counts["rhs"],
+                 flops=int(flops),
                  message=result.message)

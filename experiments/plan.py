@@ -269,7 +269,8 @@ def _stages(raw: Any, where: str) -> tuple[StageSpec, ...]:
         )  # fmt: skip
         if stage.trains:
             if (stage.steps > 0) == (stage.max_steps > 0):
-                raise PlanError(f"{label}: give exactly one of steps (exact) or max_steps (up to, fitted to the budget)")
+                raise PlanError(f"{label}: give exactly one of steps (exact) or max_steps (up to, fitted to "
+                                "the budget)")
             if stage.max_steps and not stage.budget_share:
                 raise PlanError(f"{label}: max_steps needs a budget_share (a fraction of the limit, or \"rest\")")
         if kind == "sweep" and not stage.grid:

@@ -18,8 +18,9 @@ def plot_training_curves(path: str | Path, curves: dict[str, list[dict[str, Any]
     """
     path = Path(path)
     figure, (train_axis, validation_axis) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    palette = plt.get_cmap("tab20").colors  # distinct colours for up to 20 runs
     for index, (name, records) in enumerate(curves.items()):
-        colour = f"C{index % 10}"
+        colour = palette[index % len(palette)]
         train = [r for r in records if r["kind"] == "train" and r.get("loss") is not None]
         validation = [r for r in records if r["kind"] == "validation" and r.get("val_loss") is not None]
         if train:

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from flopcount.conventions import Convention, get_convention
-from flopcount.ledger import BudgetExceeded, Ledger, as_count, as_limit
+from flopcount.checks import as_count, as_limit
+from flopcount.ledger import BudgetExceeded, Ledger
 from flopcount.ledger_file import END_STATUSES
 from flopcount.ledger_records import Charge, Session
 from flopcount.model import forward_flops, generation_flops, training_step_flops

@@ -30,7 +30,6 @@ it. Under DDP only rank 0 opens the ledger.
 from __future__ import annotations
 
 import json
-import operator
 import os
 import socket
 import sqlite3
@@ -42,7 +41,6 @@ from typing import Any
 
 from flopcount.ledger_file import (
     END_STATUSES,
-    MAX_FLOPS,
     PHASES,
     SCHEMA_VERSION,
     LedgerError,
@@ -51,6 +49,7 @@ from flopcount.ledger_file import (
     read_limit,
     upgrade_schema,
 )
+from flopcount.checks import as_count, as_limit
 from flopcount.ledger_records import Charge, ExperimentUsage, LedgerSnapshot, Session
 
 MAX_PAYLOAD_CHARS = 4096
@@ -72,31 +71,6 @@ class BudgetExceeded(Exception):
             f"exceed the budget (spent {spent:.4g} of {limit:.4g} FLOPs, "
             f"{self.remaining:.4g} remaining); nothing was charged"
         )
-
-
-def as_count(value: Any, what: str, maximum: int = MAX_FLOPS) -> int:
-    """Return ``value`` as an int in ``[0, maximum]``; integral floats such as ``1e17`` pass."""
-    if isinstance(value, bool):
-        raise TypeError(f"{what} must be an integer, got a bool")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"{what} must be a whole number, got {value!r}")
-        value = int(value)
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
-    if not 0 <= value <= maximum:
-        raise ValueError(f"{what} must be between 0 and {maximum}, got {value}")
-    return value
-
-
-def as_limit(value: Any) -> int:
-    """Return a budget limit as a positive int of FLOPs that SQLite can store (< 2**63)."""
-    limit = as_count(value, "budget limit (FLOPs)")
-    if limit == 0:
-        raise ValueError("budget limit (FLOPs) must be positive, got 0")
-    return limit
 
 
 class Ledger:

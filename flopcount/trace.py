@@ -204,7 +204,8 @@ def trace_flops(model: nn.Module, input_ids: torch.Tensor) -> TracedFlops:
     shape = model_shape(model)
     analysis = PrimitiveFlopCountAnalysis(LogitsOnly(model).eval(), (input_ids,), ComponentPlacer(shape))
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.(trace|script)` is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.(trace|script)` is deprecated",
+                                category=DeprecationWarning)
         placed = analysis.by_operator()
     missing = analysis.unsupported_ops()
     if missing:

@@ -61,4 +61,5 @@ __all__ = [
     "split_indices",
     "summarize",
     "tokenize_texts",
+    "validate_trajectories",
 ]
