@@ -171,18 +171,19 @@ def fit_run(shape: ModelShape, plan: Plan, stage: StageSpec, settings: dict[str,
     return RunProjection(run_name(stage, settings), settings, steps, flops, eval_windows)
 
 
-def forecast_flops(shape: ModelShape, plan: Plan, shapes: DataShapes) -> int:
+def forecast_flops(shape: ModelShape, plan: Plan, shapes: DataShapes, lora: dict[str, Any] | None = None) -> int:
     """Upper bound of one forecast of the test split: greedy and sampled, every batch at the
-    longest prompt and the grammar's longest output."""
+    longest prompt and the grammar's longest output; ``lora``: the adapter's training settings."""
     grammar = LLMTimeGrammar(n_steps=plan.data.forecast_steps, max_int_digits=plan.forecast.max_int_digits,
                              fmt=LLMTimeFormat(precision=plan.data.precision))
     spec, convention = plan.forecast, plan.budget.convention
+    adapter = {"lora_rank": lora["lora_rank"], "lora_targets": tuple(lora["lora_targets"])} if lora else {}
     total = 0
     for start in range(0, shapes.test_series, spec.batch_size):
         batch = min(spec.batch_size, shapes.test_series - start)
         for samples in ([1] if spec.greedy else []) + ([spec.samples] if spec.samples else []):
             total += generation_flops(shape, shapes.test_prompt_tokens, grammar.max_new_tokens, samples=samples,
-                                      batch=batch, lora_rank=0, convention=convention).total
+                                      batch=batch, convention=convention, **adapter).total
     return total
 
 
@@ -192,34 +193,36 @@ def project(plan: Plan, shapes: DataShapes, selections: dict[str, dict[str, Any]
     shape = model_shape(plan_model(plan))
     selections = selections or {}
     limit = plan.budget.limit
-    forecast = forecast_flops(shape, plan, shapes)
     fixed: dict[str, StageProjection] = {}
     for stage in plan.stages:
         if stage.budget_share == REST:
             continue
-        fixed[stage.name] = _project_stage(shape, plan, stage, shapes, selections, forecast,
+        fixed[stage.name] = _project_stage(shape, plan, stage, shapes, selections,
                                            int(stage.budget_share * limit) if stage.trains else 0)
     projected = []
     for stage in plan.stages:
         if stage.budget_share == REST:
             rest = limit - sum(p.flops for p in fixed.values())
-            projected.append(_project_stage(shape, plan, stage, shapes, selections, forecast, rest))
+            projected.append(_project_stage(shape, plan, stage, shapes, selections, rest))
         else:
             projected.append(fixed[stage.name])
     return PlanProjection(plan.name, limit, tuple(projected))
 
 
 def _project_stage(shape: ModelShape, plan: Plan, stage: StageSpec, shapes: DataShapes,
-                   selections: dict[str, dict[str, Any]], forecast: int, available: int) -> StageProjection:
-    if stage.kind in ("baseline", "evaluate"):
-        note = "untrained model, greedy + sampled" if stage.kind == "baseline" else f"adapter of {stage.source!r}"
-        return StageProjection(stage.name, stage.kind, forecast, note=f"{note}; upper bound")
+                   selections: dict[str, dict[str, Any]], available: int) -> StageProjection:
     if not stage.source:
         candidates = [None]
     elif stage.source in selections:
         candidates = [selections[stage.source]]
     else:
         candidates = _candidates(plan, stage.source)
+    if stage.kind == "baseline":
+        return StageProjection(stage.name, stage.kind, forecast_flops(shape, plan, shapes),
+                               note="untrained model, greedy + sampled; upper bound")
+    if stage.kind == "evaluate":
+        flops = max(forecast_flops(shape, plan, shapes, lora) for lora in candidates)
+        return StageProjection(stage.name, stage.kind, flops, note=f"adapter of {stage.source!r}; upper bound")
     options = [run_settings(plan, stage, chosen) for chosen in candidates]
     runs_per_option = len(options[0])
     per_run = available // runs_per_option
@@ -230,7 +233,11 @@ def _project_stage(shape: ModelShape, plan: Plan, stage: StageSpec, shapes: Data
     if stage.steps == 0 and any(run.steps == 0 for run in runs):
         problem = (f"its share ({max(available, 0):.4g} FLOPs for {runs_per_option} run(s)) does not pay for "
                    "a single training step")
-    note = "costliest candidate of " + repr(stage.source) if len(candidates) > 1 else ""
+    note = ""
+    if len(candidates) > 1:
+        steps = sorted({run.steps for option in projections for run in option})
+        note = (f"upper bound over the {len(candidates)} settings {stage.source!r} may select; steps "
+                f"{steps[0]}-{steps[-1]} depending on the one selected (shown: the costliest)")
     return StageProjection(stage.name, stage.kind, sum(run.flops for run in runs), tuple(runs), note, problem)
 
 

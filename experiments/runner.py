@@ -23,15 +23,19 @@ import numpy as np
 
 from experiments.data import ExperimentData, load_trajectories_for, prepare_data
 from experiments.models import TINY_MODEL, load_model, load_tokenizer, default_tokenizer_source
-from experiments.plan import REST, Plan, StageSpec
+from experiments.plan import REST, Plan, PlanError, StageSpec
 from experiments.planner import DataShapes, PlanProjection, data_shapes, fit_run, plan_model, project, run_settings
 from experiments.results import Results
 from experiments.stages import measure_training_rule, run_forecast_stage, run_training
-from flopcount import Ledger, PlanDoesNotFit, model_shape
+from flopcount import Ledger, model_shape
 from lvdata import Scaler, split_indices
 
 logger = logging.getLogger(__name__)
 LEDGER_FILE = "ledger.sqlite"
+
+
+class PlanOverBudget(PlanError):
+    """The plan's projected FLOPs do not fit its limit, or what is left of it in the ledger."""
 
 
 @dataclass
@@ -111,10 +115,8 @@ def check_fits(run: PlanRun, projection: PlanProjection) -> None:
     """Refuse, before any work, a plan that cannot fit its limit, or whose unfinished stages
     cannot fit what is left in the ledger."""
     if not projection.fits:
-        raise PlanDoesNotFit(
-            f"plan {run.plan.name!r} cannot fit its budget: {'; '.join(projection.problems)}; nothing was run\n"
-            f"{projection.to_markdown()}",
-            max_steps=0, estimate=None, remaining=projection.limit)
+        raise PlanOverBudget(f"plan {run.plan.name!r} cannot fit its budget: {'; '.join(projection.problems)}; "
+                             f"nothing was run\n{projection.to_markdown()}")
     with Ledger(run.ledger_path, run.plan.budget.limit) as ledger:
         remaining, spent = ledger.remaining, ledger.spent_by_experiment()
     needed = 0
@@ -123,10 +125,8 @@ def check_fits(run: PlanRun, projection: PlanProjection) -> None:
             done = sum(flops for name, flops in spent.items() if name.split("/")[0] == stage.name)
             needed += max(stage.flops - done, 0)
     if needed > remaining:
-        raise PlanDoesNotFit(
-            f"plan {run.plan.name!r} cannot fit its budget: the unfinished stages need {needed:.4g} FLOPs "
-            f"but {remaining:.4g} remain in {run.ledger_path}; nothing was run",
-            max_steps=0, estimate=None, remaining=remaining)
+        raise PlanOverBudget(f"plan {run.plan.name!r} cannot fit its budget: the unfinished stages need "
+                             f"{needed:.4g} FLOPs but {remaining:.4g} remain in {run.ledger_path}; nothing was run")
 
 
 def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progress: bool = True) -> Results:

@@ -25,8 +25,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], markd
         return ("| " + " | ".join(parts) + " |") if markdown else "  ".join(parts).rstrip()
 
     if markdown:
-        cells = (("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric))
-        rule = "|" + "|".join(cells) + "|"
+        dashes = (("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric))
+        rule = "|" + "|".join(dashes) + "|"
     else:
         rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])

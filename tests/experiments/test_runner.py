@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from experiments.plan import load_plan
-from experiments.runner import LEDGER_FILE, dry_run, run_plan
-from flopcount import Ledger, PlanDoesNotFit, audit_report
+from experiments.runner import LEDGER_FILE, PlanOverBudget, dry_run, run_plan
+from flopcount import Ledger, audit_report
 
 MINI_PLAN = """
 name = "mini"
@@ -182,7 +182,7 @@ def test_rerunning_a_finished_plan_charges_nothing(finished_run):
 def test_a_plan_that_cannot_fit_is_refused_before_any_work(qwen_assets, tmp_path):
     plan = load_plan(write_mini_plan(tmp_path, qwen_assets, limit="5e10"))
     assert not dry_run(plan).fits
-    with pytest.raises(PlanDoesNotFit, match="cannot fit its budget"):
+    with pytest.raises(PlanOverBudget, match="cannot fit its budget"):
         run_plan(plan, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / LEDGER_FILE).exists()
     assert not (tmp_path / "run" / "stages").exists()
