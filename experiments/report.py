@@ -77,11 +77,15 @@ def _audit_section(audit: AuditReport, document: dict[str, Any]) -> str:
     projection = document.get("projection")
     if projection:
         lines += ["", "### Projected against spent, per stage", "",
-                  "| stage | projected FLOPs | spent FLOPs | spent / projected |", "|---|---:|---:|---:|"]
+                  "| stage | status | projected FLOPs | spent FLOPs | spent / projected | wall time |",
+                  "|---|---|---:|---:|---:|---:|"]
         for stage in projection["stages"]:
+            record = document["stages"].get(stage["name"], {})
             spent = stage_flops(audit, stage["name"])
             ratio = f"{spent / stage['flops']:.1%}" if stage["flops"] else "-"
-            lines.append(f"| {stage['name']} | {stage['flops']:.4g} | {spent:.4g} | {ratio} |")
+            wall = f"{record['wall_seconds']:.0f} s" if record.get("wall_seconds") else "-"
+            lines.append(f"| {stage['name']} | {record.get('status', 'pending')} | {stage['flops']:.4g} | "
+                         f"{spent:.4g} | {ratio} | {wall} |")
     return "\n".join(lines)
 
 

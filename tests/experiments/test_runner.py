@@ -148,7 +148,7 @@ def test_report_sweep_and_stage_tables_equal_the_ledger(finished_run):
     assert [cells[0] for cells in context] == ["16", "32"]
     assert [float(cells[2]) for cells in context] == pytest.approx(
         [flops["context/context=16"], flops["context/context=32"]], rel=5e-4)
-    spent = {cells[0]: float(cells[2]) for cells in table_after(report, "### Projected against spent, per stage")}
+    spent = {cells[0]: float(cells[3]) for cells in table_after(report, "### Projected against spent, per stage")}
     assert spent["grid"] == pytest.approx(flops["grid/r=1"] + flops["grid/r=2"], rel=5e-4)
     assert spent["evaluate"] == pytest.approx(flops["evaluate"], rel=5e-4)
 
@@ -228,3 +228,15 @@ def test_a_plan_killed_mid_sweep_resumes_without_recharging_finished_stages(qwen
     stages = json.loads((out / "results.json").read_text())["stages"]
     assert all(record["status"] == "finished" for record in stages.values())
     assert all(row.rerun == 0 for name, row in after.items() if name != "grid/r=2")  # only the killed run re-ran
+
+
+def test_a_stage_command_runs_that_stage_alone(qwen_assets, tmp_path):
+    from experiments.cli import main
+
+    plan = write_mini_plan(tmp_path, qwen_assets)
+    assert main(["baseline", "--plan", str(plan), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    stages = json.loads((tmp_path / "run" / "results.json").read_text())["stages"]
+    assert list(stages) == ["baseline"] and stages["baseline"]["status"] == "finished"
+    assert set(ledger_rows(tmp_path / "run")) == {"baseline"}
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| grid | pending |" in report and "| baseline | finished |" in report
