@@ -23,7 +23,7 @@ import numpy as np
 
 from experiments.grammar import LLMTimeGrammar
 from experiments.plan import REST, Plan, StageSpec
-from flopcount import RunPlan, estimate_run, generation_flops, max_affordable_steps, model_shape
+from flopcount import RunPlan, estimate_run, forward_flops, generation_flops, max_affordable_steps, model_shape
 from flopcount.shape import ModelShape
 from lvdata import LLMTimeFormat, encode, make_windows
 
@@ -187,6 +187,19 @@ def forecast_flops(shape: ModelShape, plan: Plan, shapes: DataShapes, lora: dict
     return total
 
 
+def selection_flops(shape: ModelShape, plan: Plan, stage: StageSpec, runs: list[dict[str, Any]],
+                    shapes: DataShapes) -> int:
+    """FLOPs of choosing the best run of a ``context`` stage: every run's adapter scored on the
+    same validation windows at the stage's longest context (0 for other stages)."""
+    if stage.kind != "context":
+        return 0
+    context = max(stage.contexts)
+    windows = min(runs[0]["eval_windows"] or shapes.validation_windows(context), shapes.validation_windows(context))
+    return len(runs) * forward_flops(shape, context, batch=windows, lora_rank=runs[0]["lora_rank"],
+                                     lora_targets=tuple(runs[0]["lora_targets"]),
+                                     convention=plan.budget.convention).total
+
+
 def project(plan: Plan, shapes: DataShapes, selections: dict[str, dict[str, Any]] | None = None) -> PlanProjection:
     """Project every stage. ``selections``: the best setting already chosen by finished
     stages (stage name -> settings); other stages that depend on one use the costliest candidate."""
@@ -225,20 +238,25 @@ def _project_stage(shape: ModelShape, plan: Plan, stage: StageSpec, shapes: Data
         return StageProjection(stage.name, stage.kind, flops, note=f"adapter of {stage.source!r}; upper bound")
     options = [run_settings(plan, stage, chosen) for chosen in candidates]
     runs_per_option = len(options[0])
-    per_run = available // runs_per_option
-    projections = [[fit_run(shape, plan, stage, settings, shapes, per_run) for settings in option]
-                   for option in options]
-    runs = max(projections, key=lambda option: sum(run.flops for run in option))
+    selecting = [selection_flops(shape, plan, stage, option, shapes) for option in options]
+    projections = [[fit_run(shape, plan, stage, settings, shapes, (available - scoring) // runs_per_option)
+                    for settings in option] for option, scoring in zip(options, selecting)]
+    totals = [sum(run.flops for run in option) + scoring for option, scoring in zip(projections, selecting)]
+    costliest = max(range(len(options)), key=totals.__getitem__)
+    runs = projections[costliest]
     problem = ""
     if stage.steps == 0 and any(run.steps == 0 for run in runs):
         problem = (f"its share ({max(available, 0):.4g} FLOPs for {runs_per_option} run(s)) does not pay for "
                    "a single training step")
-    note = ""
+    notes = []
+    if selecting[costliest]:
+        notes.append(f"incl. {selecting[costliest]:.3g} to score every run at context {max(stage.contexts)}")
     if len(candidates) > 1:
         steps = sorted({run.steps for option in projections for run in option})
-        note = (f"upper bound over the {len(candidates)} settings {stage.source!r} may select; steps "
-                f"{steps[0]}-{steps[-1]} depending on the one selected (shown: the costliest)")
-    return StageProjection(stage.name, stage.kind, sum(run.flops for run in runs), tuple(runs), note, problem)
+        notes.append(f"upper bound over the {len(candidates)} settings {stage.source!r} may select; steps "
+                     f"{steps[0]}-{steps[-1]} depending on the one selected (shown: the costliest)")
+    note = "; ".join(notes)
+    return StageProjection(stage.name, stage.kind, totals[costliest], tuple(runs), note, problem)
 
 
 def _candidates(plan: Plan, source: str) -> list[dict[str, Any]]:

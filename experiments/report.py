@@ -95,19 +95,25 @@ def _sweep_section(name: str, record: dict[str, Any], audit: AuditReport) -> str
         return ""
     keys = [key for key in ("learning_rate", "lora_rank", "context")
             if len({str(run["settings"][key]) for run in runs}) > 1] or ["learning_rate"]
-    rows = {row.name: row for row in audit.rows}
+    rows = {row.name: row for row in audit.rows}  # FLOPs per run, from the ledger
     best = record.get("best", {}).get("experiment")
     title = "Context length" if record.get("kind") == "context" else "Learning rate x LoRA rank grid"
     lines = [f"## {title} (stage `{name}`)", "",
              "| " + " | ".join(keys) + " | steps | FLOPs | share of budget | validation loss | perplexity | status |",
              "|" + "---:|" * (len(keys) + 5) + "---|"]
+    common = runs[0].get("selection_context")
+    if common:
+        lines[2] = lines[2].replace(" | status |", f" | loss at context {common} | status |")
+        lines[3] = "|" + "---:|" * (len(keys) + 6) + "---|"
     for run in runs:
         row = rows.get(run["experiment"])
         flops, share = (row.total, row.share) if row else (0, 0.0)
         marker = " **(best)**" if run["experiment"] == best else ""
         lines.append("| " + " | ".join(f"{run['settings'][key]:g}" for key in keys)
                      + f" | {run.get('steps_done', 0)} | {flops:.4g} | {share:.2%} | {_num(run.get('val_loss'))}"
-                     + f" | {_num(run.get('val_perplexity'))} | {run.get('status')}{marker} |")
+                     + f" | {_num(run.get('val_perplexity'))}"
+                     + (f" | {_num(run.get('selection_val_loss'))}" if common else "")
+                     + f" | {run.get('status')}{marker} |")
     if best:
         lines += ["", f"Selected `{best}` ({record['best']['criterion']}); the next stage uses its setting."]
     return "\n".join(lines)

@@ -24,9 +24,18 @@ import numpy as np
 from experiments.data import ExperimentData, load_trajectories_for, prepare_data
 from experiments.models import TINY_MODEL, load_model, load_tokenizer, default_tokenizer_source
 from experiments.plan import REST, Plan, PlanError, StageSpec
-from experiments.planner import DataShapes, PlanProjection, data_shapes, fit_run, plan_model, project, run_settings
+from experiments.planner import (
+    DataShapes,
+    PlanProjection,
+    data_shapes,
+    fit_run,
+    plan_model,
+    project,
+    run_settings,
+    selection_flops,
+)
 from experiments.results import Results
-from experiments.stages import measure_training_rule, run_forecast_stage, run_training
+from experiments.stages import measure_training_rule, run_forecast_stage, run_training, score_at_common_context
 from flopcount import Ledger, model_shape
 from lvdata import Scaler, split_indices
 
@@ -185,12 +194,15 @@ def _training_stage(run: PlanRun, stage: StageSpec, record: dict[str, Any]) -> N
         entry.update(run_training(run, stage, entry))
         entry["wall_seconds"] = entry.get("wall_seconds", 0.0) + time.perf_counter() - started
         run.results.save()
-    scored = [entry for entry in record["runs"] if entry.get("val_loss") is not None]
+    key, criterion = "val_loss", "lowest validation loss after the run's last step"
+    if stage.kind == "context":  # losses at different contexts are not comparable: score all at one
+        key, criterion = "selection_val_loss", score_at_common_context(run, stage, record)
+    scored = [entry for entry in record["runs"] if entry.get(key) is not None]
     if not scored:
         raise RuntimeError(f"stage {stage.name!r}: no run has a validation loss to select by")
-    best = min(scored, key=lambda entry: entry["val_loss"])
-    record["best"] = {"experiment": best["experiment"], "settings": best["settings"], "val_loss": best["val_loss"],
-                      "criterion": "lowest validation loss after the run's last step"}
+    best = min(scored, key=lambda entry: entry[key])
+    record["best"] = {"experiment": best["experiment"], "settings": best["settings"], "val_loss": best[key],
+                      "criterion": criterion}
 
 
 def _decide_runs(run: PlanRun, stage: StageSpec) -> list[dict[str, Any]]:
@@ -206,6 +218,7 @@ def _decide_runs(run: PlanRun, stage: StageSpec) -> list[dict[str, Any]]:
         available = min(available, int(stage.budget_share * plan.budget.limit))
     settings = run_settings(plan, stage, selections.get(stage.source))
     shape = model_shape(plan_model(plan))
+    available -= selection_flops(shape, plan, stage, settings, run.shapes)
     runs = [fit_run(shape, plan, stage, one, run.shapes, available // len(settings)) for one in settings]
     return [{"experiment": r.experiment, "settings": r.settings, "steps": r.steps, "eval_windows": r.eval_windows,
              "projected_flops": r.flops, "status": "pending"} for r in runs]

@@ -13,6 +13,7 @@ import torch
 
 from experiments.checkpoint import ADAPTER
 from experiments.evaluate import evaluate_test_split
+from experiments.evaluation import loss_sums, validation_indices
 from experiments.forecast import ForecastConfig
 from experiments.metrics import ValidationMetrics, results_table
 from experiments.metrics_log import read_metrics
@@ -130,3 +131,32 @@ def measure_training_rule(run: PlanRun, seq_len: int = 64) -> dict[str, Any]:
     measured = measure_backward_ratio(model, torch.as_tensor(window))
     return {"forward": measured.forward, "backward": measured.backward, "ratio": measured.ratio,
             "assumed": measured.assumed, "batch": 1, "seq_len": seq_len}
+
+
+def score_at_common_context(run: PlanRun, stage: StageSpec, record: dict[str, Any]) -> str:
+    """Score every run of a context stage on the same validation windows, at the stage's longest
+    context, and store ``selection_val_loss`` in each run's entry; returns the criterion.
+
+    A run's own validation loss is measured at its own context, where later tokens see more
+    history, so losses at different contexts do not compare. The scoring is charged as
+    validation of the ledger experiment ``<stage>/selection``, one step per run.
+    """
+    context = max(stage.contexts)
+    windows = run.data.validation_windows(context)
+    first = record["runs"][0]["settings"]
+    indices = validation_indices(len(windows), first["eval_windows"] or None, first["seed"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    budget = Budget(run.plan.budget.limit, run.ledger_path, f"{stage.name}/selection", model=run.base_model().config,
+                    convention=run.plan.budget.convention, lora_rank=first["lora_rank"],
+                    lora_targets=tuple(first["lora_targets"]), config={"context": context, "windows": len(indices)})
+    with budget:
+        for number, entry in enumerate(record["runs"], start=1):
+            if entry.get("selection_val_loss") is not None or not entry.get("checkpoint"):
+                continue
+            model = run.base_model()
+            load_adapter(model, run.out_dir / entry["checkpoint"] / ADAPTER)
+            budget.charge_forward(batch=len(indices), seq_len=context, step=number)
+            nats, tokens = loss_sums(model.to(device), windows, indices, first["batch_size"], device)
+            entry.update(selection_val_loss=float(nats / tokens), selection_context=context)
+            run.results.save()
+    return f"lowest validation loss on the same {len(indices)} validation windows of {context} tokens"

@@ -16,7 +16,8 @@ import pytest
 
 from experiments.plan import load_plan
 from experiments.runner import LEDGER_FILE, PlanOverBudget, dry_run, run_plan
-from flopcount import Ledger, audit_report
+from experiments.models import tiny_config
+from flopcount import Ledger, audit_report, forward_flops
 
 MINI_PLAN = """
 name = "mini"
@@ -118,6 +119,9 @@ def test_every_stage_finishes_and_selections_feed_the_next_stage(finished_run):
     assert best_grid["val_loss"] == min(run["val_loss"] for run in stages["grid"]["runs"])
     assert {run["settings"]["lora_rank"] for run in stages["context"]["runs"]} == {best_grid["settings"]["lora_rank"]}
     assert stages["final"]["runs"][0]["settings"]["context"] == stages["context"]["best"]["settings"]["context"]
+    context_runs = stages["context"]["runs"]  # compared at one context, not each at its own
+    assert {run["selection_context"] for run in context_runs} == {32}
+    assert stages["context"]["best"]["val_loss"] == min(run["selection_val_loss"] for run in context_runs)
     assert stages["evaluate"]["experiment"] == "final"
     assert {run["steps_done"] for run in stages["grid"]["runs"]} == {3}
     assert results["backward_forward"]["ratio"] > 0
@@ -165,6 +169,9 @@ def test_report_has_forecast_tables_figures_and_the_tiny_model_warning(finished_
 
 def test_generation_and_training_were_charged_to_the_right_experiments(finished_run):
     rows = ledger_rows(finished_run)
+    best = json.loads((finished_run / "results.json").read_text())["stages"]["grid"]["best"]["settings"]
+    scoring = forward_flops(tiny_config(), 32, batch=4, lora_rank=best["lora_rank"])  # 4 eval windows at 32
+    assert rows["context/selection"].by_phase == {"train": 0, "validation": 2 * scoring.total, "generation": 0}
     assert rows["baseline"].by_phase["generation"] > 0 and rows["baseline"].by_phase["train"] == 0
     assert rows["evaluate"].by_phase["generation"] > 0
     assert rows["final"].steps == 4 and rows["final"].by_phase["validation"] > 0
