@@ -23,7 +23,15 @@ import numpy as np
 
 from experiments.grammar import LLMTimeGrammar
 from experiments.plan import REST, Plan, StageSpec
-from flopcount import RunPlan, estimate_run, forward_flops, generation_flops, max_affordable_steps, model_shape
+from flopcount import (
+    RunPlan,
+    estimate_run,
+    forward_flops,
+    generation_flops,
+    max_affordable_steps,
+    model_shape,
+    training_step_flops,
+)
 from flopcount.shape import ModelShape
 from lvdata import LLMTimeFormat, encode, make_windows
 
@@ -187,6 +195,18 @@ def forecast_flops(shape: ModelShape, plan: Plan, shapes: DataShapes, lora: dict
     return total
 
 
+MEASUREMENT = "backward-forward"
+MEASUREMENT_TOKENS = 64
+
+
+def measurement_projection(shape: ModelShape, plan: Plan) -> StageProjection:
+    """The measured backward/forward check the report shows: one LoRA training step of one
+    ``MEASUREMENT_TOKENS``-token window, charged like any training step."""
+    lora = {"lora_rank": plan.training.lora_rank, "lora_targets": plan.training.lora_targets}
+    flops = training_step_flops(shape, 1, MEASUREMENT_TOKENS, convention=plan.budget.convention, **lora)
+    return StageProjection(MEASUREMENT, "measure", flops, note="one LoRA step counted by FlopCounterMode")
+
+
 def selection_flops(shape: ModelShape, plan: Plan, stage: StageSpec, runs: list[dict[str, Any]],
                     shapes: DataShapes) -> int:
     """FLOPs of choosing the best run of a ``context`` stage: every run's adapter scored on the
@@ -212,7 +232,8 @@ def project(plan: Plan, shapes: DataShapes, selections: dict[str, dict[str, Any]
             continue
         fixed[stage.name] = _project_stage(shape, plan, stage, shapes, selections,
                                            int(stage.budget_share * limit) if stage.trains else 0)
-    projected = []
+    fixed[MEASUREMENT] = measurement_projection(shape, plan)
+    projected = [fixed[MEASUREMENT]]
     for stage in plan.stages:
         if stage.budget_share == REST:
             rest = limit - sum(p.flops for p in fixed.values())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.metrics_log import read_metrics
+from experiments.planner import MEASUREMENT
 from experiments.report_plots import plot_training_curves
 from experiments.results import Results
 from flopcount import AuditReport, audit_report
@@ -42,7 +43,7 @@ def write_report(out_dir: Path) -> Path:
         _curves_section(curves),
         *(_forecast_section(name, record) for name, record in stages.items()
           if record.get("kind") in ("baseline", "evaluate")),
-        _backward_section(results.document.get("backward_forward")),
+        _backward_section(stages.get(MEASUREMENT)),
     ]
     path = out_dir / REPORT_FILE
     path.write_text("\n\n".join(section for section in sections if section) + "\n", encoding="utf-8")

@@ -25,6 +25,8 @@ from experiments.data import ExperimentData, load_trajectories_for, prepare_data
 from experiments.models import TINY_MODEL, load_model, load_tokenizer, default_tokenizer_source
 from experiments.plan import REST, Plan, PlanError, StageSpec
 from experiments.planner import (
+    MEASUREMENT,
+    MEASUREMENT_TOKENS,
     DataShapes,
     PlanProjection,
     data_shapes,
@@ -130,7 +132,8 @@ def check_fits(run: PlanRun, projection: PlanProjection) -> None:
         remaining, spent = ledger.remaining, ledger.spent_by_experiment()
     needed = 0
     for stage in projection.stages:  # what unfinished stages still need (a resumed one has spent some)
-        if not run.results.finished(stage.name) and run.plan.stage(stage.name).budget_share != REST:
+        rest = stage.name != MEASUREMENT and run.plan.stage(stage.name).budget_share == REST
+        if not run.results.finished(stage.name) and not rest:
             done = sum(flops for name, flops in spent.items() if name.split("/")[0] == stage.name)
             needed += max(stage.flops - done, 0)
     if needed > remaining:
@@ -150,6 +153,8 @@ def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progre
         "description": plan.description, "model": plan.model.source, "data": run.data.source,
         "limit": plan.budget.limit, "convention": plan.budget.convention}
     run.results.set("projection", projection.to_dict())
+    if not run.results.finished(MEASUREMENT):
+        run_measurement(run)
     for stage in plan.stages:
         if only is not None and stage.name not in only:
             continue
@@ -160,10 +165,15 @@ def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progre
             raise RuntimeError(f"stage {stage.name!r} uses the best setting of {stage.source!r}, "
                                f"which has not finished: run it first")
         run_stage(run, stage)
-    if "backward_forward" not in run.results.document:
-        run.results.set("backward_forward", measure_training_rule(run))
     write_report(out_dir)
     return run.results
+
+
+def run_measurement(run: PlanRun) -> None:
+    """Measure backward / forward FLOPs of one LoRA step (charged) before the stages run."""
+    record = run.results.stage(MEASUREMENT)
+    record.update(kind="measure", **measure_training_rule(run, MEASUREMENT, MEASUREMENT_TOKENS), status="finished")
+    run.results.save()
 
 
 def run_stage(run: PlanRun, stage: StageSpec) -> None:

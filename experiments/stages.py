@@ -119,16 +119,21 @@ def _validation_of(run: PlanRun, entry: dict[str, Any]) -> ValidationMetrics | N
     return ValidationMetrics(cross_entropy_nats=records[-1]["val_loss"], n_tokens=records[-1]["val_tokens"])
 
 
-def measure_training_rule(run: PlanRun, seq_len: int = 64) -> dict[str, Any]:
+def measure_training_rule(run: PlanRun, experiment: str, seq_len: int) -> dict[str, Any]:
     """Backward ÷ forward FLOPs of one LoRA training step of the plan's model, measured with
-    ``FlopCounterMode`` on a validation window (the budget assumes 2)."""
+    ``FlopCounterMode`` on one validation window of ``seq_len`` tokens (the budget assumes 2).
+    The step is compute like any other: it is charged to ``experiment`` before it runs."""
     from flopcount.runtime import measure_backward_ratio
 
     settings = run.plan.training
     model = run.base_model()
     inject(model, LoRAConfig(r=settings.lora_rank, targets=settings.lora_targets))
     window = run.data.validation_windows(seq_len).input_ids[:1]  # (1, seq_len)
-    measured = measure_backward_ratio(model, torch.as_tensor(window))
+    with Budget(run.plan.budget.limit, run.ledger_path, experiment, model=model.config,
+                convention=run.plan.budget.convention, lora_rank=settings.lora_rank,
+                lora_targets=settings.lora_targets, config={"measure": "backward / forward"}) as budget:
+        budget.charge_training_step(batch=1, seq_len=seq_len, step=1)
+        measured = measure_backward_ratio(model, torch.as_tensor(window))
     return {"forward": measured.forward, "backward": measured.backward, "ratio": measured.ratio,
             "assumed": measured.assumed, "batch": 1, "seq_len": seq_len}
 

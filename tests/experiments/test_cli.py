@@ -35,7 +35,7 @@ def test_coursework_dry_run_projects_every_stage_offline_without_weights(real_da
     projection = json.loads(finished.stdout)
     assert projection["limit"] == 10**17
     assert [stage["name"] for stage in projection["stages"]] == [
-        "baseline", "lora-default", "grid", "context", "final", "evaluate"]
+        "backward-forward", "baseline", "lora-default", "grid", "context", "final", "evaluate"]
     assert projection["total"] == sum(stage["flops"] for stage in projection["stages"]) <= 10**17
     grid = next(stage for stage in projection["stages"] if stage["name"] == "grid")
     assert len(grid["runs"]) == 9 and grid["flops"] <= 0.40 * 10**17

@@ -73,7 +73,8 @@ def test_relative_data_paths_are_relative_to_the_plan_file(tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace('source = "tiny"', 'source = "tiny"\nweights = "x"'), r"\[model\]: unknown key\(s\) \['weights'\]"),
+    (lambda t: t.replace('source = "tiny"', 'source = "tiny"\nweights = "x"'),
+     r"\[model\]: unknown key\(s\) \['weights'\]"),
     (lambda t: t.replace("[model]\nsource = \"tiny\"\n", ""), r"missing required key\(s\) \['model'\]"),
     (lambda t: t.replace('source = "tiny"', 'dtype = "float32"'), r"\[model\]: missing required key\(s\) \['source'\]"),
     (lambda t: t.replace("limit = 1e13", 'limit = "lots"'), "limit must be int, got str"),
@@ -88,7 +89,8 @@ def test_relative_data_paths_are_relative_to_the_plan_file(tmp_path):
     (lambda t: t.replace("steps = 3", "max_steps = 9\nbudget_share = 1.5"), r"budget_share must be a fraction"),
     (lambda t: t + '[[stages]]\nkind = "final"\nfrom = "nothing"\nsteps = 1\n', "'from' must name an earlier"),
     (lambda t: t + '[[stages]]\nkind = "sweep"\nsteps = 1\ngrid = { lora_rank = [] }\n', "non-empty array"),
-    (lambda t: t + '[[stages]]\nkind = "sweep"\nsteps = 1\ngrid = { dropout = [0.1] }\n', r"unknown key\(s\) \['dropout'\]"),
+    (lambda t: t + '[[stages]]\nkind = "sweep"\nsteps = 1\ngrid = { dropout = [0.1] }\n',
+     r"unknown key\(s\) \['dropout'\]"),
     (lambda t: t + '[[stages]]\nname = "train"\nkind = "train"\nsteps = 1\n', "two stages are named 'train'"),
     (lambda t: t.replace("[budget]", "[budget]\nconvention = \"approximate\""), "convention must be one of"),
     (lambda t: t + "[training]\nlora_targets = \"q_proj\"\n", "lora_targets must be an array"),

@@ -17,7 +17,7 @@ import pytest
 from experiments.plan import load_plan
 from experiments.runner import LEDGER_FILE, PlanOverBudget, dry_run, run_plan
 from experiments.models import tiny_config
-from flopcount import Ledger, audit_report, forward_flops
+from flopcount import Ledger, audit_report, forward_flops, training_step_flops
 
 MINI_PLAN = """
 name = "mini"
@@ -114,7 +114,7 @@ def test_every_stage_finishes_and_selections_feed_the_next_stage(finished_run):
     results = json.loads((finished_run / "results.json").read_text())
     stages = results["stages"]
     assert {name: record["status"] for name, record in stages.items()} == dict.fromkeys(
-        ["baseline", "grid", "context", "final", "evaluate"], "finished")
+        ["backward-forward", "baseline", "grid", "context", "final", "evaluate"], "finished")
     best_grid = stages["grid"]["best"]
     assert best_grid["val_loss"] == min(run["val_loss"] for run in stages["grid"]["runs"])
     assert {run["settings"]["lora_rank"] for run in stages["context"]["runs"]} == {best_grid["settings"]["lora_rank"]}
@@ -124,7 +124,8 @@ def test_every_stage_finishes_and_selections_feed_the_next_stage(finished_run):
     assert stages["context"]["best"]["val_loss"] == min(run["selection_val_loss"] for run in context_runs)
     assert stages["evaluate"]["experiment"] == "final"
     assert {run["steps_done"] for run in stages["grid"]["runs"]} == {3}
-    assert results["backward_forward"]["ratio"] > 0
+    measured = stages["backward-forward"]
+    assert measured["ratio"] == measured["backward"] / measured["forward"] > 0
 
 
 def test_report_audit_table_equals_the_ledger(finished_run):
@@ -172,6 +173,8 @@ def test_generation_and_training_were_charged_to_the_right_experiments(finished_
     best = json.loads((finished_run / "results.json").read_text())["stages"]["grid"]["best"]["settings"]
     scoring = forward_flops(tiny_config(), 32, batch=4, lora_rank=best["lora_rank"])  # 4 eval windows at 32
     assert rows["context/selection"].by_phase == {"train": 0, "validation": 2 * scoring.total, "generation": 0}
+    measured = training_step_flops(tiny_config(), 1, 64, lora_rank=2)  # the backward/forward check
+    assert rows["backward-forward"].by_phase == {"train": measured, "validation": 0, "generation": 0}
     assert rows["baseline"].by_phase["generation"] > 0 and rows["baseline"].by_phase["train"] == 0
     assert rows["evaluate"].by_phase["generation"] > 0
     assert rows["final"].steps == 4 and rows["final"].by_phase["validation"] > 0
@@ -243,7 +246,7 @@ def test_a_stage_command_runs_that_stage_alone(qwen_assets, tmp_path):
     plan = write_mini_plan(tmp_path, qwen_assets)
     assert main(["baseline", "--plan", str(plan), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     stages = json.loads((tmp_path / "run" / "results.json").read_text())["stages"]
-    assert list(stages) == ["baseline"] and stages["baseline"]["status"] == "finished"
-    assert set(ledger_rows(tmp_path / "run")) == {"baseline"}
+    assert list(stages) == ["backward-forward", "baseline"] and stages["baseline"]["status"] == "finished"
+    assert set(ledger_rows(tmp_path / "run")) == {"backward-forward", "baseline"}
     report = (tmp_path / "run" / "report.md").read_text()
     assert "| grid | pending |" in report and "| baseline | finished |" in report
