@@ -26,6 +26,7 @@ from lvdata import (
     TokenWindows,
     encode,
     load_trajectories,
+    per_trajectory_alpha,
     make_windows,
     prompt_target_split,
     simulate,
@@ -113,9 +114,22 @@ class ExperimentData:
     def forecast_examples(self, split: str = "test") -> list[ForecastExample]:
         """One ``lvdata.ForecastExample`` (first ``prompt_steps`` steps as prompt, the next
         ``forecast_steps`` as target) per trajectory of ``split``, in id order."""
-        ids = getattr(self.split, split)
-        return [prompt_target_split(self.trajectories[i], float(self.alphas[i]), k=self.config.prompt_steps,
-                                    m=self.config.forecast_steps, fmt=self.fmt) for i in ids.tolist()]
+        k, m = self.config.prompt_steps, self.config.forecast_steps
+        return [self.forecast_example(i, k, m) for i in getattr(self.split, split).tolist()]
+
+    def forecast_example(self, trajectory_id: int, k: int, m: int) -> ForecastExample:
+        """Trajectory ``trajectory_id`` cut into a ``k``-step prompt and an ``m``-step target,
+        scaled by :meth:`forecast_alpha` (never by the target it is asked to forecast)."""
+        return prompt_target_split(self.trajectories[trajectory_id], self.forecast_alpha(trajectory_id, k), k=k, m=m,
+                                   fmt=self.fmt)
+
+    def forecast_alpha(self, trajectory_id: int, k: int) -> float:
+        """α for forecasting from the first ``k`` steps. The per-trajectory rule is applied to
+        those ``k`` steps only: α from the whole trajectory would tell the model the scale of
+        the values it must forecast. The global α was fitted on the training split."""
+        if self.scaler.rule == "per_trajectory":
+            return float(per_trajectory_alpha(self.trajectories[trajectory_id : trajectory_id + 1, :k])[0])
+        return float(self.alphas[trajectory_id])
 
     def _split_windows(self, split: str, context: int, stride: int) -> TokenWindows:
         key = (split, context)

@@ -33,7 +33,6 @@ from experiments.forecast import ForecastConfig, ForecastOutput, forecast_series
 from experiments.metrics import MethodMetrics, ValidationMetrics, evaluate_forecasts, results_document, results_table
 from experiments.plots import plot_forecast, plot_horizon_errors
 from flopcount import Budget
-from lvdata import prompt_target_split
 
 LLM = "llm"
 PINNED_TRAJECTORY = 972  # the reference analysis's example trajectory, plotted whenever it is tested
@@ -87,8 +86,7 @@ def evaluate_test_split(
     truth = data.trajectories[ids, k:k + m].astype(np.float64)  # (N, m, 2)
     results = TestSplitResults(ids=ids, metrics=[])
     if LLM in methods:
-        examples = [prompt_target_split(data.trajectories[i], float(data.alphas[i]), k=k, m=m, fmt=data.fmt)
-                    for i in ids.tolist()]
+        examples = [data.forecast_example(i, k, m) for i in ids.tolist()]
         for forecast_config in configs:
             output = forecast_series(model, tokenizer, examples, forecast_config, budget, step, progress=progress)
             results.llm[forecast_config.method_name] = output

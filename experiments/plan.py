@@ -25,23 +25,32 @@ or ``$LLMTIME_SHARED``); other relative paths are relative to the plan file.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from experiments.data import ALPHA_RULES, DataConfig
+from experiments.plan_schema import (
+    SCALARS,
+    PlanError,
+    as_table,
+    check_keys,
+    coerce,
+    int_list,
+    list_of,
+    section,
+    typed,
+)
+from experiments.train_config import TrainConfig
 from flopcount.conventions import CONVENTIONS
 from lvdata.defaults import SHARED_DIR
 
 STAGE_KINDS = ("baseline", "train", "sweep", "context", "final", "evaluate")
 TRAINING_STAGES = ("train", "sweep", "context", "final")
 REST = "rest"
-
-
-class PlanError(ValueError):
-    """A plan file that cannot be run as written; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -180,30 +189,82 @@ def load_plan(name_or_path: str | Path) -> Plan:
 def parse_plan(document: dict[str, Any], path: Path) -> Plan:
     """Build a ``Plan`` from a parsed TOML document, checking every key and type."""
     where = str(path)
-    _check_keys(document, {"name", "description", "model", "data", "budget", "training", "forecast", "stages"},
+    check_keys(document, {"name", "description", "model", "data", "budget", "training", "forecast", "stages"},
                 where, required={"model", "budget", "stages"})
-    model = _section(ModelSpec, document["model"], f"{where} [model]")
-    budget_table = _table(document["budget"], f"{where} [budget]")
+    model = section(ModelSpec, document["model"], f"{where} [model]")
+    budget_table = as_table(document["budget"], f"{where} [budget]")
     limit = budget_table.get("limit")
     if isinstance(limit, float) and limit.is_integer():
         budget_table = {**budget_table, "limit": int(limit)}
-    budget = _section(BudgetSpec, budget_table, f"{where} [budget]")
+    budget = section(BudgetSpec, budget_table, f"{where} [budget]")
     if budget.limit <= 0:
         raise PlanError(f"{where} [budget]: limit must be a positive number of FLOPs, got {budget.limit}")
     if budget.convention not in CONVENTIONS:
         raise PlanError(f"{where} [budget]: convention must be one of {sorted(CONVENTIONS)}, got {budget.convention!r}")
-    data = _section(DataSpec, document.get("data", {}), f"{where} [data]")
+    data = section(DataSpec, document.get("data", {}), f"{where} [data]")
     if data.alpha_rule not in ALPHA_RULES:
         raise PlanError(f"{where} [data]: alpha_rule must be one of {ALPHA_RULES}, got {data.alpha_rule!r}")
     if data.fallback not in ("error", "simulate"):
         raise PlanError(f"{where} [data]: fallback must be 'error' or 'simulate', got {data.fallback!r}")
-    training = _section(TrainingSpec, document.get("training", {}), f"{where} [training]")
-    forecast = _section(ForecastSpec, document.get("forecast", {}), f"{where} [forecast]")
+    training = section(TrainingSpec, document.get("training", {}), f"{where} [training]")
+    forecast = section(ForecastSpec, document.get("forecast", {}), f"{where} [forecast]")
     stages = _stages(document["stages"], where)
     name = document.get("name", path.stem)
     if not isinstance(name, str) or not isinstance(document.get("description", ""), str):
         raise PlanError(f"{where}: name and description must be strings")
-    return Plan(name, document.get("description", ""), path, model, data, budget, training, forecast, stages)
+    plan = Plan(name, document.get("description", ""), path, model, data, budget, training, forecast, stages)
+    check_values(plan)
+    return plan
+
+
+def check_values(plan: Plan) -> None:
+    """Build every run's ``TrainConfig`` and the forecast and data configs now, so that a value
+    they refuse (rank 0, context 1, ...) stops the plan before any FLOP is spent."""
+    from experiments.forecast import ForecastConfig
+
+    where = str(plan.path)
+    for stage in plan.stages:
+        for settings in run_settings(plan, stage) if stage.trains else ():
+            try:
+                train_config(stage.name, settings, steps=max(stage.steps, stage.max_steps))
+            except (TypeError, ValueError) as error:
+                raise PlanError(f"{where} stage {stage.name!r}: {error}") from None
+    spec = plan.forecast
+    if not (spec.greedy or spec.samples):
+        raise PlanError(f"{where} [forecast]: set greedy = true or samples >= 1 (or both)")
+    try:
+        ForecastConfig(k=plan.data.prompt_steps, m=plan.data.forecast_steps, batch_size=spec.batch_size,
+                       max_int_digits=spec.max_int_digits, temperature=spec.temperature, top_p=spec.top_p)
+        DataConfig(simulate_systems=plan.data.simulate_systems, alpha_rule=plan.data.alpha_rule,
+                   precision=plan.data.precision, prompt_steps=plan.data.prompt_steps,
+                   forecast_steps=plan.data.forecast_steps)
+    except (TypeError, ValueError) as error:
+        raise PlanError(f"{where} [forecast] / [data]: {error}") from None
+
+
+def run_settings(plan: Plan, stage: StageSpec, chosen: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The training settings of each run of ``stage``: the plan's defaults, the best setting
+    ``chosen`` from the stage named in ``from`` (if any), the stage's overrides, then its grid."""
+    base = {**asdict(plan.training), **(chosen or {}), **stage.overrides}
+    if stage.kind == "sweep":
+        keys = list(stage.grid)
+        return [{**base, **dict(zip(keys, values))} for values in itertools.product(*stage.grid.values())]
+    if stage.kind == "context":
+        return [{**base, "context": context} for context in stage.contexts]
+    return [base]
+
+
+def train_config(experiment: str, settings: dict[str, Any], steps: int) -> TrainConfig:
+    """The ``TrainConfig`` of one planned run."""
+    return TrainConfig(
+        experiment=experiment, steps=steps, batch_size=settings["batch_size"], context=settings["context"],
+        learning_rate=settings["learning_rate"], lora_rank=settings["lora_rank"],
+        lora_alpha=settings["lora_alpha"] or None, lora_targets=tuple(settings["lora_targets"]),
+        eval_every=settings["eval_every"], eval_windows=settings["eval_windows"] or None,
+        checkpoint_every=settings["checkpoint_every"], seed=settings["seed"],
+    )  # fmt: skip
+
+
 
 
 def resolve_data_path(plan: Plan) -> str | None:
@@ -248,7 +309,7 @@ def _stages(raw: Any, where: str) -> tuple[StageSpec, ...]:
             raise PlanError(f"{label}: kind must be one of {STAGE_KINDS}, got {kind!r}")
         name = table.get("name", kind)
         label = f"{where} stage {name!r}"
-        _check_keys(table, _STAGE_KEYS[kind], label, required={"kind"})
+        check_keys(table, _STAGE_KEYS[kind], label, required={"kind"})
         if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
             raise PlanError(f"{label}: name must be letters, digits, '-' or '_', got {name!r}")
         if any(stage.name == name for stage in stages):
@@ -259,13 +320,13 @@ def _stages(raw: Any, where: str) -> tuple[StageSpec, ...]:
             if source not in earlier or not earlier[source].trains:
                 raise PlanError(f"{label}: 'from' must name an earlier training stage, got {source!r}")
         overrides = {key: table[key] for key in _TRAINING_KEYS & table.keys()}
-        _section(TrainingSpec, overrides, label)  # type-checks the overrides
+        section(TrainingSpec, overrides, label)  # type-checks the overrides
         stage = StageSpec(
             name=name, kind=kind, source=source, overrides=overrides,
-            steps=_typed(table, "steps", int, label, 0), max_steps=_typed(table, "max_steps", int, label, 0),
+            steps=typed(table, "steps", int, label, 0), max_steps=typed(table, "max_steps", int, label, 0),
             budget_share=_share(table.get("budget_share", 0.0), label),
             grid=_grid(table.get("grid", {}), label) if kind == "sweep" else {},
-            contexts=_int_list(table.get("contexts", []), "contexts", label) if kind == "context" else (),
+            contexts=int_list(table.get("contexts", []), "contexts", label) if kind == "context" else (),
         )  # fmt: skip
         if stage.trains:
             if (stage.steps > 0) == (stage.max_steps > 0):
@@ -286,75 +347,13 @@ def _stages(raw: Any, where: str) -> tuple[StageSpec, ...]:
     return tuple(stages)
 
 
-_SCALARS = {"int": int, "float": float, "str": str, "bool": bool, "str | None": str}
-_TUPLES = {"tuple[str, ...]": str, "tuple[int, ...]": int}
-
-
-def _section(cls: type, raw: Any, where: str) -> Any:
-    """``cls(**raw)`` after checking the keys against ``cls``'s fields and each value's type."""
-    table = _table(raw, where)
-    known = {f.name: f for f in fields(cls)}
-    required = {f.name for f in known.values() if f.default is MISSING and f.default_factory is MISSING}
-    _check_keys(table, set(known), where, required=required)
-    values = {}
-    for key, value in table.items():
-        annotation = known[key].type
-        if annotation in _TUPLES:
-            values[key] = tuple(_list_of(value, _TUPLES[annotation], key, where))
-        else:
-            values[key] = _coerce(value, _SCALARS[annotation], key, where)
-    return cls(**values)
-
-
-def _table(raw: Any, where: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise PlanError(f"{where}: must be a table, got {type(raw).__name__}")
-    return raw
-
-
-def _check_keys(table: dict[str, Any], allowed: set[str], where: str, required: set[str] = frozenset()) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise PlanError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    missing = sorted(required - set(table))
-    if missing:
-        raise PlanError(f"{where}: missing required key(s) {missing}")
-
-
-def _coerce(value: Any, expected: type, key: str, where: str) -> Any:
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
-        raise PlanError(f"{where}: {key} must be {expected.__name__}, got {type(value).__name__} {value!r}")
-    if expected in (int, float) and value < 0:
-        raise PlanError(f"{where}: {key} must be >= 0, got {value!r}")
-    return value
-
-
-def _typed(table: dict[str, Any], key: str, expected: type, where: str, default: Any) -> Any:
-    return _coerce(table[key], expected, key, where) if key in table else default
-
-
-def _list_of(value: Any, item_type: type, key: str, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise PlanError(f"{where}: {key} must be an array, got {type(value).__name__} {value!r}")
-    return [_coerce(item, item_type, f"{key}[{i}]", where) for i, item in enumerate(value)]
-
-
-def _int_list(value: Any, key: str, where: str) -> tuple[int, ...]:
-    items = tuple(_list_of(value, int, key, where))
-    if any(item < 1 for item in items) or len(set(items)) != len(items):
-        raise PlanError(f"{where}: {key} must be distinct positive integers, got {list(items)}")
-    return items
-
-
 def _grid(raw: Any, where: str) -> dict[str, tuple[Any, ...]]:
-    table = _table(raw, f"{where} grid")
-    _check_keys(table, _GRID_KEYS, f"{where} grid")
+    table = as_table(raw, f"{where} grid")
+    check_keys(table, _GRID_KEYS, f"{where} grid")
     grid = {}
     for key, values in table.items():
-        expected = _SCALARS[_TRAINING_FIELDS[key]]
-        items = tuple(_list_of(values, expected, key, f"{where} grid"))
+        expected = SCALARS[_TRAINING_FIELDS[key]]
+        items = tuple(list_of(values, expected, key, f"{where} grid"))
         if not items or len(set(items)) != len(items):
             raise PlanError(f"{where} grid: {key} must be a non-empty array of distinct values, got {values!r}")
         grid[key] = items
@@ -364,7 +363,7 @@ def _grid(raw: Any, where: str) -> dict[str, tuple[Any, ...]]:
 def _share(value: Any, where: str) -> float | str:
     if value == REST:
         return REST
-    share = _coerce(value, float, "budget_share", where)
+    share = coerce(value, float, "budget_share", where)
     if not 0 <= share <= 1:
         raise PlanError(f"{where}: budget_share must be a fraction in [0, 1] or \"rest\", got {value!r}")
     return share

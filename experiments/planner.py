@@ -15,14 +15,13 @@ projection is an upper bound; when they run, their steps are fitted to the setti
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from experiments.grammar import LLMTimeGrammar
-from experiments.plan import REST, Plan, StageSpec
+from experiments.plan import REST, Plan, StageSpec, run_settings
 from flopcount import (
     RunPlan,
     estimate_run,
@@ -33,7 +32,7 @@ from flopcount import (
     training_step_flops,
 )
 from flopcount.shape import ModelShape
-from lvdata import LLMTimeFormat, encode, make_windows
+from lvdata import LLMTimeFormat, encode, make_windows, per_trajectory_alpha, prompt_target_split
 
 
 @dataclass(frozen=True)
@@ -117,11 +116,17 @@ class PlanProjection:
 
 
 def data_shapes(plan: Plan, trajectories: np.ndarray, alphas: np.ndarray, split) -> DataShapes:
-    """The token counts the planner needs, from the encoded text (one token per character)."""
+    """The token counts the planner needs, from the encoded text (one token per character).
+    ``alphas``: the α of each trajectory's whole text (training and validation windows);
+    prompts are scaled as the forecaster scales them (``ExperimentData.forecast_alpha``)."""
     fmt = LLMTimeFormat(precision=plan.data.precision)
     validation = encode(trajectories[split.validation], alphas[split.validation], fmt)
     test_ids = forecast_ids(plan, split)
-    prompts = encode(trajectories[test_ids, : plan.data.prompt_steps], alphas[test_ids], fmt)
+    k, m = plan.data.prompt_steps, plan.data.forecast_steps
+    contexts = trajectories[test_ids, :k]
+    prompt_alphas = per_trajectory_alpha(contexts) if plan.data.alpha_rule == "per_trajectory" else alphas[test_ids]
+    prompts = [prompt_target_split(trajectories[i], alpha, k=k, m=m, fmt=fmt).prompt_text
+               for i, alpha in zip(test_ids.tolist(), prompt_alphas.tolist())]
     return DataShapes(tuple(len(text) for text in validation), max(len(p) for p in prompts), len(test_ids))
 
 
@@ -129,18 +134,6 @@ def forecast_ids(plan: Plan, split) -> np.ndarray:
     """The test trajectories the plan forecasts: all, or the first ``forecast.series``."""
     ids = np.asarray(split.test)
     return ids[: plan.forecast.series] if plan.forecast.series else ids
-
-
-def run_settings(plan: Plan, stage: StageSpec, chosen: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The training settings of each run of ``stage``: the plan's defaults, the best setting
-    ``chosen`` from the stage named in ``from`` (if any), the stage's overrides, then its grid."""
-    base = {**asdict(plan.training), **(chosen or {}), **stage.overrides}
-    if stage.kind == "sweep":
-        keys = list(stage.grid)
-        return [{**base, **dict(zip(keys, values))} for values in itertools.product(*stage.grid.values())]
-    if stage.kind == "context":
-        return [{**base, "context": context} for context in stage.contexts]
-    return [base]
 
 
 def run_name(stage: StageSpec, settings: dict[str, Any]) -> str:

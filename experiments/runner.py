@@ -23,7 +23,7 @@ import numpy as np
 
 from experiments.data import ExperimentData, load_trajectories_for, prepare_data
 from experiments.models import TINY_MODEL, load_model, load_tokenizer, default_tokenizer_source
-from experiments.plan import REST, Plan, PlanError, StageSpec
+from experiments.plan import REST, Plan, PlanError, StageSpec, run_settings
 from experiments.planner import (
     MEASUREMENT,
     MEASUREMENT_TOKENS,
@@ -33,7 +33,6 @@ from experiments.planner import (
     fit_run,
     plan_model,
     project,
-    run_settings,
     selection_flops,
 )
 from experiments.results import Results
@@ -134,7 +133,8 @@ def check_fits(run: PlanRun, projection: PlanProjection) -> None:
     for stage in projection.stages:  # what unfinished stages still need (a resumed one has spent some)
         rest = stage.name != MEASUREMENT and run.plan.stage(stage.name).budget_share == REST
         if not run.results.finished(stage.name) and not rest:
-            done = sum(flops for name, flops in spent.items() if name.split("/")[0] == stage.name)
+            resumes = stage.runs != ()  # training runs resume from checkpoints; other stages start afresh
+            done = sum(f for name, f in spent.items() if name.split("/")[0] == stage.name) if resumes else 0
             needed += max(stage.flops - done, 0)
     if needed > remaining:
         raise PlanOverBudget(f"plan {run.plan.name!r} cannot fit its budget: the unfinished stages need "
@@ -221,7 +221,7 @@ def _decide_runs(run: PlanRun, stage: StageSpec) -> list[dict[str, Any]]:
     projections are reserved, split evenly between the runs."""
     plan, selections = run.plan, run.selections()
     projection = project(plan, run.shapes, selections)
-    names = [s.name for s in plan.stages]
+    names = [p.name for p in projection.stages]
     later = sum(p.flops for p in projection.stages[names.index(stage.name) + 1:] if not run.results.finished(p.name))
     available = run.remaining() - later
     if stage.budget_share != REST:

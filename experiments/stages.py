@@ -17,9 +17,10 @@ from experiments.evaluation import loss_sums, validation_indices
 from experiments.forecast import ForecastConfig
 from experiments.metrics import ValidationMetrics, results_table
 from experiments.metrics_log import read_metrics
+from experiments.plan import train_config
 from experiments.planner import forecast_ids
 from experiments.train import train
-from experiments.train_config import BudgetConfig, TrainConfig
+from experiments.train_config import BudgetConfig
 from flopcount import Budget
 from lora import LoRAConfig, inject, load_adapter
 
@@ -33,19 +34,10 @@ def stage_dir(run: PlanRun, name: str) -> Path:
     return run.out_dir / "stages" / name.replace("/", "__").replace("=", "-")
 
 
-def train_config(experiment: str, settings: dict[str, Any], steps: int) -> TrainConfig:
-    """The ``TrainConfig`` of one planned run."""
-    return TrainConfig(
-        experiment=experiment, steps=steps, batch_size=settings["batch_size"], context=settings["context"],
-        learning_rate=settings["learning_rate"], lora_rank=settings["lora_rank"],
-        lora_alpha=settings["lora_alpha"] or None, lora_targets=tuple(settings["lora_targets"]),
-        eval_every=settings["eval_every"], eval_windows=settings["eval_windows"] or None,
-        checkpoint_every=settings["checkpoint_every"], seed=settings["seed"],
-    )  # fmt: skip
-
-
 def budget_config(run: PlanRun) -> BudgetConfig:
-    return BudgetConfig(run.plan.budget.limit, run.ledger_path, run.plan.budget.convention)
+    """The plan's budget. The planner has fitted each run's steps to what is left, so a run
+    that resumes after a crash (and re-runs steps) may run out: it then stops cleanly."""
+    return BudgetConfig(run.plan.budget.limit, run.ledger_path, run.plan.budget.convention, require_fit=False)
 
 
 def run_training(run: PlanRun, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:

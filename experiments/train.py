@@ -283,7 +283,8 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
             run.budget = stack.enter_context(Budget(
                 budget.limit, budget.ledger, config.experiment, model=run.unwrapped.config,
                 convention=budget.convention, lora_rank=config.lora_rank, lora_targets=config.lora_targets,
-                lm_head_bias=config.lm_head_bias, config={**record, "world_size": world_size},
+                lm_head_bias=config.lm_head_bias,
+                config={**record, "world_size": world_size, "run_dir": str(run_dir.resolve())},
                 synchronous=budget.synchronous,
             ))  # fmt: skip
             _preflight(run, run.plan, budget.require_fit)

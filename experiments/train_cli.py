@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     budget.add_argument("--budget", type=flops_argument, required=True, help="FLOP limit of the ledger, e.g. 1e17")
     budget.add_argument("--ledger", type=Path, required=True, help="SQLite FLOP ledger (created if missing)")
     budget.add_argument("--convention", choices=tuple(CONVENTIONS), default="coursework")
-    budget.add_argument("--require-fit", action="store_true", help="refuse to start a run the budget cannot finish")
+    budget.add_argument("--allow-partial", action="store_true",
+                        help="start even if the budget cannot pay for every step (the run stops cleanly, with a "
+                             "checkpoint, when it runs out); by default such a run is refused before it starts")
 
     defaults = TrainConfig(experiment="-", steps=0)
     training = parser.add_argument_group("training")
@@ -95,7 +97,7 @@ def configs(args: argparse.Namespace) -> tuple[TrainConfig, DataConfig, BudgetCo
                              split_seed=args.split_seed, test_ids=test_ids, alpha_rule=args.alpha_rule,
                              precision=args.precision)
     budget = BudgetConfig(limit=args.budget, ledger=args.ledger, convention=args.convention,
-                          require_fit=args.require_fit)
+                          require_fit=not args.allow_partial)
     return train_config, data_config, budget
 
 

@@ -83,14 +83,15 @@ class BudgetConfig:
     """The FLOP budget a run is charged against (see ``flopcount.Budget``).
 
     ``limit`` in FLOPs for everything in the ``ledger`` file; ``convention`` prices the
-    steps. ``require_fit``: refuse to start when the remaining steps and validations cannot
-    all be paid (otherwise the run starts and stops cleanly when the budget runs out).
+    steps. ``require_fit`` (the default): refuse to start when the remaining steps and
+    validations cannot all be paid, saying how many steps would fit; False starts anyway and
+    stops cleanly, with a checkpoint, when the budget runs out.
     """
 
     limit: int | float
     ledger: str | os.PathLike[str]
     convention: str = "coursework"
-    require_fit: bool = False
+    require_fit: bool = True
     synchronous: str = "FULL"
 
 

@@ -171,7 +171,8 @@ class Ledger:
 
         ``model`` is a label for reports. A resumed experiment must keep its ``convention``
         and ``flop_settings`` (everything the cost of a step depends on, model shape
-        included): mixing cost models in one experiment is refused.
+        included): mixing cost models in one experiment is refused. So is a ``config`` other
+        than the recorded one: two different runs under one name would pass for re-runs.
         """
         if not isinstance(experiment, str) or not experiment.strip():
             raise ValueError(f"experiment name must be a non-empty string, got {experiment!r}")
@@ -179,7 +180,7 @@ class Ledger:
         now = time.time()
         with self._transaction() as db:
             row = db.execute(
-                "SELECT id, convention, flop_settings FROM experiments WHERE name = ?",
+                "SELECT id, convention, flop_settings, config FROM experiments WHERE name = ?",
                 (experiment,),
             ).fetchone()
             if row is None:
@@ -198,6 +199,14 @@ class Ledger:
                             f"experiment {experiment!r} in {self.path} was charged with {key} "
                             f"{value}; resuming it with {key} {asked[key]} would mix cost models"
                         )
+                if config is not None and json.loads(row[3]) != json.loads(json.dumps(config)):
+                    recorded_config, asked_config = json.loads(row[3]), json.loads(json.dumps(config))
+                    differing = sorted(k for k in {*recorded_config, *asked_config}
+                                       if recorded_config.get(k) != asked_config.get(k))
+                    raise LedgerError(
+                        f"experiment {experiment!r} in {self.path} was recorded with another config "
+                        f"(differing: {', '.join(map(str, differing))}); name a new experiment for a new run"
+                    )
                 db.execute(
                     "UPDATE experiments SET status = 'running', stop_reason = NULL,"
                     " ended_at = NULL WHERE id = ?",

@@ -6,6 +6,9 @@ Two rules are in use, both from the 95th percentile (numpy's default linear inte
   ``α_i = max(p95(prey_i), p95(predator_i)) / 10``, percentiles over that trajectory's steps.
 * ``"global"``: one ``α = max(p95(prey), p95(predator)) / 10``, percentiles over every step of
   every *training* trajectory (fit it on the training split only, then apply it to all).
+
+When forecasting, apply the per-trajectory rule to the observed context steps only: an α
+computed over the steps to be forecast would tell the model their scale.
 """
 
 from __future__ import annotations

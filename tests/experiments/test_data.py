@@ -69,7 +69,22 @@ def test_forecast_examples_cover_the_test_split(small_data):
     assert len(examples) == len(small_data.split.test)
     for example, trajectory_id in zip(examples, small_data.split.test.tolist()):
         np.testing.assert_array_equal(example.target_values, small_data.trajectories[trajectory_id, 50:100])
-        assert example.alpha == small_data.alphas[trajectory_id]
+        assert example.alpha == per_trajectory_alpha(small_data.trajectories[trajectory_id : trajectory_id + 1, :50])[0]
+
+
+def test_the_forecast_target_never_sets_the_prompt_or_its_scale(small_data):
+    """A forecast prompt and its α depend on the context steps only: scaling the target by 3
+    changes neither (α from the whole trajectory would leak the target's scale)."""
+    trajectory_id = int(small_data.split.test[0])
+    before = small_data.forecast_example(trajectory_id, 50, 50)
+    original = small_data.trajectories[trajectory_id].copy()
+    small_data.trajectories[trajectory_id, 50:] *= 3.0
+    try:
+        after = small_data.forecast_example(trajectory_id, 50, 50)
+    finally:
+        small_data.trajectories[trajectory_id] = original
+    assert (after.prompt_text, after.alpha) == (before.prompt_text, before.alpha)
+    np.testing.assert_allclose(after.target_values, 3.0 * before.target_values)
 
 
 def test_real_dataset_with_pinned_test_trajectory(real_data_path, qwen_tokenizer):

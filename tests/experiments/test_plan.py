@@ -122,3 +122,20 @@ def test_parse_plan_keeps_stage_overrides_and_defaults(tmp_path):
     stage = plan.stages[0]
     assert stage.name == "train" and stage.overrides == {"context": 32, "lora_rank": 2}
     assert plan.training.context == 512  # the defaults stay; the override belongs to the stage
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("steps = 3", "steps = 3\nlora_rank = 0"), "stage 'train': .*lora_rank must be an integer >= 1"),
+    (lambda t: t.replace("steps = 3", "steps = 3\ncontext = 1"), "stage 'train': .*context must be an integer >= 2"),
+    (lambda t: t.replace("steps = 3", "steps = 3\ncheckpoint_every = 0"), "checkpoint_every must be an integer >= 1"),
+    (lambda t: t.replace("steps = 3", "steps = 3\nlearning_rate = 0.0"), "learning_rate must be > 0"),
+    (lambda t: t + '[[stages]]\nkind = "sweep"\nname = "g"\nsteps = 1\ngrid = { lora_rank = [2, 0] }\n',
+     "stage 'g': .*lora_rank must be an integer >= 1"),
+    (lambda t: t + "[forecast]\ntop_p = 0.0\n", r"\[forecast\].*top_p"),
+    (lambda t: t + "[forecast]\ngreedy = false\nsamples = 0\n", "set greedy = true or samples >= 1"),
+    (lambda t: t + "[data]\nforecast_steps = 0\n", r"\[data\].*m must be an int >= 1"),
+])
+def test_values_a_run_would_refuse_are_refused_when_the_plan_loads(tmp_path, edit, message):
+    """Not after the first stages have spent FLOPs: every run's config is built at load time."""
+    with pytest.raises(PlanError, match=message):
+        load_plan(write_plan(tmp_path, edit(MINIMAL)))

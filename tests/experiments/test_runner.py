@@ -250,3 +250,21 @@ def test_a_stage_command_runs_that_stage_alone(qwen_assets, tmp_path):
     assert set(ledger_rows(tmp_path / "run")) == {"backward-forward", "baseline"}
     report = (tmp_path / "run" / "report.md").read_text()
     assert "| grid | pending |" in report and "| baseline | finished |" in report
+
+
+def test_runs_get_the_steps_the_dry_run_projects(real_data_path, tmp_path):
+    """On a fresh ledger every training stage decides the steps the dry run printed."""
+    from experiments.runner import _decide_runs, open_run
+
+    plan = load_plan("coursework")
+    projection = dry_run(plan)
+    run = open_run(plan, tmp_path / "run", progress=False)
+    for name in ("lora-default", "grid"):
+        decided = [entry["steps"] for entry in _decide_runs(run, plan.stage(name))]
+        assert decided == [r.steps for r in projection.stage(name).runs]
+    # independently: 40 % of 1e17 over 9 runs; a step and a validation of 32 windows every 100 steps at 512 tokens
+    step = training_step_flops("qwen2.5-0.5b", 4, 512, lora_rank=8)
+    validation = forward_flops("qwen2.5-0.5b", 512, batch=32, lora_rank=8).total
+    share = int(0.40 * 10**17) // 9
+    affordable = max(s for s in range(1, 2000) if s * step + -(-s // 100) * validation <= share)
+    assert min(decided) == affordable

@@ -105,7 +105,8 @@ def test_budget_exhaustion_stops_cleanly_with_a_checkpoint_and_the_reason(tiny_m
     per_step, per_validation = step_cost(tiny_model), validation_cost(tiny_model)
     limit = 6 * per_step + per_validation + per_step // 2  # steps 1-6 and the validation at 5 fit; 7 does not
     setup = config(steps=10, eval_every=5, checkpoint_every=100)
-    result = train(tiny_model, data, setup, tmp_path / "run", BudgetConfig(limit, ledger), progress=False)
+    partial = BudgetConfig(limit, ledger, require_fit=False)  # start although step 7 cannot be paid
+    result = train(tiny_model, data, setup, tmp_path / "run", partial, progress=False)
 
     assert (result.status, result.steps_done) == ("stopped", 6)
     assert result.stop_reason.startswith("budget exhausted at train step 7")
@@ -117,8 +118,7 @@ def test_budget_exhaustion_stops_cleanly_with_a_checkpoint_and_the_reason(tiny_m
     assert len(read_metrics(result.metrics_path, kind="train")) == 6
 
     # Running it again resumes at step 6 and stops at once: nothing more is charged or written.
-    again = train(build_tiny_model(), data, setup, tmp_path / "run", BudgetConfig(limit, ledger),
-                  progress=False)
+    again = train(build_tiny_model(), data, setup, tmp_path / "run", partial, progress=False)
     assert (again.status, again.steps_done, again.resumed_from, again.flops_charged) == ("stopped", 6, 6, 0)
     assert experiment_usage(ledger).flops == usage.flops
 
@@ -126,20 +126,19 @@ def test_budget_exhaustion_stops_cleanly_with_a_checkpoint_and_the_reason(tiny_m
 def test_a_validation_the_budget_cannot_pay_stops_after_its_step(tiny_model, data, tmp_path):
     ledger = tmp_path / "ledger.sqlite"
     limit = 5 * step_cost(tiny_model) + validation_cost(tiny_model) // 2
-    result = train(tiny_model, data, config(steps=10, eval_every=5), tmp_path / "run", BudgetConfig(limit, ledger),
-                   progress=False)
+    result = train(tiny_model, data, config(steps=10, eval_every=5), tmp_path / "run",
+                   BudgetConfig(limit, ledger, require_fit=False), progress=False)
     assert (result.status, result.steps_done, result.last_val_loss) == ("stopped", 5, None)
     assert result.stop_reason.startswith("budget exhausted at validation step 5")
     assert result.checkpoint == checkpoint_path(tmp_path / "run", 5) and result.checkpoint.is_dir()
     assert charges(ledger, "validation") == []
 
 
-def test_a_plan_that_cannot_fit_is_refused_up_front_when_asked(tiny_model, data, tmp_path):
+def test_a_run_that_cannot_fit_is_refused_up_front_by_default(tiny_model, data, tmp_path):
     ledger = tmp_path / "ledger.sqlite"
     limit = 3 * step_cost(tiny_model)
     with pytest.raises(PlanDoesNotFit, match="the budget pays up to step 2") as refused:
-        train(tiny_model, data, config(), tmp_path / "run", BudgetConfig(limit, ledger, require_fit=True),
-              progress=False)
+        train(tiny_model, data, config(), tmp_path / "run", BudgetConfig(limit, ledger), progress=False)
     assert refused.value.max_steps == 2  # 3 steps, minus the validation after step 3
     assert charges(ledger) == [] and experiment_usage(ledger).status == "stopped"
 
@@ -166,10 +165,10 @@ def test_only_the_configured_lora_is_trained(tiny_model):
 
 def test_the_seed_makes_a_run_reproducible(data, tmp_path):
     def adapter(seed: int, name: str) -> dict[str, torch.Tensor]:
-        result = train(build_tiny_model(), data, config(steps=2, eval_every=0, seed=seed), tmp_path / name,
-                       BudgetConfig(BIG, tmp_path / "ledger.sqlite"), progress=False)
+        result = train(build_tiny_model(), data, config(steps=2, eval_every=0, seed=seed, experiment=name),
+                       tmp_path / name, BudgetConfig(BIG, tmp_path / "ledger.sqlite"), progress=False)
         return load_file(result.checkpoint / "adapter" / "adapter.safetensors")
 
-    first, again, other = adapter(0, "a"), adapter(0, "b"), adapter(1, "c")
+    first, again, other = adapter(0, "a"), adapter(0, "b"), adapter(1, "c")  # three experiments, one ledger
     assert all(torch.equal(again[name], tensor) for name, tensor in first.items())
     assert not all(torch.equal(other[name], tensor) for name, tensor in first.items())

@@ -219,3 +219,19 @@ def test_check_detects_a_running_total_that_disagrees_with_the_charges(path):
         connection.execute("UPDATE running_total SET spent = 49")
     with Ledger(path) as ledger, pytest.raises(LedgerError, match="running total 49 FLOPs.*sum to 50"):
         ledger.check()
+
+
+def test_another_run_under_a_recorded_name_is_refused_not_counted_as_a_rerun(path):
+    with Ledger(path, 10**6) as ledger:
+        first = ledger.begin_session("exp", model="tiny", convention="coursework", flop_settings=SETTINGS,
+                                     config={"lr": 1e-3, "run_dir": "runs/a"})
+        ledger.charge(first, "train", 10, step=1, tokens=4)
+        ledger.end_session(first, "finished")
+        with pytest.raises(LedgerError, match=r"another config \(differing: lr, run_dir\)"):
+            ledger.begin_session("exp", model="tiny", convention="coursework", flop_settings=SETTINGS,
+                                 config={"lr": 1e-2, "run_dir": "runs/b"})
+        resumed = ledger.begin_session("exp", model="tiny", convention="coursework", flop_settings=SETTINGS,
+                                       config={"run_dir": "runs/a", "lr": 1e-3})  # the same run resumes
+        assert ledger.charge(resumed, "train", 10, step=1, tokens=4).is_rerun
+        assert ledger.spent == 20
+    assert raw(path, "SELECT COUNT(*) FROM sessions") == [(2,)]
