@@ -107,10 +107,13 @@ class TrainingSpec:
 @dataclass(frozen=True)
 class ForecastSpec:
     """How the test split is forecast: ``series`` trajectories (0: all), greedy and/or
-    ``samples`` sampled continuations at ``temperature``, ``batch_size`` prompts at a time."""
+    ``samples`` sampled continuations at ``temperature``, ``batch_size`` prompts at a time, all
+    with LLMTIME-constrained decoding; ``unconstrained`` adds a greedy forecast without the
+    grammar, to measure how often the model breaks the format on its own."""
 
     series: int = 0
     greedy: bool = True
+    unconstrained: bool = True
     samples: int = 5
     temperature: float = 1.0
     top_p: float = 1.0

@@ -173,8 +173,9 @@ def fit_run(shape: ModelShape, plan: Plan, stage: StageSpec, settings: dict[str,
 
 
 def forecast_flops(shape: ModelShape, plan: Plan, shapes: DataShapes, lora: dict[str, Any] | None = None) -> int:
-    """Upper bound of one forecast of the test split: greedy and sampled, every batch at the
-    longest prompt and the grammar's longest output; ``lora``: the adapter's training settings."""
+    """Upper bound of one forecast of the test split: greedy (constrained and not) and sampled,
+    every batch at the longest prompt and the grammar's longest output (also the bound of the
+    unconstrained forecast); ``lora``: the adapter's training settings."""
     grammar = LLMTimeGrammar(n_steps=plan.data.forecast_steps, max_int_digits=plan.forecast.max_int_digits,
                              fmt=LLMTimeFormat(precision=plan.data.precision))
     spec, convention = plan.forecast, plan.budget.convention
@@ -182,7 +183,8 @@ def forecast_flops(shape: ModelShape, plan: Plan, shapes: DataShapes, lora: dict
     total = 0
     for start in range(0, shapes.test_series, spec.batch_size):
         batch = min(spec.batch_size, shapes.test_series - start)
-        for samples in ([1] if spec.greedy else []) + ([spec.samples] if spec.samples else []):
+        passes = [1] * (spec.greedy + spec.unconstrained) + ([spec.samples] if spec.samples else [])
+        for samples in passes:
             total += generation_flops(shape, shapes.test_prompt_tokens, grammar.max_new_tokens, samples=samples,
                                       batch=batch, convention=convention, **adapter).total
     return total

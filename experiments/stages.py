@@ -57,11 +57,13 @@ def run_training(run: PlanRun, stage: StageSpec, entry: dict[str, Any]) -> dict[
 
 
 def forecast_configs(run: PlanRun) -> list[ForecastConfig]:
-    """Greedy and/or sampled forecasting as the plan's ``[forecast]`` table says."""
+    """Greedy, unconstrained greedy and sampled forecasting, as the plan's ``[forecast]`` says."""
     spec, data = run.plan.forecast, run.plan.data
-    common = dict(k=data.prompt_steps, m=data.forecast_steps, batch_size=spec.batch_size, seed=spec.seed,
-                  max_int_digits=spec.max_int_digits)
+    common = {"k": data.prompt_steps, "m": data.forecast_steps, "batch_size": spec.batch_size, "seed": spec.seed,
+              "max_int_digits": spec.max_int_digits}
     configs = [ForecastConfig(**common)] if spec.greedy else []
+    if spec.unconstrained:
+        configs.append(ForecastConfig(**common, constrained=False))
     if spec.samples:
         configs.append(ForecastConfig(**common, do_sample=True, samples=spec.samples, temperature=spec.temperature,
                                       top_p=spec.top_p))
@@ -93,8 +95,11 @@ def run_forecast_stage(run: PlanRun, stage: StageSpec, source: dict[str, Any] | 
     described = "untrained base model" if stage.kind == "baseline" else f"adapter of run `{record['experiment']}`"
     record.update(
         description=f"{len(ids)} test trajectories, {run.plan.data.prompt_steps} context steps, "
-                    f"{run.plan.data.forecast_steps} forecast steps; the LLM rows are the {described}. "
-                    "MSE / MAE / R² per species in original units: mean [95% bootstrap interval] and median.",
+                    f"{run.plan.data.forecast_steps} forecast steps; the LLM rows are the {described}, "
+                    "decoded under the LLMTIME grammar except `-unconstrained` (its `malformed` column is how "
+                    "often the model breaks the format on its own; its errors are over the steps it wrote "
+                    "well-formed). MSE / MAE / R² per species in original units: mean [95% bootstrap "
+                    "interval] and median.",
         results_table=results_table(results.metrics),
         methods=[metrics.to_dict(per_trajectory=False) for metrics in results.metrics],
         figures=[str(path.relative_to(run.out_dir)) for path in results.files if path.suffix == ".png"],

@@ -161,7 +161,8 @@ def test_report_sweep_and_stage_tables_equal_the_ledger(finished_run):
 def test_report_has_forecast_tables_figures_and_the_tiny_model_warning(finished_run):
     report = (finished_run / "report.md").read_text()
     assert "randomly initialised" in report and "--plan coursework" in report
-    for method in ("llm-greedy", "llm-sampled-2", "persistence", "linear_extrapolation", "physics_fit"):
+    for method in ("llm-greedy", "llm-greedy-unconstrained", "llm-sampled-2", "persistence", "linear_extrapolation",
+                   "physics_fit"):
         assert f"| {method} | prey |" in report
     for figure in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
         assert (finished_run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
