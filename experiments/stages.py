@@ -34,17 +34,19 @@ def stage_dir(run: PlanRun, name: str) -> Path:
     return run.out_dir / "stages" / name.replace("/", "__").replace("=", "-")
 
 
-def budget_config(run: PlanRun) -> BudgetConfig:
-    """The plan's budget. The planner has fitted each run's steps to what is left, so a run
-    that resumes after a crash (and re-runs steps) may run out: it then stops cleanly."""
-    return BudgetConfig(run.plan.budget.limit, run.ledger_path, run.plan.budget.convention, require_fit=False)
+def budget_config(run: PlanRun, entry: dict[str, Any]) -> BudgetConfig:
+    """The plan's budget, with the run capped at the FLOPs the planner gave it: a run that
+    resumes after a crash pays its re-runs out of its own share, never out of the later
+    stages' (it stops cleanly, with a checkpoint, when its share is spent)."""
+    return BudgetConfig(run.plan.budget.limit, run.ledger_path, run.plan.budget.convention, require_fit=False,
+                        experiment_limit=entry["projected_flops"])
 
 
 def run_training(run: PlanRun, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:
     """Train (or resume) the run ``entry`` of ``stage``; returns its outcome for ``results.json``."""
     config = train_config(entry["experiment"], entry["settings"], entry["steps"])
-    result = train(run.base_model(), run.data, config, stage_dir(run, entry["experiment"]), budget_config(run),
-                   progress=run.progress)
+    result = train(run.base_model(), run.data, config, stage_dir(run, entry["experiment"]),
+                   budget_config(run, entry), progress=run.progress)
     return {
         "status": result.status, "stop_reason": result.stop_reason, "steps_done": result.steps_done,
         "run_dir": str(result.run_dir.relative_to(run.out_dir)),

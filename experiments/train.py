@@ -143,8 +143,8 @@ class _Run:
             try:
                 paid = charge(self.budget)
             except BudgetExceeded as refusal:
-                return (f"budget exhausted at {refusal.phase} step {refusal.step} (it needs {refusal.cost:.4g} "
-                        f"FLOPs; {refusal.remaining:.4g} of {refusal.limit:.4g} remain)"), None
+                return (f"{refusal.scope} exhausted at {refusal.phase} step {refusal.step} (it needs "
+                        f"{refusal.cost:.4g} FLOPs; {refusal.remaining:.4g} of {refusal.limit:.4g} remain)"), None
             self.charged += paid.flops
             self.session = paid.session_id
             return None, paid
@@ -285,7 +285,7 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
                 convention=budget.convention, lora_rank=config.lora_rank, lora_targets=config.lora_targets,
                 lm_head_bias=config.lm_head_bias,
                 config={**record, "world_size": world_size, "run_dir": str(run_dir.resolve())},
-                synchronous=budget.synchronous,
+                synchronous=budget.synchronous, experiment_limit=budget.experiment_limit,
             ))  # fmt: skip
             _preflight(run, run.plan, budget.require_fit)
             run.log = stack.enter_context(MetricsLog(run_dir / METRICS_FILE))

@@ -85,7 +85,9 @@ class BudgetConfig:
     ``limit`` in FLOPs for everything in the ``ledger`` file; ``convention`` prices the
     steps. ``require_fit`` (the default): refuse to start when the remaining steps and
     validations cannot all be paid, saying how many steps would fit; False starts anyway and
-    stops cleanly, with a checkpoint, when the budget runs out.
+    stops cleanly, with a checkpoint, when the budget runs out. ``experiment_limit``: an
+    optional cap on this run's own FLOPs (re-runs after a crash included), e.g. its share of a
+    plan; the run stops cleanly at it as at the global limit.
     """
 
     limit: int | float
@@ -93,6 +95,7 @@ class BudgetConfig:
     convention: str = "coursework"
     require_fit: bool = True
     synchronous: str = "FULL"
+    experiment_limit: int | None = None
 
 
 @dataclass(frozen=True)

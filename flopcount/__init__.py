@@ -7,7 +7,7 @@ transformers Qwen2 module graph, checked against fvcore / torch traces in
 """
 
 from flopcount.audit import AuditReport, AuditRow, audit_report
-from flopcount.budget import Budget, GenerationReservation, PlanDoesNotFit
+from flopcount.budget import Budget, ExperimentCapExceeded, GenerationReservation, PlanDoesNotFit
 from flopcount.components import COMPONENTS, PROJECTIONS
 from flopcount.conventions import COURSEWORK, EXACT, Convention, get_convention
 from flopcount.ledger import BudgetExceeded, Ledger, LedgerError
@@ -28,7 +28,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "AuditReport", "AuditRow", "Budget", "BudgetExceeded", "Ledger", "LedgerError", "PlanDoesNotFit", "audit_report",
+    "AuditReport", "AuditRow", "Budget", "BudgetExceeded", "ExperimentCapExceeded", "Ledger", "LedgerError",
+    "PlanDoesNotFit", "audit_report",
     "GenerationReservation",
     "COMPONENTS", "COURSEWORK", "Convention", "DEFAULT_LORA_TARGETS", "EXACT", "FlopEntry", "FlopReport",
     "GenerationReport", "ModelShape", "OpCount", "PRESETS", "PRIMITIVES", "PRIMITIVE_COSTS", "PROJECTIONS",

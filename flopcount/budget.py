@@ -56,6 +56,19 @@ class PlanDoesNotFit(Exception):
         self.max_steps, self.estimate, self.remaining = max_steps, estimate, remaining
 
 
+class ExperimentCapExceeded(BudgetExceeded):
+    """A charge would take this experiment past its own cap (``Budget(experiment_limit=...)``,
+    e.g. its stage's share of a plan); refused, nothing recorded. ``limit`` is the cap and
+    ``spent`` the experiment's FLOPs so far."""
+
+    scope = "experiment cap"
+
+    def __init__(self, cost: int, spent: int, limit: int, experiment: str, phase: str, step: int):
+        super().__init__(cost, spent, limit, experiment, phase, step)
+        self.args = (f"experiment {experiment!r}, {phase} step {step}: a charge of {cost:.4g} FLOPs would pass "
+                     f"the experiment's cap (it spent {spent:.4g} of {limit:.4g} FLOPs); nothing was charged",)
+
+
 class Budget:
     """Guard one experiment's FLOPs with the ledger file at ``ledger`` (see module docstring).
 
@@ -71,6 +84,9 @@ class Budget:
         lora_rank, lora_targets, lm_head_bias: the trained model's LoRA setup, as in
             :func:`flopcount.forward_flops`.
         config: the experiment's configuration (JSON-serialisable), stored in the ledger.
+        experiment_limit: optional cap, in FLOPs, on this experiment's own charges (all its
+            sessions; re-runs included), e.g. its share of a plan; a charge past it raises
+            :class:`ExperimentCapExceeded` before the work, like the global limit.
         synchronous: SQLite durability, ``"FULL"`` (survives power loss) or ``"NORMAL"``
             (survives process crashes only; cheaper per charge).
     """
@@ -88,6 +104,7 @@ class Budget:
         lm_head_bias: bool = False,
         config: dict[str, Any] | None = None,
         synchronous: str = "FULL",
+        experiment_limit: int | float | None = None,
     ) -> None:
         self.limit = as_limit(limit)
         self.ledger_path = Path(ledger)
@@ -104,6 +121,8 @@ class Budget:
         self._session: Session | None = None
         self._finished: str | None = None  # the status given to finish()
         self._costs: dict[tuple, int] = {}  # memoised analytic costs, FLOPs
+        self.experiment_limit = None if experiment_limit is None else as_limit(experiment_limit)
+        self._experiment_spent = 0  # this experiment's FLOPs, all sessions; read on entry, then kept
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -123,6 +142,7 @@ class Budget:
             ledger.close()
             raise
         self._ledger, self._finished = ledger, None
+        self._experiment_spent = ledger.spent_by_experiment().get(self.experiment, 0)
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
@@ -133,7 +153,7 @@ class Budget:
                 if exc is None:
                     self.finish("finished")
                 elif isinstance(exc, BudgetExceeded):
-                    self.finish("stopped", f"budget exhausted at {exc.phase} step {exc.step}")
+                    self.finish("stopped", f"{exc.scope} exhausted at {exc.phase} step {exc.step}")
                 elif isinstance(exc, PlanDoesNotFit):
                     self.finish("stopped", f"plan does not fit the budget (at most {exc.max_steps} steps would)")
                 else:
@@ -184,9 +204,19 @@ class Budget:
         JSON value kept with the charge (e.g. the previous step's loss)."""
         if self._finished:
             raise RuntimeError(f"experiment {self.experiment!r} was finished; enter a new Budget to resume")
-        return self._open_ledger().charge(
+        self._check_cap(flops, phase, step)
+        charge = self._open_ledger().charge(
             self._open_session(), phase, flops, step=step, tokens=tokens, payload=payload
         )
+        self._experiment_spent += charge.flops
+        return charge
+
+    def _check_cap(self, flops: int, phase: str, step: int) -> None:
+        """Refuse a charge past ``experiment_limit`` (one process charges an experiment at a
+        time, so the count kept since entry is exact)."""
+        if self.experiment_limit is not None and self._experiment_spent + flops > self.experiment_limit:
+            raise ExperimentCapExceeded(flops, self._experiment_spent, self.experiment_limit, self.experiment,
+                                        phase, step)
 
     def charge_training_step(
         self, *, batch: int, seq_len: int, step: int, tokens: int | None = None, payload: Any = None
@@ -234,9 +264,11 @@ class Budget:
             raise RuntimeError(f"experiment {self.experiment!r} was finished; enter a new Budget to resume")
         flops = self.generation_cost(prompt_len, max_new_tokens, samples, batch)
         tokens = batch * samples * (prompt_len + max_new_tokens - 1)
+        self._check_cap(flops, "generation", step)
         charge = self._open_ledger().reserve(
             self._open_session(), "generation", flops, step=step, tokens=tokens, payload=payload
         )
+        self._experiment_spent += flops
         return GenerationReservation(self, charge, prompt_len, max_new_tokens, samples, batch)
 
     # -- the state of the budget -----------------------------------------------------------
@@ -336,5 +368,7 @@ class GenerationReservation:
             raise ValueError(f"new_tokens must be in 1..{self.max_new_tokens} (the reserved maximum), got {new_tokens}")
         flops = self.budget.generation_cost(self.prompt_len, new_tokens, self.samples, self.batch)
         tokens = self.batch * self.samples * (self.prompt_len + new_tokens - 1)
+        reserved = self.charge.flops
         self.charge = self.budget._open_ledger().settle(self.charge.id, flops, tokens=tokens)
+        self.budget._experiment_spent -= reserved - self.charge.flops
         return self.charge

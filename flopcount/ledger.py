@@ -62,6 +62,8 @@ class BudgetExceeded(Exception):
     ``remaining`` (= ``limit - spent``); and ``experiment``, ``phase``, ``step`` it was for.
     """
 
+    scope = "budget"  # what ran out; ExperimentCapExceeded: one experiment's own cap
+
     def __init__(self, cost: int, spent: int, limit: int, experiment: str, phase: str, step: int):
         self.cost, self.spent, self.limit = cost, spent, limit
         self.remaining = limit - spent

@@ -174,6 +174,9 @@ def test_generation_and_training_were_charged_to_the_right_experiments(finished_
     best = json.loads((finished_run / "results.json").read_text())["stages"]["grid"]["best"]["settings"]
     scoring = forward_flops(tiny_config(), 32, batch=4, lora_rank=best["lora_rank"])  # 4 eval windows at 32
     assert rows["context/selection"].by_phase == {"train": 0, "validation": 2 * scoring.total, "generation": 0}
+    stages = json.loads((finished_run / "results.json").read_text())["stages"]
+    for entry in [*stages["grid"]["runs"], *stages["context"]["runs"], *stages["final"]["runs"]]:
+        assert rows[entry["experiment"]].total == entry["projected_flops"]  # the planner's figure, exactly
     measured = training_step_flops(tiny_config(), 1, 64, lora_rank=2)  # the backward/forward check
     assert rows["backward-forward"].by_phase == {"train": measured, "validation": 0, "generation": 0}
     assert rows["baseline"].by_phase["generation"] > 0 and rows["baseline"].by_phase["train"] == 0
@@ -239,6 +242,8 @@ def test_a_plan_killed_mid_sweep_resumes_without_recharging_finished_stages(qwen
     stages = json.loads((out / "results.json").read_text())["stages"]
     assert all(record["status"] == "finished" for record in stages.values())
     assert all(row.rerun == 0 for name, row in after.items() if name != "grid/r=2")  # only the killed run re-ran
+    for entry in [run for record in stages.values() for run in record.get("runs", [])]:
+        assert after[entry["experiment"]].total <= entry["projected_flops"]  # re-runs paid from the run's own share
 
 
 def test_a_stage_command_runs_that_stage_alone(qwen_assets, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import flopcount
-from flopcount.budget import Budget, PlanDoesNotFit
+from flopcount.budget import Budget, ExperimentCapExceeded, PlanDoesNotFit
 from flopcount.ledger import BudgetExceeded, Ledger, LedgerError
 
 MODEL = "qwen2.5-0.5b"
@@ -162,3 +162,33 @@ def test_a_limit_that_is_not_a_positive_int64_is_refused_at_construction(ledger_
     with pytest.raises(ValueError, match="limit"):
         budget(ledger_path, limit=limit)
     assert not ledger_path.exists()
+
+
+def test_an_experiment_cap_stops_one_experiment_across_sessions_and_spares_the_rest(ledger_path):
+    cap = 5 * STEP + STEP // 2
+    with budget(ledger_path, experiment_limit=cap) as guard:
+        for step in range(3):
+            guard.charge_training_step(batch=4, seq_len=128, step=step)
+    executed = []  # resumed after a "crash" at step 3: steps 1-2 are re-run and paid from the same cap
+    with pytest.raises(ExperimentCapExceeded) as refused, budget(ledger_path, experiment_limit=cap) as guard:
+        for step in range(1, 100):
+            guard.charge_training_step(batch=4, seq_len=128, step=step)
+            executed.append(step)
+    assert executed == [1, 2] and refused.value.step == 3  # 3 + 2 steps fit the cap; the 6th does not
+    assert isinstance(refused.value, BudgetExceeded) and refused.value.spent == 5 * STEP
+    row = experiment_row(ledger_path)
+    assert (row.flops, row.rerun_flops) == (5 * STEP, 2 * STEP)
+    assert (row.status, row.stop_reason) == ("stopped", "experiment cap exhausted at train step 3")
+    with budget(ledger_path, experiment="other") as guard:  # the global budget still pays others
+        guard.charge_training_step(batch=4, seq_len=128, step=0)
+
+
+def test_an_experiment_cap_counts_reservations_at_their_settled_cost(ledger_path):
+    reserved = flopcount.generation_flops(MODEL, 64, 32, convention="coursework", **LORA).total
+    settled = flopcount.generation_flops(MODEL, 64, 8, convention="coursework", **LORA).total
+    with budget(ledger_path, experiment_limit=reserved + settled) as guard:
+        guard.reserve_generation(prompt_len=64, max_new_tokens=32).settle(8)
+        guard.reserve_generation(prompt_len=64, max_new_tokens=32, step=1).settle(8)  # fits: only 2 x settled spent
+        with pytest.raises(ExperimentCapExceeded):
+            guard.reserve_generation(prompt_len=64, max_new_tokens=32, step=2)
+    assert experiment_row(ledger_path).flops == 2 * settled
