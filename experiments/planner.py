@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 
 from experiments.grammar import LLMTimeGrammar
-from experiments.plan import REST, Plan, StageSpec, run_settings
+from experiments.plan import REST, Plan, StageSpec, run_settings, train_config
 from flopcount import (
-    RunPlan,
     estimate_run,
     forward_flops,
     generation_flops,
@@ -149,27 +148,20 @@ def _short(key: str) -> str:
     return {"learning_rate": "lr", "lora_rank": "r", "lora_alpha": "alpha", "batch_size": "batch"}.get(key, key)
 
 
-def run_plan_of(settings: dict[str, Any], steps: int, eval_windows: int) -> RunPlan:
-    """The ``flopcount.RunPlan`` of a run with these settings (what ``train`` will charge)."""
-    return RunPlan(steps=steps, batch=settings["batch_size"], seq_len=settings["context"],
-                   lora_rank=settings["lora_rank"], lora_targets=tuple(settings["lora_targets"]),
-                   eval_every=settings["eval_every"], eval_windows=eval_windows)
-
-
 def fit_run(shape: ModelShape, plan: Plan, stage: StageSpec, settings: dict[str, Any], shapes: DataShapes,
             available: int) -> RunProjection:
     """Steps and FLOPs of one run: exactly ``stage.steps``, or as many as ``available`` FLOPs
     pay for up to ``stage.max_steps``."""
     n_windows = shapes.validation_windows(settings["context"])
     eval_windows = min(settings["eval_windows"] or n_windows, n_windows)
-    convention = plan.budget.convention
+    convention, name = plan.budget.convention, run_name(stage, settings)
     if stage.steps:
         steps = stage.steps
-    else:
-        steps = min(stage.max_steps, max_affordable_steps(shape, run_plan_of(settings, stage.max_steps, eval_windows),
-                                                          max(available, 0), convention))
-    flops = estimate_run(shape, run_plan_of(settings, steps, eval_windows), convention).total
-    return RunProjection(run_name(stage, settings), settings, steps, flops, eval_windows)
+    else:  # the RunPlan that train() itself follows (one process), so estimate and charges agree
+        longest = train_config(name, settings, stage.max_steps).run_plan(1, eval_windows)
+        steps = min(stage.max_steps, max_affordable_steps(shape, longest, max(available, 0), convention))
+    flops = estimate_run(shape, train_config(name, settings, steps).run_plan(1, eval_windows), convention).total
+    return RunProjection(name, settings, steps, flops, eval_windows)
 
 
 def forecast_flops(shape: ModelShape, plan: Plan, shapes: DataShapes, lora: dict[str, Any] | None = None) -> int:
