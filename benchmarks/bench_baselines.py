@@ -20,9 +20,9 @@ sys.path.insert(0, str(REPO_ROOT))  # runs from a checkout without `pip install 
 
 import numpy as np  # noqa: E402
 
-from experiments.baselines import BASELINES  # noqa: E402
-from experiments.metrics import results_table, save_results  # noqa: E402
-from experiments.plots import plot_forecast, plot_horizon_errors  # noqa: E402
+from experiments.forecasting.baselines import BASELINES  # noqa: E402
+from experiments.forecasting.metrics import results_table, save_results  # noqa: E402
+from experiments.forecasting.plots import plot_forecast, plot_horizon_errors  # noqa: E402
 from lvdata import load_trajectories, split_indices  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lotka_volterra_data.h5"

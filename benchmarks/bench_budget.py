@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 import lora
-from experiments.models import build_tiny_model
+from experiments.models.loading import build_tiny_model
 from flopcount import Budget, Ledger
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ from transformers import AutoConfig, Qwen2ForCausalLM  # noqa: E402
 import lora  # noqa: E402
 from flopcount import PRESETS, compare_conventions, compare_reports, forward_flops, measure_backward_ratio, \
     trace_flops, training_step_flops  # noqa: E402
-from flopcount.report import FlopReport  # noqa: E402
+from flopcount.count.flop_report import FlopReport  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 

@@ -37,9 +37,9 @@ from tqdm import tqdm  # noqa: E402
 
 import flopcount  # noqa: E402
 import lvdata  # noqa: E402
-from experiments.forecast import ForecastConfig, ForecastOutput, forecast_series  # noqa: E402
-from experiments.grammar import LLMTimeGrammar, LLMTimeLogitsProcessor  # noqa: E402
-from experiments.models import build_tiny_model, default_tokenizer_source  # noqa: E402
+from experiments.forecasting.generate import ForecastConfig, ForecastOutput, forecast_series  # noqa: E402
+from experiments.forecasting.grammar import LLMTimeGrammar, LLMTimeLogitsProcessor  # noqa: E402
+from experiments.models.loading import build_tiny_model, default_tokenizer_source  # noqa: E402
 
 VARIANTS = {  # name -> (use_cache, one batch for all prompts)
     "cache+batch": (True, True),

@@ -1,10 +1,10 @@
-"""Training throughput of ``experiments.train`` against peft + a plain Hugging Face step.
+"""Training throughput of ``experiments.training.loop`` against peft + a plain Hugging Face step.
 
 All on the tiny Qwen2 model (hidden 64, 2 layers, the real 151,936-token vocabulary), LoRA
 rank 4 on q/v, Adam, the same batches (``--batch`` windows of ``--context`` tokens from the
 simulated data, in the loop's data order), the same number of steps, in one run:
 
-1. Step throughput: ``experiments.train.train_step`` (our LoRA, our token-weighted loss,
+1. Step throughput: ``experiments.training.loop.train_step`` (our LoRA, our token-weighted loss,
    through ``accelerate``) against a peft-wrapped model stepped with ``model(...,
    labels=...).loss.backward()``; blocks of steps interleaved (ABBA) so drift hits both.
 2. End to end: one ``train()`` call (charges, metrics, the final checkpoint) for ``--steps``
@@ -35,13 +35,13 @@ from peft import LoraConfig, get_peft_model
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # runs from a checkout without `pip install -e .`
 
-from experiments.batching import Batch, WindowOrder
+from experiments.training.batching import Batch, WindowOrder
 from experiments.data import DataConfig, prepare_data
-from experiments.distributed import make_accelerator
-from experiments.loss import count_targets
-from experiments.models import build_tiny_model, default_tokenizer_source, load_tokenizer
-from experiments.train import ensure_lora, train, train_step
-from experiments.train_config import BudgetConfig, TrainConfig
+from experiments.training.distributed import make_accelerator
+from experiments.training.loss import count_targets
+from experiments.models.loading import build_tiny_model, default_tokenizer_source, load_tokenizer
+from experiments.training.loop import ensure_lora, train, train_step
+from experiments.training.config import BudgetConfig, TrainConfig
 from flopcount import Budget
 from lora import trainable_parameters
 
@@ -66,7 +66,7 @@ def peft_stepper(batches: list[Batch]) -> Callable[[int], None]:
 
 def our_stepper(batches: list[Batch], budget: Budget | None, context: int,
                 charge_seconds: list[float] | None = None) -> Callable[[int], None]:
-    """``experiments.train.train_step`` on ``batches[i]``, charged first when ``budget`` is
+    """``experiments.training.loop.train_step`` on ``batches[i]``, charged first when ``budget`` is
     given (each charge's seconds appended to ``charge_seconds``)."""
     accelerator = make_accelerator(cpu=True)
     model = build_tiny_model(seed=0)

@@ -5,14 +5,14 @@ LLMTIME generation) -> metrics + baselines -> evaluate (test split) -> plan / pl
 (a whole plan under one budget) -> report. ``python -m experiments`` is the CLI.
 """
 
-from .baselines import BASELINES, BaselineResult, linear_extrapolation, persistence, physics_fit
-from .checkpoint import Checkpoint, TrainerState, latest_checkpoint, list_checkpoints
-from .data import DataConfig, ExperimentData, prepare_data
-from .evaluate import TestSplitResults, evaluate_test_split
-from .evaluation import validate
-from .forecast import ForecastConfig, ForecastOutput, GenerationBatch, forecast_series
-from .grammar import LLMTimeGrammar, LLMTimeLogitsProcessor, StepStoppingCriteria
-from .metrics import (
+from experiments.forecasting.baselines import BASELINES, BaselineResult, linear_extrapolation, persistence, physics_fit
+from experiments.training.checkpoint import Checkpoint, TrainerState, latest_checkpoint, list_checkpoints
+from experiments.data import DataConfig, ExperimentData, prepare_data
+from experiments.forecasting.test_split import TestSplitResults, evaluate_test_split
+from experiments.training.validation import validate
+from experiments.forecasting.generate import ForecastConfig, ForecastOutput, GenerationBatch, forecast_series
+from experiments.forecasting.grammar import LLMTimeGrammar, LLMTimeLogitsProcessor, StepStoppingCriteria
+from experiments.forecasting.metrics import (
     SPECIES,
     ForecastSet,
     MethodMetrics,
@@ -22,8 +22,8 @@ from .metrics import (
     perplexity,
     results_table,
 )
-from .metrics_log import MetricsLog, read_metrics
-from .models import (
+from experiments.training.metrics_log import MetricsLog, read_metrics
+from experiments.models.loading import (
     QWEN_MODEL_ID,
     TINY_MODEL,
     LoadedModel,
@@ -35,16 +35,16 @@ from .models import (
     save_tiny_model,
     tiny_config,
 )
-from .physics_fit import FitConfig, LVFit, fit_lotka_volterra
-from .plan import Plan, PlanError, StageSpec, load_plan, shipped_plans
-from .planner import PlanProjection, StageProjection, project
-from .plots import plot_forecast, plot_horizon_errors
-from .report import write_report
-from .results import Results
-from .run_dir import ConfigMismatch
-from .runner import PlanRun, dry_run, run_plan
-from .train import make_accelerator, train, train_step
-from .train_config import BudgetConfig, TrainConfig, TrainResult
+from experiments.forecasting.physics_fit import FitConfig, LVFit, fit_lotka_volterra
+from experiments.pipeline.plan import Plan, PlanError, StageSpec, load_plan, shipped_plans
+from experiments.pipeline.planner import PlanProjection, StageProjection, project
+from experiments.forecasting.plots import plot_forecast, plot_horizon_errors
+from experiments.pipeline.report import write_report
+from experiments.pipeline.results import Results
+from experiments.training.run_dir import ConfigMismatch
+from experiments.pipeline.runner import PlanRun, dry_run, run_plan
+from experiments.training.loop import make_accelerator, train, train_step
+from experiments.training.config import BudgetConfig, TrainConfig, TrainResult
 
 __all__ = [
     # models

@@ -19,8 +19,8 @@ import logging
 import sys
 from pathlib import Path
 
-from experiments.plan import STAGE_KINDS, PlanError, load_plan, shipped_plans
-from experiments.train_cli import add_train_command
+from experiments.pipeline.plan import STAGE_KINDS, PlanError, load_plan, shipped_plans
+from experiments.training.cli import add_train_command
 from flopcount import BudgetExceeded, LedgerError, PlanDoesNotFit
 
 _STAGE_HELP = {
@@ -69,7 +69,7 @@ def _plan_arguments(parser: argparse.ArgumentParser, out_required: bool) -> None
 
 
 def _run(args: argparse.Namespace) -> int:
-    from experiments.runner import dry_run, run_plan
+    from experiments.pipeline.runner import dry_run, run_plan
 
     plan = load_plan(args.plan)
     if args.dry_run:
@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_stage(args: argparse.Namespace) -> int:
-    from experiments.runner import run_plan
+    from experiments.pipeline.runner import run_plan
 
     plan = load_plan(args.plan)
     candidates = [stage.name for stage in plan.stages if stage.kind == args.kind]
@@ -104,7 +104,7 @@ def _run_stage(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from experiments.report import write_report
+    from experiments.pipeline.report import write_report
 
     print(write_report(args.out))
     return 0

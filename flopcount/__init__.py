@@ -3,28 +3,28 @@
 Counts are kept by primitive (add, mul, exp, ...) and priced by one cost table; every figure
 is an exact int. Two conventions: ``coursework`` (the budget's rules) and ``exact`` (the real
 transformers Qwen2 module graph, checked against fvcore / torch traces in
-:mod:`flopcount.trace` and :mod:`flopcount.validate`).
+:mod:`flopcount.trace.fvcore_trace` and :mod:`flopcount.trace.compare`).
 """
 
-from flopcount.audit import AuditReport, AuditRow, audit_report
+from flopcount.audit.table import AuditReport, AuditRow, audit_report
 from flopcount.budget import Budget, ExperimentCapExceeded, GenerationReservation, PlanDoesNotFit
-from flopcount.components import COMPONENTS, PROJECTIONS
-from flopcount.conventions import COURSEWORK, EXACT, Convention, get_convention
-from flopcount.ledger import BudgetExceeded, Ledger, LedgerError
-from flopcount.model import DEFAULT_LORA_TARGETS, forward_flops, generation_flops, training_step_flops
-from flopcount.plan import PlanEstimate, RunPlan, estimate_run, max_affordable_steps
-from flopcount.primitives import PRIMITIVE_COSTS, PRIMITIVES, OpCount
-from flopcount.report import FlopEntry, FlopReport, GenerationReport
-from flopcount.shape import PRESETS, ModelShape, model_shape
+from flopcount.count.components import COMPONENTS, PROJECTIONS
+from flopcount.count.conventions import COURSEWORK, EXACT, Convention, get_convention
+from flopcount.ledger.ledger import BudgetExceeded, Ledger, LedgerError
+from flopcount.count.engine import DEFAULT_LORA_TARGETS, forward_flops, generation_flops, training_step_flops
+from flopcount.count.workload import PlanEstimate, RunPlan, estimate_run, max_affordable_steps
+from flopcount.count.primitives import PRIMITIVE_COSTS, PRIMITIVES, OpCount
+from flopcount.count.flop_report import FlopEntry, FlopReport, GenerationReport
+from flopcount.count.shape import PRESETS, ModelShape, model_shape
 
 # Trace validation (needs torch and fvcore): imported on first use, see __getattr__.
 _LAZY = {
-    "TraceError": "flopcount.trace_handles", "TracedFlops": "flopcount.trace", "trace_flops": "flopcount.trace",
-    "ComparisonTable": "flopcount.validate", "compare_with_trace": "flopcount.validate",
-    "compare_reports": "flopcount.validate", "compare_conventions": "flopcount.validate",
-    "BackwardRatio": "flopcount.runtime", "measure_backward_ratio": "flopcount.runtime",
-    "check_matmul_flops": "flopcount.runtime", "record_linear_shapes": "flopcount.runtime",
-    "width_mismatches": "flopcount.runtime",
+    "TraceError": "flopcount.trace.handles", "TracedFlops": "flopcount.trace.fvcore_trace", "trace_flops": "flopcount.trace.fvcore_trace",
+    "ComparisonTable": "flopcount.trace.compare", "compare_with_trace": "flopcount.trace.compare",
+    "compare_reports": "flopcount.trace.compare", "compare_conventions": "flopcount.trace.compare",
+    "BackwardRatio": "flopcount.trace.hooks", "measure_backward_ratio": "flopcount.trace.hooks",
+    "check_matmul_flops": "flopcount.trace.hooks", "record_linear_shapes": "flopcount.trace.hooks",
+    "width_mismatches": "flopcount.trace.hooks",
 }
 
 __all__ = [

@@ -16,7 +16,7 @@ Usage::
 Costs come from the analytic model (:func:`flopcount.training_step_flops` and friends),
 never from timing. A charge is committed to the ledger *before* the work it pays for; one
 that would take the total spent by all experiments over the limit raises
-:class:`~flopcount.ledger.BudgetExceeded` and records nothing.
+:class:`~flopcount.ledger.ledger.BudgetExceeded` and records nothing.
 
 DDP: create the ``Budget`` on rank 0 only, and charge the *global* batch (per-rank batch x
 world size); the other ranks never touch the ledger.
@@ -30,14 +30,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from flopcount.conventions import Convention, get_convention
-from flopcount.checks import as_count, as_limit
-from flopcount.ledger import BudgetExceeded, Ledger
-from flopcount.ledger_file import END_STATUSES
-from flopcount.ledger_records import Charge, Session
-from flopcount.model import forward_flops, generation_flops, training_step_flops
-from flopcount.plan import PlanEstimate, RunPlan, estimate_run, max_affordable_steps
-from flopcount.shape import ModelShape, model_shape
+from flopcount.count.conventions import Convention, get_convention
+from flopcount.count.arguments import as_count, as_limit
+from flopcount.ledger.ledger import BudgetExceeded, Ledger
+from flopcount.ledger.sqlite_file import END_STATUSES
+from flopcount.ledger.records import Charge, Session
+from flopcount.count.engine import forward_flops, generation_flops, training_step_flops
+from flopcount.count.workload import PlanEstimate, RunPlan, estimate_run, max_affordable_steps
+from flopcount.count.shape import ModelShape, model_shape
 
 
 # The analytic counters behind the cost helpers, called with keyword shape arguments.

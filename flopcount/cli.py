@@ -13,13 +13,13 @@ import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flopcount.audit_cli import add_audit_command
-from flopcount.components import PROJECTIONS
-from flopcount.conventions import CONVENTIONS, get_convention
-from flopcount.model import DEFAULT_LORA_TARGETS, forward_flops, generation_flops
-from flopcount.plan import RunPlan, estimate_run, max_affordable_steps
-from flopcount.present import format_table, flops_text
-from flopcount.shape import PRESETS
+from flopcount.audit.cli import add_audit_command
+from flopcount.count.components import PROJECTIONS
+from flopcount.count.conventions import CONVENTIONS, get_convention
+from flopcount.count.engine import DEFAULT_LORA_TARGETS, forward_flops, generation_flops
+from flopcount.count.workload import RunPlan, estimate_run, max_affordable_steps
+from flopcount.count.formatting import format_table, flops_text
+from flopcount.count.shape import PRESETS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import sys
 
 from lvdata.defaults import default_tokenizer_source, load_dataset
 from lvdata.io import DatasetError
-from lvdata.report import format_summary, plot_token_lengths
+from lvdata.summary_view import format_summary, plot_token_lengths
 from lvdata.summary import summarize
 from lvdata.tokens import TokenizerLoadError, load_tokenizer
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from experiments.models import build_tiny_model, save_tiny_model
+from experiments.models.loading import build_tiny_model, save_tiny_model
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(qwen_assets, tmp_path_factory) -> Path:
     """The ``tiny`` model (seed 0) and the real Qwen2.5 tokenizer, written with ``save_pretrained``.
 
-    Load it with ``experiments.models.load_model`` / ``load_model_and_tokenizer``, the code path
+    Load it with ``experiments.models.loading.load_model`` / ``load_model_and_tokenizer``, the code path
     of the real checkpoint. Session-scoped: treat it as read-only.
     """
     return save_tiny_model(tmp_path_factory.mktemp("tiny-model"), tokenizer_source=qwen_assets, seed=0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.data import DataConfig, prepare_data
-from experiments.loss import IGNORE_INDEX
+from experiments.training.loss import IGNORE_INDEX
 from lvdata import DatasetError, decode, fit_global_alpha, per_trajectory_alpha
 
 

@@ -6,7 +6,7 @@ import pytest
 
 import flopcount
 from flopcount.budget import Budget, ExperimentCapExceeded, PlanDoesNotFit
-from flopcount.ledger import BudgetExceeded, Ledger, LedgerError
+from flopcount.ledger.ledger import BudgetExceeded, Ledger, LedgerError
 
 MODEL = "qwen2.5-0.5b"
 LORA = {"lora_rank": 4, "lora_targets": ("q_proj", "v_proj")}

@@ -1,0 +1,330 @@
+"""Forecast trajectories with a causal LM: batched, KV-cached ``generate``, charged to the budget.
+
+For each :class:`lvdata.ForecastExample` (its prompt is the LLMTIME text of the first ``k``
+steps, ending with the step separator) the model generates the next ``m`` steps; the text is
+decoded with :func:`lvdata.decode_steps` (honest diagnostics, NaN rows for anything malformed)
+and rescaled by the example's α to the original units.
+
+* **Constrained** (default): :class:`~experiments.forecasting.grammar.LLMTimeLogitsProcessor` allows only
+  the step grammar, so every output is ``m`` well-formed steps. **Unconstrained**: no
+  processor, so the malformed fraction measures how often the model breaks the format.
+  Both stop a row at its ``m``-th step separator (or EOS), bounded by ``max_new_tokens``.
+* **Batching**: prompts are sorted by token length (less padding) and left-padded by hand
+  with an attention mask; ``generate`` derives the position ids from the mask, so a row's
+  output does not depend on its batch (tested). The caller's tokenizer is not modified.
+* **Sampling**: ``samples`` sequences per trajectory (``num_return_sequences``); the point
+  forecast is the per-step median of the valid samples, the band their quantiles. Each batch
+  is seeded from ``(seed, batch index)`` inside a forked RNG: deterministic for a seed, and
+  the caller's global RNG is left untouched.
+* **Charging** (:meth:`flopcount.Budget.reserve_generation`): before each ``generate``, the
+  budget commits the cost of the longest generation the batch can make (``max_new_tokens``
+  for every row: the grammar's bound), or refuses it with ``BudgetExceeded`` before any work;
+  afterwards the reservation is settled to the exact cost of the tokens the batch actually
+  ran (prefill of the padded prompt plus KV-cached decoding, for every sample). A crash in
+  between leaves the maximum charged. The charge is never past the limit and, once settled,
+  exact; per-decode-step charging was rejected: hundreds of ledger commits per batch, and a
+  charge made for a step the batch may never run.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+from experiments.forecasting.grammar import LLMTimeGrammar, LLMTimeLogitsProcessor, StepStoppingCriteria, alphabet_token_ids
+from experiments.forecasting.metrics import ForecastSet
+from flopcount import Budget
+from flopcount.ledger.records import Charge
+from lvdata import DEFAULT_FORMAT, DecodeDiagnostics, ForecastExample, LLMTimeFormat, decode_steps, tokenize_texts
+
+N_VARS = 2
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """How to forecast. ``k`` context steps in, ``m`` steps out.
+
+    ``do_sample`` False: greedy, one sample. True: ``samples`` draws per trajectory at
+    ``temperature`` / ``top_p``; ``band`` the quantiles of the sample band. ``batch_size``:
+    trajectories per ``generate`` call (rows = ``batch_size * samples``). ``max_int_digits``:
+    integer digits a generated number may have (scaled values up to ``10^D``; the real data's
+    largest scaled value is about 30). ``max_new_tokens``: the per-row token bound (None: the
+    grammar's, ``m`` steps of the longest numbers). ``use_cache`` False only for benchmarks
+    (the budget's generation count assumes a KV cache, so it cannot be charged). ``fmt``: the
+    LLMTIME format of the prompts (their precision and separators), which the output follows.
+    """
+
+    k: int = 50
+    m: int = 50
+    do_sample: bool = False
+    samples: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    band: tuple[float, float] = (0.05, 0.95)
+    constrained: bool = True
+    batch_size: int = 8
+    seed: int = 0
+    max_int_digits: int = 3
+    max_new_tokens: int | None = None
+    use_cache: bool = True
+    fmt: LLMTimeFormat = DEFAULT_FORMAT
+
+    def __post_init__(self) -> None:
+        for name in ("k", "m", "samples", "batch_size", "max_int_digits"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"ForecastConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if not self.do_sample and self.samples != 1:
+            raise ValueError(f"greedy decoding gives one forecast per trajectory; got samples={self.samples} "
+                             "(set do_sample=True to draw several)")
+        if not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+        low, high = self.band
+        if not 0 <= low < high <= 1:
+            raise ValueError(f"band must be two quantiles 0 <= low < high <= 1, got {self.band}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1 or None, got {self.max_new_tokens}")
+
+    @property
+    def method_name(self) -> str:
+        """A label for results tables, e.g. ``llm-greedy`` or ``llm-sampled-20-unconstrained``."""
+        name = f"llm-sampled-{self.samples}" if self.do_sample else "llm-greedy"
+        return name if self.constrained else f"{name}-unconstrained"
+
+
+@dataclass(frozen=True)
+class GenerationBatch:
+    """One ``generate`` call: example ``indices``, the padded ``prompt_len`` and the
+    ``new_tokens`` every row ran for (tokens), ``samples`` per example, and the settled
+    ledger ``charge`` (None without a budget)."""
+
+    indices: tuple[int, ...]
+    prompt_len: int
+    new_tokens: int
+    samples: int
+    charge: Charge | None
+
+    @property
+    def flops(self) -> int:
+        """FLOPs charged for this call (0 without a budget)."""
+        return 0 if self.charge is None else self.charge.flops
+
+
+@dataclass
+class ForecastOutput:
+    """Forecasts of ``N`` examples with ``S`` samples each, values in original units.
+
+    ``values`` ``(N, m, 2)``: the point forecast (greedy output, or per-step median of the
+    valid samples), NaN where no valid value exists. ``samples`` ``(N, S, m, 2)``; ``lower`` /
+    ``upper`` ``(N, m, 2)`` the sample band (None for one sample). ``texts`` and
+    ``diagnostics`` ``[N][S]``: the generated text (up to EOS) and its decode record.
+    ``generated_tokens`` ``(N, S)``: tokens each sample generated before it stopped.
+    """
+
+    config: ForecastConfig
+    values: np.ndarray
+    samples: np.ndarray
+    lower: np.ndarray | None
+    upper: np.ndarray | None
+    texts: list[list[str]]
+    diagnostics: list[list[DecodeDiagnostics]]
+    generated_tokens: np.ndarray
+    batches: list[GenerationBatch] = field(default_factory=list)
+
+    @property
+    def flops(self) -> int:
+        """FLOPs charged to the budget for all batches (0 without a budget)."""
+        return sum(batch.flops for batch in self.batches)
+
+    @property
+    def malformed_sample_fraction(self) -> float:
+        """Fraction of generated samples whose text did not decode cleanly to ``m`` steps."""
+        return float(np.mean([[not d.ok for d in row] for row in self.diagnostics]))
+
+    @property
+    def repaired(self) -> np.ndarray:
+        """``(N,)`` bool: some samples were malformed, but the median of the valid ones gave a
+        value at every step (the malformed samples were dropped: a repair)."""
+        malformed_samples = np.array([[not d.ok for d in row] for row in self.diagnostics]).any(axis=1)
+        return malformed_samples & np.isfinite(self.values).all(axis=(1, 2))
+
+    def forecast_set(self, truth: np.ndarray, ids: np.ndarray) -> ForecastSet:
+        """Pair with the truth ``(N, m, 2)`` of trajectories ``ids`` for :func:`evaluate_forecasts`."""
+        return ForecastSet(truth=truth, forecast=self.values, ids=ids, lower=self.lower, upper=self.upper,
+                           repaired=self.repaired)
+
+
+def forecast_series(
+    model, tokenizer, examples: list[ForecastExample], config: ForecastConfig, budget: Budget | None = None,
+    step: int = 0, *, progress: bool = True,
+) -> ForecastOutput:
+    """Forecast ``config.m`` steps of every example (see the module docstring).
+
+    ``budget``: every ``generate`` call is reserved before it runs and settled to its exact
+    cost, as a ``generation`` charge at training step ``step``. Raises ``BudgetExceeded``
+    (nothing generated for that batch), or ``ValueError`` for examples that do not fit the
+    config (``k`` prompt steps in its format; prompt numbers within ``max_int_digits``).
+    """
+    _check_examples(examples, config)
+    if budget is not None and not config.use_cache:
+        raise ValueError("use_cache=False cannot be charged: the budget's generation count assumes a KV cache")
+    generator = _BatchGenerator.build(model, tokenizer, config)
+    prompts = tokenize_texts(tokenizer, [example.prompt_text for example in examples])
+    _check_context_length(model, prompts, generator.max_new_tokens)
+    order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))  # shortest first: less padding
+    n, s = len(examples), config.samples
+    texts: list[list[str]] = [[] for _ in range(n)]
+    generated_tokens = np.zeros((n, s), dtype=np.int64)
+    batches = []
+    starts = range(0, n, config.batch_size)
+    for batch_index, start in enumerate(tqdm(starts, desc=config.method_name, unit="batch", disable=not progress)):
+        indices = order[start:start + config.batch_size]
+        input_ids, attention_mask = _left_pad([prompts[i] for i in indices], generator.pad_id)  # (b, L) each
+        prompt_len = input_ids.shape[1]
+        reservation = None if budget is None else budget.reserve_generation(
+            prompt_len=prompt_len, max_new_tokens=generator.max_new_tokens, samples=s, batch=len(indices), step=step)
+        generated = generator.generate(input_ids, attention_mask, batch_index)  # (b * S, new_tokens)
+        charge = None if reservation is None else reservation.settle(generated.shape[1])
+        batches.append(GenerationBatch(tuple(indices), prompt_len, generated.shape[1], s, charge))
+        for row, (text, length) in enumerate(generator.texts(generated)):
+            texts[indices[row // s]].append(text)
+            generated_tokens[indices[row // s], row % s] = length
+    return _decoded_output(config, examples, texts, generated_tokens, batches)
+
+
+@dataclass(frozen=True)
+class _BatchGenerator:
+    """What every ``generate`` call of one :func:`forecast_series` shares."""
+
+    model: object
+    tokenizer: object
+    config: ForecastConfig
+    grammar: LLMTimeGrammar
+    generation_config: GenerationConfig
+    eos_ids: tuple[int, ...]
+    pad_id: int
+    step_token_id: int
+
+    @classmethod
+    def build(cls, model, tokenizer, config: ForecastConfig) -> _BatchGenerator:
+        grammar = LLMTimeGrammar(n_steps=config.m, n_vars=N_VARS, max_int_digits=config.max_int_digits,
+                                 fmt=config.fmt)
+        eos_ids = _eos_ids(model, tokenizer)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+        generation_config = _generation_config(config, config.max_new_tokens or grammar.max_new_tokens,
+                                                list(eos_ids), pad_id)
+        return cls(model, tokenizer, config, grammar, generation_config, eos_ids, pad_id,
+                   step_token_id=alphabet_token_ids(tokenizer, grammar)[-1])
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.generation_config.max_new_tokens
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch_index: int) -> torch.Tensor:
+        """New tokens ``(b * S, new_tokens)`` on the CPU, the S samples of a prompt adjacent, for
+        left-padded ``input_ids`` / ``attention_mask`` ``(b, L)``; seeded by ``(seed, batch_index)``."""
+        processors = LogitsProcessorList()
+        if self.config.constrained:
+            processors.append(LLMTimeLogitsProcessor(self.grammar, self.tokenizer, eos_token_id=self.eos_ids[0]))
+        stopping = StoppingCriteriaList([StepStoppingCriteria(self.step_token_id, self.config.m, input_ids.shape[1])])
+        device = self.model.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(np.random.SeedSequence([self.config.seed, batch_index]).generate_state(1)[0]))
+            sequences = self.model.generate(
+                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                generation_config=self.generation_config, logits_processor=processors, stopping_criteria=stopping,
+            )  # (b * S, L + new_tokens)
+        return sequences[:, input_ids.shape[1]:].cpu()
+
+    def texts(self, generated: torch.Tensor) -> list[tuple[str, int]]:
+        """Each row's text up to (excluding) its first EOS or pad token, and that token count.
+
+        Other special tokens are kept in the text (``skip_special_tokens=False``), so output
+        that drifts into chat markup is reported as non-numeric, never silently dropped.
+        """
+        stop_ids = {*self.eos_ids, self.pad_id}
+        rows = []
+        for ids in generated.tolist():
+            length = next((position for position, token in enumerate(ids) if token in stop_ids), len(ids))
+            rows.append((self.tokenizer.decode(ids[:length], skip_special_tokens=False), length))
+        return rows
+
+
+def _decoded_output(config: ForecastConfig, examples: list[ForecastExample], texts: list[list[str]],
+                    generated_tokens: np.ndarray, batches: list[GenerationBatch]) -> ForecastOutput:
+    """Decode every text to ``m`` steps in original units and reduce the samples."""
+    decoded = [[decode_steps(text, config.m, alpha=example.alpha, n_vars=N_VARS, fmt=config.fmt) for text in row]
+               for example, row in zip(examples, texts)]
+    samples = np.array([[result.values for result in row] for row in decoded])  # (N, S, m, 2)
+    diagnostics = [[result.diagnostics for result in row] for row in decoded]
+    lower = upper = None
+    if config.samples == 1:
+        values = samples[:, 0]
+    else:
+        with warnings.catch_warnings():  # a step without any valid sample stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = np.nanmedian(samples, axis=1)  # (N, m, 2)
+            lower, upper = np.nanquantile(samples, config.band, axis=1)  # (N, m, 2) each
+    return ForecastOutput(config, values, samples, lower, upper, texts, diagnostics, generated_tokens, batches)
+
+
+def _check_examples(examples: list[ForecastExample], config: ForecastConfig) -> None:
+    if not examples:
+        raise ValueError("no examples to forecast")
+    prompt_grammar = config.fmt.trajectory_regex(N_VARS)
+    for index, example in enumerate(examples):
+        text = example.prompt_text
+        if not (text.endswith(config.fmt.step_sep) and prompt_grammar.fullmatch(text[:-1])):
+            raise ValueError(f"example {index}: its prompt is not LLMTIME text of {N_VARS} variables in the config's "
+                             f"format {config.fmt} ending with {config.fmt.step_sep!r}: {text[:40]!r}...")
+        if len(example.prompt_values) != config.k:
+            raise ValueError(f"example {index} has a prompt of {len(example.prompt_values)} steps; the config "
+                             f"forecasts from k={config.k}")
+        widest = max(len(digits) for digits in re.findall(r"([0-9]+)\.", example.prompt_text))
+        if widest > config.max_int_digits:
+            raise ValueError(f"example {index}: its prompt holds numbers of {widest} integer digits, more than "
+                             f"max_int_digits={config.max_int_digits} lets the model write; raise it")
+
+
+def _check_context_length(model, prompts: list[np.ndarray], max_new_tokens: int) -> None:
+    limit = getattr(model.config, "max_position_embeddings", None)
+    longest = max(len(prompt) for prompt in prompts)
+    if limit is not None and longest + max_new_tokens > limit:
+        raise ValueError(f"a prompt of {longest} tokens plus {max_new_tokens} new tokens exceeds the model's "
+                         f"{limit} positions")
+
+
+def _eos_ids(model, tokenizer) -> tuple[int, ...]:
+    """End-of-sequence ids: the tokenizer's first, then the model's generation config's."""
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    configured = configured if isinstance(configured, list) else [configured]
+    ids = [tokenizer.eos_token_id, *configured]
+    return tuple(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
+def _generation_config(config: ForecastConfig, max_new_tokens: int, eos_ids: list[int],
+                       pad_id: int) -> GenerationConfig:
+    """Every setting that matters set explicitly, so a checkpoint's own defaults (Qwen ships
+    repetition_penalty 1.1, top_k 20, ...) never change the forecasts."""
+    sampling = {"temperature": config.temperature, "top_p": config.top_p, "top_k": 0} if config.do_sample else {}
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=config.do_sample, num_return_sequences=config.samples,
+        repetition_penalty=1.0, eos_token_id=eos_ids, pad_token_id=pad_id, use_cache=config.use_cache,
+        **sampling,
+    )
+
+
+def _left_pad(prompts: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask``, int64 ``(b, L)``, prompts right-aligned."""
+    length = max(len(prompt) for prompt in prompts)
+    input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.int64)
+    attention_mask = torch.zeros((len(prompts), length), dtype=torch.int64)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, length - len(prompt):] = torch.from_numpy(prompt)
+        attention_mask[row, length - len(prompt):] = 1
+    return input_ids, attention_mask

@@ -1,0 +1,78 @@
+"""``results.json``: what every stage of a plan run decided and measured, kept across resumes.
+
+The file is rewritten atomically (temporary file + rename) after every change, so a run killed
+at any point leaves the last complete version. A stage is ``finished`` only once its outputs
+are written; a re-run of the plan skips finished stages and resumes the others (their training
+runs continue from their checkpoints with the steps decided when they first started).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from experiments.forecasting.metrics import json_ready
+
+RESULTS_FILE = "results.json"
+FORMAT = "llmtime-plan-results/1"
+
+
+class Results:
+    """The results document of one run directory (a plain JSON-ready dict underneath)."""
+
+    def __init__(self, path: Path, document: dict[str, Any]) -> None:
+        self.path = path
+        self.document = document
+
+    @classmethod
+    def open(cls, out_dir: Path, plan_name: str, plan_text: str) -> Results:
+        """Open ``out_dir/results.json``, or start one. A run directory belongs to one plan: a
+        different plan (name or text) is refused, so no result of another plan is overwritten."""
+        path = out_dir / RESULTS_FILE
+        if not path.exists():
+            return cls(path, {"format": FORMAT, "plan": plan_name, "plan_text": plan_text, "stages": {}})
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: unreadable results file ({error}); move it away to start afresh") from None
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a results file of this tool (format {document.get('format')!r})")
+        if document.get("plan") != plan_name or document.get("plan_text") != plan_text:
+            raise ValueError(f"{out_dir} holds a run of another plan (or of an edited version of plan "
+                             f"{document.get('plan')!r}); choose another --out directory")
+        return cls(path, document)
+
+    @classmethod
+    def read(cls, out_dir: Path) -> Results:
+        path = out_dir / RESULTS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no {RESULTS_FILE} in {out_dir}: run a plan there first")
+        return cls(path, json.loads(path.read_text(encoding="utf-8")))
+
+    def stage(self, name: str) -> dict[str, Any]:
+        """The record of stage ``name`` (created empty, status ``pending``)."""
+        return self.document["stages"].setdefault(name, {"status": "pending"})
+
+    def finished(self, name: str) -> bool:
+        return self.document["stages"].get(name, {}).get("status") == "finished"
+
+    def selection(self, name: str) -> dict[str, Any] | None:
+        """The best training setting stage ``name`` selected, once it has finished."""
+        record = self.document["stages"].get(name, {})
+        return record.get("best", {}).get("settings") if record.get("status") == "finished" else None
+
+    def set(self, key: str, value: Any) -> None:
+        self.document[key] = value
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".json.tmp")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(json_ready(self.document), handle, indent=2, allow_nan=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+

@@ -1,0 +1,234 @@
+"""Run a plan end to end under one budget and one ledger.
+
+    projection = dry_run(load_plan("coursework"))               # FLOPs per stage, no weights
+    results = run_plan(load_plan("demo"), Path("runs/demo"))    # every stage, then report.md
+
+A run directory holds ``ledger.sqlite`` (every FLOP, all stages), ``results.json`` (what each
+stage decided and measured), ``stages/<stage>/...`` (checkpoints, metrics, forecasts) and
+``report.md`` with its figures. Before any work the planner projects every stage and a plan
+that cannot fit what is left of the budget is refused. Running the same plan into the same
+directory again resumes it: finished stages are skipped (and never charged twice), unfinished
+training runs continue from their latest checkpoint with the steps decided when they started.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.data import ExperimentData, load_trajectories_for, prepare_data
+from experiments.models.loading import TINY_MODEL, load_model, load_tokenizer, default_tokenizer_source
+from experiments.pipeline.plan import REST, Plan, PlanError, StageSpec, run_settings
+from experiments.pipeline.planner import (
+    MEASUREMENT,
+    MEASUREMENT_TOKENS,
+    DataShapes,
+    PlanProjection,
+    data_shapes,
+    fit_run,
+    plan_model,
+    project,
+    selection_flops,
+)
+from experiments.pipeline.results import Results
+from experiments.pipeline.stages import measure_training_rule, run_forecast_stage, run_training, score_at_common_context
+from flopcount import Ledger, model_shape
+from lvdata import Scaler, split_indices
+
+logger = logging.getLogger(__name__)
+LEDGER_FILE = "ledger.sqlite"
+
+
+class PlanOverBudget(PlanError):
+    """The plan's projected FLOPs do not fit its limit, or what is left of it in the ledger."""
+
+
+@dataclass
+class PlanRun:
+    """A plan bound to its run directory, with the data, tokenizer and results loaded once."""
+
+    plan: Plan
+    out_dir: Path
+    results: Results
+    progress: bool = True
+    _tokenizer: Any = field(default=None, repr=False)
+    _data: ExperimentData | None = field(default=None, repr=False)
+    _shapes: DataShapes | None = field(default=None, repr=False)
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.out_dir / LEDGER_FILE
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            source = self.plan.model.tokenizer or (
+                default_tokenizer_source() if self.plan.model.source == TINY_MODEL else self.plan.model.source)
+            self._tokenizer = load_tokenizer(source)
+        return self._tokenizer
+
+    @property
+    def data(self) -> ExperimentData:
+        if self._data is None:
+            self._data = prepare_data(self.plan.data_config(), self.tokenizer)
+        return self._data
+
+    @property
+    def shapes(self) -> DataShapes:
+        """The planner's token counts of this plan's data."""
+        if self._shapes is None:
+            self._shapes = plan_data_shapes(self.plan)
+        return self._shapes
+
+    def base_model(self):
+        """A fresh copy of the plan's base model (frozen; LoRA is injected by the stage)."""
+        return load_model(self.plan.model.source, dtype=self.plan.model.dtype)
+
+    def remaining(self) -> int:
+        """FLOPs left in the ledger (the whole limit before the first charge)."""
+        with Ledger(self.ledger_path, self.plan.budget.limit) as ledger:
+            return ledger.remaining
+
+    def selections(self) -> dict[str, dict[str, Any]]:
+        return {stage.name: chosen for stage in self.plan.stages
+                if stage.trains and (chosen := self.results.selection(stage.name)) is not None}
+
+
+def plan_data_shapes(plan: Plan):
+    """The planner's token counts, from the plan's data alone (no tokenizer, no weights)."""
+    config = plan.data_config()
+    trajectories, _, _ = load_trajectories_for(config)
+    split = split_indices(len(trajectories), seed=config.split_seed, fractions=config.fractions,
+                          test_ids=config.test_ids)
+    alphas = Scaler.fit(config.alpha_rule, trajectories, train_ids=split.train).alphas(np.arange(len(trajectories)))
+    return data_shapes(plan, trajectories, alphas, split)
+
+
+def dry_run(plan: Plan) -> PlanProjection:
+    """Projected FLOPs of every stage of ``plan``; loads the data but no tokenizer or weights."""
+    return project(plan, plan_data_shapes(plan))
+
+
+def open_run(plan: Plan, out_dir: Path, *, progress: bool = True) -> PlanRun:
+    """Bind ``plan`` to ``out_dir`` (created if needed; refused if it holds another plan's run)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = Results.open(out_dir, plan.name, plan.path.read_text(encoding="utf-8"))
+    return PlanRun(plan, out_dir, results, progress)
+
+
+def check_fits(run: PlanRun, projection: PlanProjection) -> None:
+    """Refuse, before any work, a plan that cannot fit its limit, or whose unfinished stages
+    cannot fit what is left in the ledger."""
+    if not projection.fits:
+        raise PlanOverBudget(f"plan {run.plan.name!r} cannot fit its budget: {'; '.join(projection.problems)}; "
+                             f"nothing was run\n{projection.to_markdown()}")
+    with Ledger(run.ledger_path, run.plan.budget.limit) as ledger:
+        remaining, spent = ledger.remaining, ledger.spent_by_experiment()
+    needed = 0
+    for stage in projection.stages:  # what unfinished stages still need (a resumed one has spent some)
+        rest = stage.name != MEASUREMENT and run.plan.stage(stage.name).budget_share == REST
+        if not run.results.finished(stage.name) and not rest:
+            resumes = stage.runs != ()  # training runs resume from checkpoints; other stages start afresh
+            done = sum(f for name, f in spent.items() if name.split("/")[0] == stage.name) if resumes else 0
+            needed += max(stage.flops - done, 0)
+    if needed > remaining:
+        raise PlanOverBudget(f"plan {run.plan.name!r} cannot fit its budget: the unfinished stages need "
+                             f"{needed:.4g} FLOPs but {remaining:.4g} remain in {run.ledger_path}; nothing was run")
+
+
+def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progress: bool = True) -> Results:
+    """Run every stage of ``plan`` (or those named in ``only``, whose sources must have
+    finished), then write the report. Returns the results."""
+    from experiments.pipeline.report import write_report
+
+    run = open_run(plan, out_dir, progress=progress)
+    projection = project(plan, run.shapes, run.selections())
+    check_fits(run, projection)
+    run.results.document["plan_summary"] = {
+        "description": plan.description, "model": plan.model.source, "data": run.data.source,
+        "limit": plan.budget.limit, "convention": plan.budget.convention}
+    run.results.set("projection", projection.to_dict())
+    if not run.results.finished(MEASUREMENT):
+        run_measurement(run)
+    for stage in plan.stages:
+        if only is not None and stage.name not in only:
+            continue
+        if run.results.finished(stage.name):
+            logger.info("stage %s: finished earlier, skipped", stage.name)
+            continue
+        if stage.source and run.results.selection(stage.source) is None:
+            raise RuntimeError(f"stage {stage.name!r} uses the best setting of {stage.source!r}, "
+                               f"which has not finished: run it first")
+        run_stage(run, stage)
+    write_report(out_dir)
+    return run.results
+
+
+def run_measurement(run: PlanRun) -> None:
+    """Measure backward / forward FLOPs of one LoRA step (charged) before the stages run."""
+    record = run.results.stage(MEASUREMENT)
+    record.update(kind="measure", **measure_training_rule(run, MEASUREMENT, MEASUREMENT_TOKENS), status="finished")
+    run.results.save()
+
+
+def run_stage(run: PlanRun, stage: StageSpec) -> None:
+    """Run one stage and mark it finished in ``results.json``."""
+    record = run.results.stage(stage.name)
+    record.update(status="running", kind=stage.kind)
+    run.results.save()
+    started = time.perf_counter()
+    if stage.trains:
+        _training_stage(run, stage, record)
+    else:
+        source = run.results.document["stages"].get(stage.source) if stage.source else None
+        record.update(run_forecast_stage(run, stage, source))
+    record["status"] = "finished"
+    record["wall_seconds"] = record.get("wall_seconds", 0.0) + time.perf_counter() - started
+    run.results.save()
+    logger.info("stage %s: finished in %.1f s", stage.name, record["wall_seconds"])
+
+
+def _training_stage(run: PlanRun, stage: StageSpec, record: dict[str, Any]) -> None:
+    if "runs" not in record:  # decide the steps once; a resumed stage keeps them
+        record["runs"] = _decide_runs(run, stage)
+        run.results.save()
+    for entry in record["runs"]:
+        if entry.get("status") in ("finished", "stopped"):
+            continue
+        started = time.perf_counter()
+        entry.update(run_training(run, stage, entry))
+        entry["wall_seconds"] = entry.get("wall_seconds", 0.0) + time.perf_counter() - started
+        run.results.save()
+    key, criterion = "val_loss", "lowest validation loss after the run's last step"
+    if stage.kind == "context":  # losses at different contexts are not comparable: score all at one
+        key, criterion = "selection_val_loss", score_at_common_context(run, stage, record)
+    scored = [entry for entry in record["runs"] if entry.get(key) is not None]
+    if not scored:
+        raise RuntimeError(f"stage {stage.name!r}: no run has a validation loss to select by")
+    best = min(scored, key=lambda entry: entry[key])
+    record["best"] = {"experiment": best["experiment"], "settings": best["settings"], "val_loss": best[key],
+                      "criterion": criterion}
+
+
+def _decide_runs(run: PlanRun, stage: StageSpec) -> list[dict[str, Any]]:
+    """The runs of a training stage with their steps: the stage's share of the limit (or what
+    the other stages leave), never more than the ledger has left once the later stages'
+    projections are reserved, split evenly between the runs."""
+    plan, selections = run.plan, run.selections()
+    projection = project(plan, run.shapes, selections)
+    names = [p.name for p in projection.stages]
+    later = sum(p.flops for p in projection.stages[names.index(stage.name) + 1:] if not run.results.finished(p.name))
+    available = run.remaining() - later
+    if stage.budget_share != REST:
+        available = min(available, int(stage.budget_share * plan.budget.limit))
+    settings = run_settings(plan, stage, selections.get(stage.source))
+    shape = model_shape(plan_model(plan))
+    available -= selection_flops(shape, plan, stage, settings, run.shapes)
+    runs = [fit_run(shape, plan, stage, one, run.shapes, available // len(settings)) for one in settings]
+    return [{"experiment": r.experiment, "settings": r.settings, "steps": r.steps, "eval_windows": r.eval_windows,
+             "projected_flops": r.flops, "status": "pending"} for r in runs]

@@ -1,0 +1,319 @@
+"""The budget-guarded LoRA training loop.
+
+    data = prepare_data(DataConfig(), tokenizer)
+    result = train(model, data, TrainConfig("lora-r4", steps=1000), "runs/lora-r4",
+                   BudgetConfig(1e17, "runs/ledger.sqlite"))
+
+``train`` injects LoRA into the model from the config (seeded, so the adapter's initial
+values are reproducible), trains the adapter with Adam, and
+
+- charges every step through ``flopcount.Budget`` *before* it runs (the global batch: per-rank
+  batch × world size, ``context`` tokens each), and every validation as one forward of the
+  windows it scores; when the budget refuses, it saves a checkpoint of the last completed
+  step, records ``stopped`` with the reason in the ledger, and returns;
+- runs exactly ``config.steps`` steps in total (earlier sessions included), resuming from the
+  run directory's latest checkpoint; the data order is a pure function of the step
+  (:mod:`experiments.training.batching`), so a resumed run is bit-identical to an uninterrupted one on
+  CPU, and steps re-run after a crash are charged again (the ledger marks them as re-runs);
+- runs under ``accelerate``: one CPU, one GPU, or several processes (``torchrun`` /
+  ``accelerate launch``; gloo on CPU). Rank 0 alone holds the Budget, the ledger, the metrics
+  file and the checkpoints; it broadcasts every go / stop decision.
+
+Loss: the token-weighted mean cross-entropy over the non-padding targets of the *global*
+batch. Each rank scales its sum of nats by ``world_size / global targets`` (the global count is
+known on every rank from the deterministic data order), so DDP's gradient average is exactly
+the gradient of the global mean, whatever the padding on each rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object, set_seed
+from torch import nn
+from tqdm.auto import tqdm
+
+from experiments.training.batching import Batch, WindowOrder, windows_digest
+from experiments.training.checkpoint import TrainerState, capture_rng_state, checkpoint_path, load_checkpoint, save_checkpoint
+from experiments.training.distributed import make_accelerator, on_main
+from experiments.training.validation import validate, validation_indices
+from experiments.training.loss import count_targets, token_cross_entropy
+from experiments.training.metrics_log import METRICS_FILE, MetricsLog
+from experiments.training.run_dir import config_hash, open_run_dir
+from experiments.training.config import BudgetConfig, TrainConfig, TrainResult
+from flopcount import Budget, BudgetExceeded, PlanDoesNotFit, RunPlan, estimate_run
+from flopcount.ledger.records import Charge
+from lora import LoRAConfig, inject, injected_config, lora_state_dict, trainable_parameters
+from lora.adapter import base_model_info
+
+logger = logging.getLogger(__name__)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, accelerator: Accelerator,
+               *, global_targets: int, max_grad_norm: float | None = None) -> torch.Tensor:
+    """One optimizer step on this rank's ``batch``; returns its summed nats (detached).
+
+    ``global_targets``: non-padding targets in the global batch (all ranks), so that the
+    gradient, after DDP's average over ranks, is that of the global token-weighted mean.
+    """
+    model.train()
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, T, V)
+    nats, _ = token_cross_entropy(logits, batch.labels)
+    accelerator.backward(nats * (accelerator.num_processes / max(global_targets, 1)))
+    if max_grad_norm is not None:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return nats.detach()
+
+
+def ensure_lora(model: nn.Module, lora: LoRAConfig) -> None:
+    """Inject ``lora`` into ``model``, or check the LoRA it already carries is ``lora``; then
+    check that the LoRA tensors are exactly the parameters that will be trained."""
+    current = injected_config(model)
+    if current is None:
+        inject(model, lora)
+    elif current != lora:
+        raise ValueError(f"the model already carries LoRA {current}, but the training config asks for {lora}")
+    extra = sorted(set(trainable_parameters(model)) - set(lora_state_dict(model)))
+    if extra:
+        raise ValueError(f"parameters outside the LoRA adapter require grad: {extra[:5]}; freeze them "
+                         "(only the adapter is trained and charged)")
+
+
+def run_config(config: TrainConfig, data, model: nn.Module) -> dict[str, Any]:
+    """The configuration a run directory and its checkpoints are tied to (JSON-ready)."""
+    return {"train": config.to_dict(), "data": data.config.to_dict(), "model": base_model_info(model)}
+
+
+def affordable_steps(budget: Budget, plan: RunPlan, done: int) -> tuple[int, int]:
+    """``(last, needed)``: the last step through which the steps after ``done`` and their
+    validations fit in what remains of ``budget``, and the FLOPs all of ``done+1 .. plan.steps``
+    need."""
+    estimate = estimate_run(budget.shape, plan, budget.convention)
+    evaluations = set(plan.evaluation_steps())
+    remaining, needed, last = budget.remaining, 0, done
+    for step in range(done + 1, plan.steps + 1):
+        needed += estimate.per_step + (estimate.per_validation if step in evaluations else 0)
+        if needed <= remaining:
+            last = step
+    return last, needed
+
+
+class _Run:
+    """The state of one ``train`` call; rank 0 alone has ``budget``, ``log`` and ``bar``."""
+
+    def __init__(self, model, optimizer, accelerator: Accelerator, data, config: TrainConfig,
+                 run_dir: Path, state: TrainerState, run_record: dict[str, Any], saved_step: int | None) -> None:
+        self.model, self.optimizer, self.accelerator, self.config = model, optimizer, accelerator, config
+        self.run_dir, self.state, self.run_record = run_dir, state, run_record
+        self.unwrapped = accelerator.unwrap_model(model)
+        self.train_windows = data.train_windows(config.context)
+        validates = bool(config.run_plan(accelerator.num_processes, eval_windows=0).evaluation_steps())
+        self.val_windows = data.validation_windows(config.context) if validates else None
+        self.order = WindowOrder(len(self.train_windows), state.data_order_seed)
+        self.val_indices = (validation_indices(len(self.val_windows), config.eval_windows, config.seed)
+                            if validates else np.empty(0, dtype=np.int64))
+        self.plan = config.run_plan(accelerator.num_processes, eval_windows=len(self.val_indices))
+        self.budget: Budget | None = None
+        self.log: MetricsLog | None = None
+        self.bar: tqdm | None = None
+        self.saved_step = saved_step  # the step of the newest checkpoint on disk
+        self.charged = 0  # FLOPs this session charged (rank 0)
+        self.session: int | None = None
+        self.last_charge: Charge | None = None  # rank 0: the charge paying for the current work
+        self.last_loss: float | None = None
+        self.started = time.perf_counter()
+
+    # -- the guard ---------------------------------------------------------------------------
+
+    def pay(self, charge: Callable[[Budget], Charge]) -> str | None:
+        """Charge on rank 0 before the work; return None to go on, or the refusal (every rank)."""
+        def attempt() -> tuple[str | None, Charge | None]:
+            try:
+                paid = charge(self.budget)
+            except BudgetExceeded as refusal:
+                return (f"{refusal.scope} exhausted at {refusal.phase} step {refusal.step} (it needs "
+                        f"{refusal.cost:.4g} FLOPs; {refusal.remaining:.4g} of {refusal.limit:.4g} remain)"), None
+            self.charged += paid.flops
+            self.session = paid.session_id
+            return None, paid
+
+        refusal, self.last_charge = on_main(self.accelerator, attempt)
+        return refusal
+
+    # -- one step, one validation, one checkpoint -------------------------------------------
+
+    def train_step(self, step: int, indices: np.ndarray, tokens: int) -> None:
+        """Step ``step`` on the windows ``indices`` (W, B) holding ``tokens`` non-padding tokens."""
+        config, world_size = self.config, self.accelerator.num_processes
+        global_targets = count_targets(self.train_windows.labels[indices.ravel()])
+        batch = Batch.from_windows(self.train_windows, indices[self.accelerator.process_index], self.accelerator.device)
+        nats = train_step(self.model, self.optimizer, batch, self.accelerator,
+                          global_targets=global_targets, max_grad_norm=config.max_grad_norm)
+        if world_size > 1:
+            nats = self.accelerator.reduce(nats, "sum")
+        self.last_loss = float(nats) / max(global_targets, 1)
+        self.state = replace(self.state, step=step)
+        if self.log is not None:
+            paid = self.last_charge
+            self.log.write("train", step=step, loss=self.last_loss, lr=self.optimizer.param_groups[0]["lr"],
+                           tokens=tokens, flops_step=paid.flops, flops_spent_total=self.budget.spent,
+                           rerun=paid.is_rerun, elapsed_s=round(time.perf_counter() - self.started, 6),
+                           session=paid.session_id)
+
+    def validate(self, step: int) -> None:
+        metrics = validate(self.unwrapped, self.val_windows, self.val_indices, self.config.batch_size,
+                           self.accelerator)
+        loss = metrics.cross_entropy_nats
+        best = self.state.best_val_loss
+        if best is None or loss < best:
+            self.state = replace(self.state, best_val_loss=loss, best_val_step=step)
+        self.state = replace(self.state, last_val_loss=loss)
+        if self.log is not None:
+            self.log.write("validation", step=step, val_loss=loss, val_ppl=metrics.perplexity,
+                           val_tokens=metrics.n_tokens, flops=self.last_charge.flops,
+                           session=self.last_charge.session_id)
+
+    def save(self) -> None:
+        """Checkpoint the last completed step (once per step); every rank must call it."""
+        if self.saved_step == self.state.step:
+            return
+        rng_states = gather_object([capture_rng_state()])
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.run_dir, self.state, model=self.unwrapped, optimizer=self.optimizer,
+                            rng_states=rng_states, run_config=self.run_record, keep=self.config.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        self.saved_step = self.state.step
+
+    def show(self) -> None:
+        if self.bar is None:
+            return
+        val = "-" if self.state.last_val_loss is None else f"{self.state.last_val_loss:.4f}"
+        self.bar.set_postfix_str(f"loss {self.last_loss:.4f} val {val} "
+                                 f"FLOPs {self.budget.spent:.3g}/{self.budget.limit:.3g}", refresh=False)
+        self.bar.update(self.state.step - self.bar.n)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> str | None:
+        """Steps ``state.step + 1 .. config.steps``; returns the stop reason, or None when done."""
+        config, world_size = self.config, self.accelerator.num_processes
+        evaluations = set(self.plan.evaluation_steps())
+        val_tokens = int(self.val_windows.attention_mask[self.val_indices].sum()) if evaluations else 0
+        for step in range(self.state.step + 1, config.steps + 1):
+            indices = self.order.step(step, config.batch_size, world_size)  # (W, B)
+            tokens = int(self.train_windows.attention_mask[indices.ravel()].sum())
+            refusal = self.pay(lambda budget: budget.charge_training_step(
+                batch=config.batch_size * world_size, seq_len=config.context, step=step, tokens=tokens))
+            if refusal:
+                return refusal
+            self.train_step(step, indices, tokens)
+            if step in evaluations:
+                refusal = self.pay(lambda budget: budget.charge_forward(
+                    batch=len(self.val_indices), seq_len=config.context, step=step, tokens=val_tokens))
+                if refusal:
+                    return refusal
+                self.validate(step)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                self.save()
+            self.show()
+        return None
+
+
+def _check_resumable(saved: TrainerState, current: TrainerState, where: Path) -> None:
+    for name in ("config_hash", "data_order_seed", "world_size", "train_windows_digest"):
+        if getattr(saved, name) != getattr(current, name):
+            raise ValueError(f"cannot resume from {where}: its {name} is {getattr(saved, name)!r} but this run's "
+                             f"is {getattr(current, name)!r} (the data order would not continue where it stopped)")
+
+
+def _preflight(run: _Run, plan: RunPlan, require_fit: bool) -> None:
+    """Say (or, with ``require_fit``, refuse) when the rest of the run cannot all be paid."""
+    last, needed = affordable_steps(run.budget, plan, run.state.step)
+    if last == plan.steps:
+        return
+    message = (f"experiment {run.config.experiment!r}: steps {run.state.step + 1}..{plan.steps} and their "
+               f"validations need {needed:.4g} FLOPs but {run.budget.remaining:.4g} of {run.budget.limit:.4g} "
+               f"remain; the budget pays up to step {last}")
+    if require_fit:
+        raise PlanDoesNotFit(message, max_steps=last, remaining=run.budget.remaining,
+                             estimate=estimate_run(run.budget.shape, plan, run.budget.convention))
+    logger.warning("%s; the run will stop there", message)
+
+
+def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budget: BudgetConfig, *,
+          accelerator: Accelerator | None = None, progress: bool = True) -> TrainResult:
+    """Train a LoRA adapter on ``data`` (an ``ExperimentData``) under ``budget``; see the module
+    docstring. ``model`` is the base causal LM (LoRA is injected from ``config``; an already
+    injected model must carry the same LoRA). ``run_dir`` holds the run's ``run_config.json``,
+    ``metrics.jsonl`` and ``checkpoints/``; an existing run directory of the same config is
+    resumed from its latest checkpoint. Every rank must call ``train``."""
+    accelerator = accelerator or make_accelerator()
+    rank, world_size = accelerator.process_index, accelerator.num_processes
+    run_dir = Path(run_dir)
+    set_seed(config.seed)
+    ensure_lora(model, config.lora_config())
+    record = run_config(config, data, model)
+    checkpoint = on_main(accelerator, lambda: open_run_dir(run_dir, record))
+
+    optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=config.learning_rate)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    fresh = TrainerState(step=0, seed=config.seed, data_order_seed=config.seed, world_size=world_size,
+                         config_hash=config_hash(record),
+                         train_windows_digest=windows_digest(data.train_windows(config.context)))
+    if checkpoint is not None:
+        _check_resumable(checkpoint.state, fresh, checkpoint.path)
+        load_checkpoint(checkpoint, model=accelerator.unwrap_model(model), optimizer=optimizer, rank=rank)
+    run = _Run(model, optimizer, accelerator, data, config, run_dir, fresh if checkpoint is None else checkpoint.state,
+               record, saved_step=None if checkpoint is None else checkpoint.step)
+
+    with ExitStack() as stack:
+        def open_guard() -> None:
+            run.budget = stack.enter_context(Budget(
+                budget.limit, budget.ledger, config.experiment, model=run.unwrapped.config,
+                convention=budget.convention, lora_rank=config.lora_rank, lora_targets=config.lora_targets,
+                lm_head_bias=config.lm_head_bias,
+                config={**record, "world_size": world_size, "run_dir": str(run_dir.resolve())},
+                synchronous=budget.synchronous, experiment_limit=budget.experiment_limit,
+            ))  # fmt: skip
+            _preflight(run, run.plan, budget.require_fit)
+            run.log = stack.enter_context(MetricsLog(run_dir / METRICS_FILE))
+            if progress:
+                run.bar = stack.enter_context(tqdm(total=config.steps, initial=run.state.step,
+                                                   desc=config.experiment, unit="step"))
+
+        on_main(accelerator, open_guard)
+        stop_reason = run.run()
+        run.save()
+        if stop_reason is not None:
+            on_main(accelerator, lambda: run.budget.finish("stopped", stop_reason))
+        charged, session = on_main(accelerator, lambda: (run.charged, run.session))
+
+    state = run.state
+    return TrainResult(
+        steps_done=state.step,
+        status="stopped" if stop_reason is not None else "finished",
+        stop_reason=stop_reason,
+        final_train_loss=run.last_loss,
+        last_val_loss=state.last_val_loss,
+        last_val_perplexity=None if state.last_val_loss is None else math.exp(state.last_val_loss),
+        best_val_loss=state.best_val_loss,
+        best_val_step=state.best_val_step,
+        flops_charged=charged,
+        checkpoint=checkpoint_path(run_dir, state.step),
+        metrics_path=run_dir / METRICS_FILE,
+        run_dir=run_dir,
+        resumed_from=None if checkpoint is None else checkpoint.step,
+        session=session,
+    )

@@ -1,0 +1,5 @@
+"""The audit of a ledger: a table of every experiment's FLOPs (Markdown, CSV, JSON) and a chart."""
+
+from flopcount.audit.table import AuditReport, AuditRow, audit_report
+
+__all__ = ["AuditReport", "AuditRow", "audit_report"]

@@ -1,0 +1,412 @@
+"""Persistent FLOP ledger: every FLOP charged against a budget, in one SQLite file.
+
+Units: FLOPs and tokens are exact Python ints (SQLite INTEGER, 64-bit); times are Unix
+seconds. The file layout lives in :mod:`flopcount.ledger.sqlite_file`.
+
+Guarantees:
+
+- **No overspend, across processes.** A charge is one ``BEGIN IMMEDIATE`` transaction that
+  reads the running total, refuses with :class:`BudgetExceeded` if ``spent + cost > limit``,
+  else inserts the charge and bumps the running total. Writers queue on SQLite's lock
+  (``busy_timeout``), so several processes can charge one ledger and no charge is lost.
+- **Crash consistency.** WAL mode: a process killed at any point leaves every committed
+  charge in place and no half-written one. ``synchronous=FULL`` (the default) also survives
+  power loss; ``NORMAL`` is still safe against process crashes (see the benchmark).
+- **Re-runs.** Each ``Budget.__enter__`` is a session. A charge is a *re-run* when earlier
+  sessions of its experiment charged that ``(phase, step)`` more often than this session
+  has so far: the work was done before and lost in an interruption. Re-runs are spent
+  compute like any other, but the audit reports them apart from useful FLOPs.
+- **Reservations.** Work whose exact cost is only known afterwards (a ``generate`` call that
+  stops when every row is done) is paid by :meth:`Ledger.reserve`: a charge of the most it
+  can cost, committed before the work under the same no-overspend rule, then rewritten to
+  the exact cost by :meth:`Ledger.settle` (never upwards) in one transaction. A reservation
+  that is never settled (a crash) stays charged at its maximum, and the audit lists it as
+  unsettled.
+
+A ``Ledger`` holds one SQLite connection: use it from the thread (and process) that opened
+it. Under DDP only rank 0 opens the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flopcount.ledger.sqlite_file import (
+    END_STATUSES,
+    PHASES,
+    SCHEMA_VERSION,
+    LedgerError,
+    check_header,
+    create_ledger_file,
+    read_limit,
+    upgrade_schema,
+)
+from flopcount.count.arguments import as_count, as_limit
+from flopcount.ledger.records import Charge, ExperimentUsage, LedgerSnapshot, Session
+
+MAX_PAYLOAD_CHARS = 4096
+
+
+class BudgetExceeded(Exception):
+    """A charge would take the total over the limit; it was refused and nothing was recorded.
+
+    Attributes (FLOPs): ``cost`` of the refused charge, ``spent`` before it, ``limit``,
+    ``remaining`` (= ``limit - spent``); and ``experiment``, ``phase``, ``step`` it was for.
+    """
+
+    scope = "budget"  # what ran out; ExperimentCapExceeded: one experiment's own cap
+
+    def __init__(self, cost: int, spent: int, limit: int, experiment: str, phase: str, step: int):
+        self.cost, self.spent, self.limit = cost, spent, limit
+        self.remaining = limit - spent
+        self.experiment, self.phase, self.step = experiment, phase, step
+        super().__init__(
+            f"experiment {experiment!r}, {phase} step {step}: a charge of {cost:.4g} FLOPs would "
+            f"exceed the budget (spent {spent:.4g} of {limit:.4g} FLOPs, "
+            f"{self.remaining:.4g} remaining); nothing was charged"
+        )
+
+
+class Ledger:
+    """An open ledger file; create it by giving ``limit`` (FLOPs) for a path with no file.
+
+    Opening an existing ledger with a ``limit`` that differs from the recorded one raises
+    :class:`LedgerError`: the budget is fixed when the ledger is created. ``synchronous`` is
+    SQLite's ``PRAGMA synchronous`` (``"FULL"`` or ``"NORMAL"``); ``timeout`` is how long, in
+    seconds, a writer waits for another process's transaction before failing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        limit: int | float | None = None,
+        *,
+        synchronous: str = "FULL",
+        timeout: float = 60.0,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+        self.path = Path(path)
+        if limit is not None:
+            limit = as_limit(limit)
+        if not self.path.exists():
+            if limit is None:
+                raise LedgerError(f"no ledger at {self.path} (to create one, give its limit)")
+            create_ledger_file(self.path, limit)
+        check_header(self.path)
+        uri = f"{self.path.resolve().as_uri()}?mode=rw"
+        try:
+            self._connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+        except sqlite3.Error as error:
+            raise LedgerError(f"cannot open ledger {self.path}: {error}") from error
+        try:
+            self.limit = read_limit(self._connection, self.path)
+            if limit is not None and limit != self.limit:
+                raise LedgerError(
+                    f"ledger {self.path} was created with a limit of {self.limit} FLOPs "
+                    f"({self.limit:.4g}); this budget asks for {limit} ({limit:.4g}). The limit "
+                    "is fixed when a ledger is created: use that limit or a new ledger file."
+                )
+            self._connection.execute(f"PRAGMA synchronous = {synchronous}")
+            self._connection.execute("PRAGMA foreign_keys = ON")
+            if self._read_one("PRAGMA user_version") < SCHEMA_VERSION:
+                upgrade_schema(self._connection, self.path)
+        except BaseException:
+            self._connection.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """One transaction; ``IMMEDIATE`` takes the write lock up front (waiting for it)."""
+        try:
+            self._connection.execute(f"BEGIN {mode}")
+        except sqlite3.Error as error:
+            raise LedgerError(f"ledger {self.path}: cannot begin a transaction: {error}") from error
+        try:
+            yield self._connection
+            self._connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._rollback()
+            raise LedgerError(f"ledger {self.path}: {error}") from error
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        if self._connection.in_transaction:
+            try:
+                self._connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite has already rolled back (e.g. after an I/O error)
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def begin_session(
+        self,
+        experiment: str,
+        *,
+        model: str,
+        convention: str,
+        flop_settings: dict[str, Any],
+        config: dict[str, Any] | None = None,
+    ) -> Session:
+        """Open ``experiment`` (creating it, or resuming it as ``running``) in a new session.
+
+        ``model`` is a label for reports. A resumed experiment must keep its ``convention``
+        and ``flop_settings`` (everything the cost of a step depends on, model shape
+        included): mixing cost models in one experiment is refused. So is a ``config`` other
+        than the recorded one: two different runs under one name would pass for re-runs.
+        """
+        if not isinstance(experiment, str) or not experiment.strip():
+            raise ValueError(f"experiment name must be a non-empty string, got {experiment!r}")
+        settings_json = json.dumps(flop_settings, sort_keys=True)
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT id, convention, flop_settings, config FROM experiments WHERE name = ?",
+                (experiment,),
+            ).fetchone()
+            if row is None:
+                experiment_id = db.execute(
+                    "INSERT INTO experiments (name, model, convention, flop_settings, config,"
+                    " status, started_at) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                    (experiment, model, convention, settings_json, json.dumps(config or {}), now),
+                ).lastrowid
+            else:
+                experiment_id = row[0]
+                recorded = {"convention": row[1], "flop settings": row[2]}
+                asked = {"convention": convention, "flop settings": settings_json}
+                for key, value in recorded.items():
+                    if value != asked[key]:
+                        raise LedgerError(
+                            f"experiment {experiment!r} in {self.path} was charged with {key} "
+                            f"{value}; resuming it with {key} {asked[key]} would mix cost models"
+                        )
+                if config is not None and json.loads(row[3]) != json.loads(json.dumps(config)):
+                    recorded_config, asked_config = json.loads(row[3]), json.loads(json.dumps(config))
+                    differing = sorted(k for k in {*recorded_config, *asked_config}
+                                       if recorded_config.get(k) != asked_config.get(k))
+                    raise LedgerError(
+                        f"experiment {experiment!r} in {self.path} was recorded with another config "
+                        f"(differing: {', '.join(map(str, differing))}); name a new experiment for a new run"
+                    )
+                db.execute(
+                    "UPDATE experiments SET status = 'running', stop_reason = NULL,"
+                    " ended_at = NULL WHERE id = ?",
+                    (experiment_id,),
+                )
+            session_id = db.execute(
+                "INSERT INTO sessions (experiment_id, pid, host, started_at) VALUES (?, ?, ?, ?)",
+                (experiment_id, os.getpid(), socket.gethostname(), now),
+            ).lastrowid
+        return Session(session_id, experiment_id, experiment)
+
+    def end_session(self, session: Session, status: str, reason: str | None = None) -> None:
+        """Close ``session`` and set its experiment's status (finished / stopped / failed)."""
+        if status not in END_STATUSES:
+            raise ValueError(f"status must be one of {END_STATUSES}, got {status!r}")
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE sessions SET ended_at = ?, exit_status = ? WHERE id = ?",
+                (now, status, session.id),
+            )
+            db.execute(
+                "UPDATE experiments SET status = ?, stop_reason = ?, ended_at = ? WHERE id = ?",
+                (status, reason, now, session.experiment_id),
+            )
+
+    # -- charging --------------------------------------------------------------------------
+
+    def charge(self, session: Session, phase: str, flops: int, *, step: int, tokens: int,
+               payload: Any = None) -> Charge:
+        """Record ``flops`` spent in ``phase`` at ``step``, or raise :class:`BudgetExceeded`.
+
+        Atomic: either the charge and the new running total are both committed, or nothing
+        is. ``payload`` is an optional small JSON-serialisable value stored with the charge.
+        """
+        return self._commit(session, phase, flops, step=step, tokens=tokens, payload=payload, reservation=False)
+
+    def reserve(self, session: Session, phase: str, flops: int, *, step: int, tokens: int,
+                payload: Any = None) -> Charge:
+        """Like :meth:`charge`, for work whose exact cost is known only afterwards: ``flops``
+        is the most it can cost (committed now, refused whole if it does not fit), to be
+        lowered to the exact cost with :meth:`settle` once the work has run."""
+        return self._commit(session, phase, flops, step=step, tokens=tokens, payload=payload, reservation=True)
+
+    def settle(self, charge_id: int, flops: int, *, tokens: int) -> Charge:
+        """Rewrite the open reservation ``charge_id`` to its exact cost ``flops`` (at most the
+        reserved FLOPs) and ``tokens``, and give the difference back to the running total, in
+        one transaction. Raises ``LedgerError`` for a charge that is not an open reservation
+        and ``ValueError`` for a cost above the reservation (that work was never guarded)."""
+        flops = as_count(flops, "settled cost (FLOPs)")
+        tokens = as_count(tokens, "tokens")
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT flops, reserved_flops, settled_at FROM charges WHERE id = ?",
+                             (charge_id,)).fetchone()
+            if row is None or row[1] is None:
+                what = "no charge" if row is None else "an ordinary charge, not a reservation"
+                raise LedgerError(f"ledger {self.path}: charge {charge_id} is {what}; only reservations settle")
+            charged, reserved, settled_at = row
+            if settled_at is not None:
+                raise LedgerError(f"ledger {self.path}: reservation {charge_id} was already settled at {charged} FLOPs")
+            if flops > reserved:
+                raise ValueError(
+                    f"reservation {charge_id} reserved {reserved} FLOPs but the work cost {flops}: "
+                    "the excess was never guarded by the budget (reserve the maximum the work can cost)"
+                )
+            db.execute("UPDATE charges SET flops = ?, tokens = ?, settled_at = ? WHERE id = ?",
+                       (flops, tokens, now, charge_id))
+            db.execute("UPDATE running_total SET spent = spent - ?", (reserved - flops,))
+        return next(charge for charge in self._charges_where("c.id = :id", {"id": charge_id}))
+
+    def _commit(
+        self, session: Session, phase: str, flops: int, *, step: int, tokens: int, payload: Any, reservation: bool
+    ) -> Charge:
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+        flops = as_count(flops, "charge (FLOPs)")
+        step = as_count(step, "step")
+        tokens = as_count(tokens, "tokens")
+        payload_json = None if payload is None else json.dumps(payload)
+        if payload_json is not None and len(payload_json) > MAX_PAYLOAD_CHARS:
+            raise ValueError(f"payload is {len(payload_json)} chars as JSON; at most {MAX_PAYLOAD_CHARS}")
+        reserved = flops if reservation else None
+        now = time.time()
+        with self._transaction() as db:
+            (spent,) = db.execute("SELECT spent FROM running_total").fetchone()
+            if spent + flops > self.limit:
+                raise BudgetExceeded(flops, spent, self.limit, session.experiment, phase, step)
+            earlier, this_session = db.execute(
+                "SELECT COALESCE(SUM(session_id < :session), 0),"
+                " COALESCE(SUM(session_id = :session), 0) FROM charges"
+                " WHERE experiment_id = :experiment AND phase = :phase AND step = :step",
+                {"session": session.id, "experiment": session.experiment_id, "phase": phase, "step": step},
+            ).fetchone()
+            is_rerun = earlier > this_session
+            charge_id = db.execute(
+                "INSERT INTO charges (experiment_id, session_id, phase, step, tokens, flops,"
+                " is_rerun, payload, created_at, reserved_flops) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session.experiment_id, session.id, phase, step, tokens, flops, is_rerun, payload_json, now, reserved),
+            ).lastrowid
+            db.execute("UPDATE running_total SET spent = spent + ?", (flops,))
+        return Charge(charge_id, session.experiment, session.id, phase, step, tokens, flops, is_rerun, payload, now,
+                      reserved_flops=reserved)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def spent(self) -> int:
+        """FLOPs charged so far by every experiment."""
+        return self._read_one("SELECT spent FROM running_total")
+
+    @property
+    def remaining(self) -> int:
+        """FLOPs left: the limit minus everything charged by every experiment."""
+        return self.limit - self.spent
+
+    def spent_by_experiment(self) -> dict[str, int]:
+        """FLOPs charged per experiment, in start order."""
+        rows = self._read(
+            "SELECT e.name, COALESCE(SUM(c.flops), 0) FROM experiments e"
+            " LEFT JOIN charges c ON c.experiment_id = e.id GROUP BY e.id ORDER BY e.id"
+        )
+        return dict(rows)
+
+    def charges(self, experiment: str | None = None) -> list[Charge]:
+        """Every charge (of ``experiment``, or of all), in commit order."""
+        return self._charges_where(":name IS NULL OR e.name = :name", {"name": experiment})
+
+    def _charges_where(self, condition: str, parameters: dict[str, Any]) -> list[Charge]:
+        rows = self._read(
+            "SELECT c.id, e.name, c.session_id, c.phase, c.step, c.tokens, c.flops, c.is_rerun,"
+            " c.payload, c.created_at, c.reserved_flops, c.settled_at FROM charges c"
+            f" JOIN experiments e ON e.id = c.experiment_id WHERE {condition} ORDER BY c.id",
+            parameters,
+        )
+        return [
+            Charge(*row[:7], bool(row[7]), None if row[8] is None else json.loads(row[8]), *row[9:])
+            for row in rows
+        ]
+
+    def snapshot(self) -> LedgerSnapshot:
+        """Every experiment's usage and the running total, read in one consistent view."""
+        with self._transaction("DEFERRED") as db:
+            spent = db.execute("SELECT spent FROM running_total").fetchone()[0]
+            experiments = db.execute(
+                "SELECT e.id, e.name, e.status, e.stop_reason, e.model, e.convention, e.config,"
+                " e.started_at, e.ended_at, COUNT(s.id) FROM experiments e"
+                " LEFT JOIN sessions s ON s.experiment_id = e.id GROUP BY e.id ORDER BY e.id"
+            ).fetchall()
+            by_phase = db.execute(
+                "SELECT experiment_id, phase, SUM(flops), SUM(tokens),"
+                " SUM(CASE WHEN is_rerun THEN flops ELSE 0 END), COUNT(DISTINCT step),"
+                " SUM(reserved_flops IS NOT NULL AND settled_at IS NULL)"
+                " FROM charges GROUP BY experiment_id, phase"
+            ).fetchall()
+        usage = []
+        for experiment_id, name, status, reason, model, convention, config, start, end, sessions in experiments:
+            rows = {row[1]: row[2:] for row in by_phase if row[0] == experiment_id}
+            usage.append(
+                ExperimentUsage(
+                    name=name,
+                    status=status,
+                    stop_reason=reason,
+                    model=model,
+                    convention=convention,
+                    config=json.loads(config),
+                    started_at=start,
+                    ended_at=end,
+                    sessions=sessions,
+                    train_steps=rows.get("train", (0, 0, 0, 0))[3],
+                    flops_by_phase={phase: rows.get(phase, (0,))[0] for phase in PHASES},
+                    tokens_by_phase={phase: rows.get(phase, (0, 0))[1] for phase in PHASES},
+                    rerun_flops=sum(row[2] for row in rows.values()),
+                    unsettled_reservations=sum(row[4] for row in rows.values()),
+                )
+            )
+        return LedgerSnapshot(self.path, self.limit, spent, usage)
+
+    def check(self) -> None:
+        """Raise :class:`LedgerError` unless SQLite's quick_check passes and the running total
+        equals the sum of the charges."""
+        with self._transaction("DEFERRED") as db:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+            running = db.execute("SELECT spent FROM running_total").fetchone()[0]
+            summed = db.execute("SELECT COALESCE(SUM(flops), 0) FROM charges").fetchone()[0]
+        if problems != ["ok"]:
+            raise LedgerError(f"ledger {self.path} is corrupt: {'; '.join(problems)}")
+        if running != summed:
+            raise LedgerError(
+                f"ledger {self.path} is inconsistent: running total {running} FLOPs, "
+                f"but its charges sum to {summed} FLOPs"
+            )
+
+    def _read(self, sql: str, parameters: dict[str, Any] | tuple = ()) -> list[tuple]:
+        try:
+            return self._connection.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise LedgerError(f"cannot read ledger {self.path}: {error}") from error
+
+    def _read_one(self, sql: str) -> Any:
+        return self._read(sql)[0][0]

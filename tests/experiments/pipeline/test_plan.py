@@ -1,0 +1,141 @@
+"""Plan files: the shipped plans parse, and every kind of bad plan is refused with a clear error."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from experiments.pipeline.plan import REST, PlanError, load_plan, parse_plan, shipped_plans
+
+MINIMAL = """
+[model]
+source = "tiny"
+[budget]
+limit = 1e13
+[[stages]]
+kind = "train"
+steps = 3
+"""
+
+
+def write_plan(tmp_path: Path, text: str, name: str = "plan.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_plans_are_the_coursework_and_the_demo():
+    assert set(shipped_plans()) == {"coursework", "demo"}
+
+
+def test_coursework_plan_is_the_brief():
+    plan = load_plan("coursework")
+    assert plan.model.source == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert plan.budget.limit == 10**17 and isinstance(plan.budget.limit, int)
+    assert (plan.training.lora_rank, plan.training.learning_rate, plan.training.batch_size,
+            plan.training.context) == (4, 1e-5, 4, 512)
+    assert plan.training.lora_targets == ("q_proj", "v_proj")
+    kinds = [stage.kind for stage in plan.stages]
+    assert kinds == ["baseline", "train", "sweep", "context", "final", "evaluate"]
+    grid = plan.stage("grid")
+    assert grid.grid == {"learning_rate": (1e-5, 5e-5, 1e-4), "lora_rank": (2, 4, 8)}
+    assert grid.max_steps == 10_000
+    context = plan.stage("context")
+    assert (context.contexts, context.max_steps, context.source) == ((128, 512, 768), 2000, "grid")
+    final = plan.stage("final")
+    assert (final.max_steps, final.budget_share, final.source) == (30_000, REST, "context")
+    assert plan.data.prompt_steps == 50 and plan.data.forecast_steps == 50
+
+
+def test_demo_plan_uses_the_tiny_model_and_falls_back_to_simulation():
+    plan = load_plan("demo")
+    assert plan.model.source == "tiny"
+    assert plan.data.fallback == "simulate"
+    assert [stage.kind for stage in plan.stages] == [stage.kind for stage in load_plan("coursework").stages]
+
+
+def test_a_missing_data_file_is_simulated_only_when_the_plan_says_so(tmp_path):
+    text = MINIMAL + '[data]\npath = "nowhere.h5"\n'
+    plan = load_plan(write_plan(tmp_path, text))
+    with pytest.raises(PlanError, match="nowhere.h5 does not exist"):
+        plan.data_config()
+    simulated = load_plan(write_plan(tmp_path, text.replace('"nowhere.h5"', '"nowhere.h5"\nfallback = "simulate"'),
+                                     "fallback.toml"))
+    assert simulated.data_config().path is None
+
+
+def test_relative_data_paths_are_relative_to_the_plan_file(tmp_path):
+    (tmp_path / "data.h5").write_bytes(b"")
+    plan = load_plan(write_plan(tmp_path, MINIMAL + '[data]\npath = "data.h5"\n'))
+    assert Path(plan.data_config().path) == tmp_path / "data.h5"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('source = "tiny"', 'source = "tiny"\nweights = "x"'),
+     r"\[model\]: unknown key\(s\) \['weights'\]"),
+    (lambda t: t.replace("[model]\nsource = \"tiny\"\n", ""), r"missing required key\(s\) \['model'\]"),
+    (lambda t: t.replace('source = "tiny"', 'dtype = "float32"'), r"\[model\]: missing required key\(s\) \['source'\]"),
+    (lambda t: t.replace("limit = 1e13", 'limit = "lots"'), "limit must be int, got str"),
+    (lambda t: t.replace("limit = 1e13", "limit = 1.5"), "limit must be int, got float"),
+    (lambda t: t.replace("limit = 1e13", "limit = -5"), "limit must be >= 0"),
+    (lambda t: t.replace("steps = 3", 'steps = "3"'), "steps must be int, got str"),
+    (lambda t: t.replace("steps = 3", "steps = 3\nlearning_rate = true"), "learning_rate must be float, got bool"),
+    (lambda t: t.replace("steps = 3", "steps = 3\nlr = 0.1"), r"unknown key\(s\) \['lr'\]"),
+    (lambda t: t.replace('kind = "train"', 'kind = "fit"'), "kind must be one of"),
+    (lambda t: t.replace("steps = 3", "steps = 3\nmax_steps = 9"), "exactly one of steps"),
+    (lambda t: t.replace("steps = 3", "max_steps = 9"), "max_steps needs a budget_share"),
+    (lambda t: t.replace("steps = 3", "max_steps = 9\nbudget_share = 1.5"), r"budget_share must be a fraction"),
+    (lambda t: t + '[[stages]]\nkind = "final"\nfrom = "nothing"\nsteps = 1\n', "'from' must name an earlier"),
+    (lambda t: t + '[[stages]]\nkind = "sweep"\nsteps = 1\ngrid = { lora_rank = [] }\n', "non-empty array"),
+    (lambda t: t + '[[stages]]\nkind = "sweep"\nsteps = 1\ngrid = { dropout = [0.1] }\n',
+     r"unknown key\(s\) \['dropout'\]"),
+    (lambda t: t + '[[stages]]\nname = "train"\nkind = "train"\nsteps = 1\n', "two stages are named 'train'"),
+    (lambda t: t.replace("[budget]", "[budget]\nconvention = \"approximate\""), "convention must be one of"),
+    (lambda t: t + "[training]\nlora_targets = \"q_proj\"\n", "lora_targets must be an array"),
+    (lambda t: t.replace("steps = 3", "steps = 3\n[[stages]]\nkind = \"train\"\nname = \"b\"\nmax_steps = 4\n"
+                                      "budget_share = 0.7\n[[stages]]\nkind = \"train\"\nname = \"c\"\n"
+                                      "max_steps = 4\nbudget_share = 0.7"), "add up to 1.4"),
+])
+def test_bad_plans_are_refused_naming_the_file_and_the_key(tmp_path, edit, message):
+    path = write_plan(tmp_path, edit(MINIMAL))
+    with pytest.raises(PlanError, match=message) as refused:
+        load_plan(path)
+    assert str(path) in str(refused.value)
+
+
+def test_a_file_that_is_not_toml_is_refused(tmp_path):
+    path = write_plan(tmp_path, "[model\nsource = ")
+    with pytest.raises(PlanError, match="not valid TOML"):
+        load_plan(path)
+
+
+def test_an_unknown_plan_name_lists_the_shipped_plans():
+    with pytest.raises(PlanError, match="coursework, demo"):
+        load_plan("no-such-plan")
+
+
+def test_parse_plan_keeps_stage_overrides_and_defaults(tmp_path):
+    document = tomllib.loads(MINIMAL.replace("steps = 3", "steps = 3\ncontext = 32\nlora_rank = 2"))
+    plan = parse_plan(document, tmp_path / "inline.toml")
+    stage = plan.stages[0]
+    assert stage.name == "train" and stage.overrides == {"context": 32, "lora_rank": 2}
+    assert plan.training.context == 512  # the defaults stay; the override belongs to the stage
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("steps = 3", "steps = 3\nlora_rank = 0"), "stage 'train': .*lora_rank must be an integer >= 1"),
+    (lambda t: t.replace("steps = 3", "steps = 3\ncontext = 1"), "stage 'train': .*context must be an integer >= 2"),
+    (lambda t: t.replace("steps = 3", "steps = 3\ncheckpoint_every = 0"), "checkpoint_every must be an integer >= 1"),
+    (lambda t: t.replace("steps = 3", "steps = 3\nlearning_rate = 0.0"), "learning_rate must be > 0"),
+    (lambda t: t + '[[stages]]\nkind = "sweep"\nname = "g"\nsteps = 1\ngrid = { lora_rank = [2, 0] }\n',
+     "stage 'g': .*lora_rank must be an integer >= 1"),
+    (lambda t: t + "[forecast]\ntop_p = 0.0\n", r"\[forecast\].*top_p"),
+    (lambda t: t + "[forecast]\ngreedy = false\nsamples = 0\n", "set greedy = true or samples >= 1"),
+    (lambda t: t + "[data]\nforecast_steps = 0\n", r"\[data\].*m must be an int >= 1"),
+])
+def test_values_a_run_would_refuse_are_refused_when_the_plan_loads(tmp_path, edit, message):
+    """Not after the first stages have spent FLOPs: every run's config is built at load time."""
+    with pytest.raises(PlanError, match=message):
+        load_plan(write_plan(tmp_path, edit(MINIMAL)))

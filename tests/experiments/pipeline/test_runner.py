@@ -1,0 +1,276 @@
+"""The plan runner end to end on a miniature plan: every stage, the report against the ledger,
+refusal of a plan that cannot fit, and resuming without charging finished stages twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments.pipeline.plan import load_plan
+from experiments.pipeline.runner import LEDGER_FILE, PlanOverBudget, dry_run, run_plan
+from experiments.models.loading import tiny_config
+from flopcount import Ledger, audit_report, forward_flops, training_step_flops
+
+MINI_PLAN = """
+name = "mini"
+description = "every stage in miniature, for the tests"
+
+[model]
+source = "tiny"
+tokenizer = "{tokenizer}"
+
+[data]
+simulate_systems = 30
+prompt_steps = 20
+forecast_steps = 4
+
+[budget]
+limit = {limit}
+
+[training]
+batch_size = 2
+context = 32
+learning_rate = 1e-3
+lora_rank = 2
+eval_every = 2
+eval_windows = 4
+checkpoint_every = 2
+
+[forecast]
+series = 2
+samples = 2
+batch_size = 2
+max_int_digits = 2
+plot_series = 1
+
+[[stages]]
+kind = "baseline"
+
+[[stages]]
+name = "grid"
+kind = "sweep"
+grid = {{ lora_rank = [1, 2] }}
+max_steps = 3
+budget_share = 0.3
+
+[[stages]]
+name = "context"
+kind = "context"
+from = "grid"
+contexts = [16, 32]
+max_steps = 3
+budget_share = 0.2
+
+[[stages]]
+name = "final"
+kind = "final"
+from = "context"
+max_steps = 4
+budget_share = "rest"
+
+[[stages]]
+name = "evaluate"
+kind = "evaluate"
+from = "final"
+"""
+
+
+def write_mini_plan(directory: Path, tokenizer: Path, limit: str = "2e12") -> Path:
+    path = directory / "mini.toml"
+    path.write_text(MINI_PLAN.format(tokenizer=tokenizer, limit=limit))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(qwen_assets, tmp_path_factory) -> Path:
+    """The miniature plan run to the end once; tests read its run directory."""
+    root = tmp_path_factory.mktemp("mini-run")
+    out = root / "run"
+    run_plan(load_plan(write_mini_plan(root, qwen_assets)), out, progress=False)
+    return out
+
+
+def ledger_rows(out: Path) -> dict[str, object]:
+    return {row.name: row for row in audit_report(out / LEDGER_FILE).rows}
+
+
+def table_after(text: str, heading: str) -> list[list[str]]:
+    """The cells of the first Markdown table after ``heading``."""
+    lines = text.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[start + 2:end]]
+
+
+def test_every_stage_finishes_and_selections_feed_the_next_stage(finished_run):
+    results = json.loads((finished_run / "results.json").read_text())
+    stages = results["stages"]
+    assert {name: record["status"] for name, record in stages.items()} == dict.fromkeys(
+        ["backward-forward", "baseline", "grid", "context", "final", "evaluate"], "finished")
+    best_grid = stages["grid"]["best"]
+    assert best_grid["val_loss"] == min(run["val_loss"] for run in stages["grid"]["runs"])
+    assert {run["settings"]["lora_rank"] for run in stages["context"]["runs"]} == {best_grid["settings"]["lora_rank"]}
+    assert stages["final"]["runs"][0]["settings"]["context"] == stages["context"]["best"]["settings"]["context"]
+    context_runs = stages["context"]["runs"]  # compared at one context, not each at its own
+    assert {run["selection_context"] for run in context_runs} == {32}
+    assert stages["context"]["best"]["val_loss"] == min(run["selection_val_loss"] for run in context_runs)
+    assert stages["evaluate"]["experiment"] == "final"
+    assert {run["steps_done"] for run in stages["grid"]["runs"]} == {3}
+    measured = stages["backward-forward"]
+    assert measured["ratio"] == measured["backward"] / measured["forward"] > 0
+
+
+def test_report_audit_table_equals_the_ledger(finished_run):
+    report = (finished_run / "report.md").read_text()
+    audit = audit_report(finished_run / LEDGER_FILE)
+    rows = table_after(report, "## FLOP audit: every experiment")
+    by_name = {cells[1]: cells for cells in rows if cells[1] and not cells[1].startswith("**")}
+    assert set(by_name) == {row.name for row in audit.rows}
+    for row in audit.rows:
+        cells = by_name[row.name]
+        assert float(cells[9]) == pytest.approx(row.total, rel=5e-4)  # total FLOPs, 4 significant digits
+        assert int(cells[3].replace(",", "")) == row.steps
+    exact = re.search(r"spent (\d+) \(", report)
+    assert exact is not None and int(exact.group(1)) == audit.total
+    with Ledger(finished_run / LEDGER_FILE) as ledger:
+        assert ledger.spent == audit.total
+
+
+def test_report_sweep_and_stage_tables_equal_the_ledger(finished_run):
+    report = (finished_run / "report.md").read_text()
+    flops = {row.name: row.total for row in audit_report(finished_run / LEDGER_FILE).rows}
+    grid = table_after(report, "## Learning rate x LoRA rank grid (stage `grid`)")
+    assert [float(cells[2]) for cells in grid] == pytest.approx([flops["grid/r=1"], flops["grid/r=2"]], rel=5e-4)
+    context = table_after(report, "## Context length (stage `context`)")
+    assert [cells[0] for cells in context] == ["16", "32"]
+    assert [float(cells[2]) for cells in context] == pytest.approx(
+        [flops["context/context=16"], flops["context/context=32"]], rel=5e-4)
+    spent = {cells[0]: float(cells[3]) for cells in table_after(report, "### Projected against spent, per stage")}
+    assert spent["grid"] == pytest.approx(flops["grid/r=1"] + flops["grid/r=2"], rel=5e-4)
+    assert spent["evaluate"] == pytest.approx(flops["evaluate"], rel=5e-4)
+
+
+def test_report_has_forecast_tables_figures_and_the_tiny_model_warning(finished_run):
+    report = (finished_run / "report.md").read_text()
+    assert "randomly initialised" in report and "--plan coursework" in report
+    for method in ("llm-greedy", "llm-greedy-unconstrained", "llm-sampled-2", "persistence", "linear_extrapolation",
+                   "physics_fit"):
+        assert f"| {method} | prey |" in report
+    for figure in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
+        assert (finished_run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+    assert "backward / forward" in report
+
+
+def test_generation_and_training_were_charged_to_the_right_experiments(finished_run):
+    rows = ledger_rows(finished_run)
+    best = json.loads((finished_run / "results.json").read_text())["stages"]["grid"]["best"]["settings"]
+    scoring = forward_flops(tiny_config(), 32, batch=4, lora_rank=best["lora_rank"])  # 4 eval windows at 32
+    assert rows["context/selection"].by_phase == {"train": 0, "validation": 2 * scoring.total, "generation": 0}
+    stages = json.loads((finished_run / "results.json").read_text())["stages"]
+    for entry in [*stages["grid"]["runs"], *stages["context"]["runs"], *stages["final"]["runs"]]:
+        assert rows[entry["experiment"]].total == entry["projected_flops"]  # the planner's figure, exactly
+    measured = training_step_flops(tiny_config(), 1, 64, lora_rank=2)  # the backward/forward check
+    assert rows["backward-forward"].by_phase == {"train": measured, "validation": 0, "generation": 0}
+    assert rows["baseline"].by_phase["generation"] > 0 and rows["baseline"].by_phase["train"] == 0
+    assert rows["evaluate"].by_phase["generation"] > 0
+    assert rows["final"].steps == 4 and rows["final"].by_phase["validation"] > 0
+    assert all(row.rerun == 0 for row in rows.values())
+
+
+def test_rerunning_a_finished_plan_charges_nothing(finished_run):
+    before = audit_report(finished_run / LEDGER_FILE)
+    run_plan(load_plan(finished_run.parent / "mini.toml"), finished_run, progress=False)
+    after = audit_report(finished_run / LEDGER_FILE)
+    assert after.total == before.total
+    assert [row.sessions for row in after.rows] == [row.sessions for row in before.rows]
+
+
+def test_a_plan_that_cannot_fit_is_refused_before_any_work(qwen_assets, tmp_path):
+    plan = load_plan(write_mini_plan(tmp_path, qwen_assets, limit="5e10"))
+    assert not dry_run(plan).fits
+    with pytest.raises(PlanOverBudget, match="cannot fit its budget"):
+        run_plan(plan, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / LEDGER_FILE).exists()
+    assert not (tmp_path / "run" / "stages").exists()
+
+
+def test_a_stage_whose_source_has_not_run_is_refused(qwen_assets, tmp_path):
+    plan = load_plan(write_mini_plan(tmp_path, qwen_assets))
+    with pytest.raises(RuntimeError, match="uses the best setting of 'grid', which has not finished"):
+        run_plan(plan, tmp_path / "run", only=["context"], progress=False)
+
+
+def test_another_plan_is_refused_in_a_used_run_directory(finished_run, qwen_assets, tmp_path):
+    edited = write_mini_plan(tmp_path, qwen_assets, limit="3e12")
+    with pytest.raises(ValueError, match="holds a run of another plan"):
+        run_plan(load_plan(edited), finished_run, progress=False)
+
+
+@pytest.mark.slow
+def test_a_plan_killed_mid_sweep_resumes_without_recharging_finished_stages(qwen_assets, tmp_path):
+    plan_path = write_mini_plan(tmp_path, qwen_assets)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "experiments", "run", "--plan", str(plan_path), "--out", str(out),
+               "--no-progress"]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.poll() is None:  # kill once the sweep's first run is done
+        results = out / "results.json"
+        runs = json.loads(results.read_text())["stages"].get("grid", {}).get("runs", []) if results.exists() else []
+        if runs and runs[0].get("status") == "finished":
+            child.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()[-2000:]
+    before = ledger_rows(out)
+    assert before["baseline"].status == "finished" and before["grid/r=1"].status == "finished"
+
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    after = ledger_rows(out)
+    for name in ("baseline", "grid/r=1"):  # finished before the kill: not re-entered, not recharged
+        assert (after[name].sessions, after[name].total) == (before[name].sessions, before[name].total)
+    stages = json.loads((out / "results.json").read_text())["stages"]
+    assert all(record["status"] == "finished" for record in stages.values())
+    assert all(row.rerun == 0 for name, row in after.items() if name != "grid/r=2")  # only the killed run re-ran
+    for entry in [run for record in stages.values() for run in record.get("runs", [])]:
+        assert after[entry["experiment"]].total <= entry["projected_flops"]  # re-runs paid from the run's own share
+
+
+def test_a_stage_command_runs_that_stage_alone(qwen_assets, tmp_path):
+    from experiments.cli import main
+
+    plan = write_mini_plan(tmp_path, qwen_assets)
+    assert main(["baseline", "--plan", str(plan), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    stages = json.loads((tmp_path / "run" / "results.json").read_text())["stages"]
+    assert list(stages) == ["backward-forward", "baseline"] and stages["baseline"]["status"] == "finished"
+    assert set(ledger_rows(tmp_path / "run")) == {"backward-forward", "baseline"}
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| grid | pending |" in report and "| baseline | finished |" in report
+
+
+def test_runs_get_the_steps_the_dry_run_projects(real_data_path, tmp_path):
+    """On a fresh ledger every training stage decides the steps the dry run printed."""
+    from experiments.pipeline.runner import _decide_runs, open_run
+
+    plan = load_plan("coursework")
+    projection = dry_run(plan)
+    run = open_run(plan, tmp_path / "run", progress=False)
+    for name in ("lora-default", "grid"):
+        decided = [entry["steps"] for entry in _decide_runs(run, plan.stage(name))]
+        assert decided == [r.steps for r in projection.stage(name).runs]
+    # independently: 40 % of 1e17 over 9 runs; a step and a validation of 32 windows every 100 steps at 512 tokens
+    step = training_step_flops("qwen2.5-0.5b", 4, 512, lora_rank=8)
+    validation = forward_flops("qwen2.5-0.5b", 512, batch=32, lora_rank=8).total
+    share = int(0.40 * 10**17) // 9
+    affordable = max(s for s in range(1, 2000) if s * step + -(-s // 100) * validation <= share)
+    assert min(decided) == affordable

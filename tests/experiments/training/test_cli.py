@@ -1,0 +1,44 @@
+"""The ``train`` command: its options map onto the configs, and it folds into a larger CLI."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from experiments.training.cli import add_train_command, configs, main, run_train
+
+
+def test_the_command_registers_in_a_parent_cli_and_builds_the_configs(tmp_path):
+    parser = argparse.ArgumentParser(prog="python -m experiments")
+    add_train_command(parser.add_subparsers(dest="command", required=True))
+    args_list = ["train", "--run-dir", str(tmp_path / "run"), "--experiment", "grid-r8",
+                 "--steps", "10000", "--budget", "1e17", "--ledger", str(tmp_path / "l.sqlite"),
+                 "--lr", "5e-5", "--lora-rank", "8", "--lora-targets", "q_proj, v_proj,o_proj",
+                 "--eval-windows", "64", "--data", str(tmp_path / "lv.h5"), "--test-ids", "972,3"]
+    args = parser.parse_args(args_list)
+    assert args.func is run_train
+    train_config, data_config, budget = configs(args)
+    assert (train_config.experiment, train_config.steps, train_config.learning_rate) == ("grid-r8", 10000, 5e-5)
+    assert train_config.lora_rank == 8 and train_config.lora_targets == ("q_proj", "v_proj", "o_proj")
+    assert (train_config.batch_size, train_config.context, train_config.eval_windows) == (4, 512, 64)
+    assert data_config.path == str((tmp_path / "lv.h5").resolve()) and data_config.test_ids == (972, 3)
+    assert budget.limit == 10**17 and isinstance(budget.limit, int) and budget.convention == "coursework"
+    assert budget.require_fit  # a run the budget cannot finish is refused unless --allow-partial
+    assert not configs(parser.parse_args([*args_list, "--allow-partial"]))[2].require_fit
+
+
+def test_a_rerun_with_another_config_exits_2_naming_the_field(tiny_model_dir, tmp_path, capsys):
+    common = ["--model", str(tiny_model_dir), "--run-dir", str(tmp_path / "run"), "--experiment", "e",
+              "--budget", "1e17", "--ledger", str(tmp_path / "l.sqlite"), "--steps", "0", "--context", "32",
+              "--simulate-systems", "6", "--no-progress"]
+    assert main(common) == 0
+    assert "e: finished after step 0" in capsys.readouterr().out
+    assert main([*common, "--seed", "1"]) == 2
+    assert "train.seed: 0 -> 1" in capsys.readouterr().err
+
+
+def test_bad_numbers_are_refused_by_the_parser(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--run-dir", str(tmp_path), "--experiment", "e", "--steps", "1", "--budget", "lots",
+              "--ledger", str(tmp_path / "l.sqlite")])
