@@ -33,7 +33,7 @@ from tqdm import tqdm  # noqa: E402
 from transformers import AutoConfig, Qwen2ForCausalLM  # noqa: E402
 
 import lora  # noqa: E402
-from flopcount import PRESETS, compare_conventions, compare_reports, forward_flops, measure_backward_ratio, \
+from flopcount import CountSetup, PRESETS, compare_conventions, compare_reports, forward_flops, measure_backward_ratio, \
     trace_flops, training_step_flops  # noqa: E402
 from flopcount.count.flop_report import FlopReport  # noqa: E402
 
@@ -100,15 +100,14 @@ def main() -> int:
     traced = trace_flops(model, input_ids)
     trace_s = time.perf_counter() - start
     steps.update()
-    exact = forward_flops(model, 512, convention="exact")
+    exact = forward_flops(CountSetup.of(model, "exact"), 512)
     agree = "agree exactly" if traced.report.total == exact.total else "DIFFER"
     OUT.mkdir(parents=True, exist_ok=True)
     table = compare_reports(exact, traced, f"Qwen2.5-0.5B widths, {args.layers} layers, batch 1 x 512 tokens, eager")
     (OUT / "flopcount_trace_vs_exact.md").write_text(
         f"{table.to_markdown()}\n\n### coursework vs exact (Qwen2.5-0.5B, 512 tokens)\n\n"
         f"{compare_conventions('qwen2.5-0.5b', 512)}\n")
-    plot_components({"coursework": forward_flops("qwen2.5-0.5b", 512), "exact": forward_flops(
-        "qwen2.5-0.5b", 512, convention="exact"), f"traced ({args.layers} layers)": traced.report},
+    plot_components({"coursework": forward_flops("qwen2.5-0.5b", 512), "exact": forward_flops(CountSetup.of("qwen2.5-0.5b", "exact"), 512), f"traced ({args.layers} layers)": traced.report},
         OUT / "flopcount_components.png")
 
     lora.inject(model, 8, targets=("q_proj", "v_proj"))
@@ -118,7 +117,7 @@ def main() -> int:
     rows = []
     for n in LENGTHS:
         forward = forward_flops("qwen2.5-0.5b", n).total
-        run = 600 * training_step_flops("qwen2.5-0.5b", 4, n, lora_rank=8)
+        run = 600 * training_step_flops(CountSetup.of("qwen2.5-0.5b", lora_rank=8), 4, n)
         rows.append((n, forward, run))
     steps.update()
     steps.close()

@@ -1,40 +1,61 @@
-"""flopcount: analytic FLOP model of Qwen2-family transformers, validated against traces.
+"""flopcount: FLOP accounting for fine-tuning decoder LMs under a hard budget.
 
-Counts are kept by primitive (add, mul, exp, ...) and priced by one cost table; every figure
-is an exact int. Two conventions: ``coursework`` (the budget's rules) and ``exact`` (the real
-transformers Qwen2 module graph, checked against fvcore / torch traces in
-:mod:`flopcount.trace.fvcore_trace` and :mod:`flopcount.trace.compare`).
+Four layers, arrows pointing down:
+
+- :mod:`flopcount.count`: the analytic model (pure Python). One read-only price table, small
+  formula functions, one component table, two conventions (``coursework``, the budget's rules;
+  ``exact``, the real transformers module graph). ``CountSetup`` says what is counted.
+- :mod:`flopcount.trace`: validation of ``exact`` against fvcore / torch traces (torch, fvcore).
+- :mod:`flopcount.ledger`: the SQLite ledger every charge is committed to before its work.
+- :class:`flopcount.Budget` (the guard: count + ledger) and :mod:`flopcount.audit` (the table
+  of every FLOP spent).
 """
 
-from flopcount.audit.table import AuditReport, AuditRow, audit_report
+from flopcount.audit import AuditReport, AuditRow, audit_report
 from flopcount.budget import Budget, ExperimentCapExceeded, GenerationReservation, PlanDoesNotFit
-from flopcount.count.components import COMPONENTS, PROJECTIONS
-from flopcount.count.conventions import COURSEWORK, EXACT, Convention, get_convention
-from flopcount.ledger.ledger import BudgetExceeded, Ledger, LedgerError
-from flopcount.count.engine import DEFAULT_LORA_TARGETS, forward_flops, generation_flops, training_step_flops
-from flopcount.count.workload import PlanEstimate, RunPlan, estimate_run, max_affordable_steps
-from flopcount.count.primitives import PRIMITIVE_COSTS, PRIMITIVES, OpCount
-from flopcount.count.flop_report import FlopEntry, FlopReport, GenerationReport
-from flopcount.count.shape import PRESETS, ModelShape, model_shape
+from flopcount.count import (
+    COMPONENTS,
+    COURSEWORK,
+    DEFAULT_LORA_TARGETS,
+    EXACT,
+    PRESETS,
+    PRIMITIVE_COSTS,
+    PRIMITIVES,
+    PROJECTIONS,
+    Convention,
+    CountSetup,
+    FlopEntry,
+    FlopReport,
+    GenerationReport,
+    ModelShape,
+    OpCount,
+    RunEstimate,
+    TrainingWorkload,
+    estimate_run,
+    forward_flops,
+    generation_flops,
+    get_convention,
+    model_shape,
+    remaining_cost,
+    steps_that_fit,
+    training_step_flops,
+)
+from flopcount.ledger import BudgetExceeded, Ledger, LedgerError
 
 # Trace validation (needs torch and fvcore): imported on first use, see __getattr__.
 _LAZY = {
-    "TraceError": "flopcount.trace.handles", "TracedFlops": "flopcount.trace.fvcore_trace", "trace_flops": "flopcount.trace.fvcore_trace",
-    "ComparisonTable": "flopcount.trace.compare", "compare_with_trace": "flopcount.trace.compare",
-    "compare_reports": "flopcount.trace.compare", "compare_conventions": "flopcount.trace.compare",
-    "BackwardRatio": "flopcount.trace.hooks", "measure_backward_ratio": "flopcount.trace.hooks",
-    "check_matmul_flops": "flopcount.trace.hooks", "record_linear_shapes": "flopcount.trace.hooks",
-    "width_mismatches": "flopcount.trace.hooks",
+    "TraceError", "TracedFlops", "trace_flops", "ComparisonTable", "compare_with_trace", "compare_reports",
+    "compare_conventions", "BackwardRatio", "measure_backward_ratio", "check_matmul_flops",
+    "record_linear_shapes", "width_mismatches",
 }
 
 __all__ = [
-    "AuditReport", "AuditRow", "Budget", "BudgetExceeded", "ExperimentCapExceeded", "Ledger", "LedgerError",
-    "PlanDoesNotFit", "audit_report",
-    "GenerationReservation",
-    "COMPONENTS", "COURSEWORK", "Convention", "DEFAULT_LORA_TARGETS", "EXACT", "FlopEntry", "FlopReport",
-    "GenerationReport", "ModelShape", "OpCount", "PRESETS", "PRIMITIVES", "PRIMITIVE_COSTS", "PROJECTIONS",
-    "PlanEstimate", "RunPlan", "estimate_run", "forward_flops", "generation_flops", "get_convention",
-    "max_affordable_steps", "model_shape", "training_step_flops",
+    "AuditReport", "AuditRow", "Budget", "BudgetExceeded", "ExperimentCapExceeded", "GenerationReservation",
+    "Ledger", "LedgerError", "PlanDoesNotFit", "audit_report",
+    "COMPONENTS", "COURSEWORK", "Convention", "CountSetup", "DEFAULT_LORA_TARGETS", "EXACT", "FlopEntry",
+    "FlopReport", "GenerationReport", "ModelShape", "OpCount", "PRESETS", "PRIMITIVES", "PRIMITIVE_COSTS",
+    "PROJECTIONS", "RunEstimate", "TrainingWorkload", "estimate_run", "forward_flops", "generation_flops",
+    "get_convention", "model_shape", "remaining_cost", "steps_that_fit", "training_step_flops",
     *sorted(_LAZY),
 ]
 
@@ -45,5 +66,5 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(importlib.import_module("flopcount.trace"), name)
     raise AttributeError(f"module 'flopcount' has no attribute {name!r}")

@@ -2,9 +2,9 @@
 
 Usage::
 
-    with flopcount.Budget(1e17, ledger="runs/ledger.sqlite", experiment="lora-r4-lr1e-4",
-                          model="qwen2.5-0.5b", lora_rank=4) as budget:
-        budget.preflight(flopcount.RunPlan(steps=10_000, batch=4, seq_len=512, lora_rank=4))
+    setup = flopcount.CountSetup.of("qwen2.5-0.5b", "coursework", lora_rank=4)
+    with flopcount.Budget(1e17, "runs/ledger.sqlite", "lora-r4-lr1e-4", setup) as budget:
+        budget.preflight(flopcount.TrainingWorkload(steps=10_000, batch=4, seq_len=512))
         for step in range(start_step, steps):
             if not budget.can_afford(budget.training_step_cost(4, 512)):
                 save_checkpoint(step)
@@ -26,32 +26,33 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flopcount.count.conventions import Convention, get_convention
 from flopcount.count.arguments import as_count, as_limit
 from flopcount.ledger.ledger import BudgetExceeded, Ledger
 from flopcount.ledger.sqlite_file import END_STATUSES
 from flopcount.ledger.records import Charge, Session
+from flopcount.count.conventions import Convention
 from flopcount.count.engine import forward_flops, generation_flops, training_step_flops
-from flopcount.count.workload import PlanEstimate, RunPlan, estimate_run, max_affordable_steps
-from flopcount.count.shape import ModelShape, model_shape
+from flopcount.count.setup import CountSetup, as_setup
+from flopcount.count.shape import ModelShape
+from flopcount.count.workload import RunEstimate, TrainingWorkload, estimate_run, remaining_cost, steps_that_fit
 
 
 # The analytic counters behind the cost helpers, called with keyword shape arguments.
 _COUNTERS: dict[str, Callable[..., int]] = {
     "train": training_step_flops,
-    "forward": lambda model, **kwargs: forward_flops(model, **kwargs).total,
-    "generation": lambda model, **kwargs: generation_flops(model, **kwargs).total,
+    "forward": lambda setup, **kwargs: forward_flops(setup, **kwargs).total,
+    "generation": lambda setup, **kwargs: generation_flops(setup, **kwargs).total,
 }
 
 
 class PlanDoesNotFit(Exception):
     """A planned run needs more FLOPs than remain; ``max_steps`` training steps would fit."""
 
-    def __init__(self, message: str, *, max_steps: int, estimate: PlanEstimate, remaining: int):
+    def __init__(self, message: str, *, max_steps: int, estimate: RunEstimate, remaining: int):
         super().__init__(message)
         self.max_steps, self.estimate, self.remaining = max_steps, estimate, remaining
 
@@ -78,11 +79,9 @@ class Budget:
         ledger: path of the SQLite ledger (created if missing).
         experiment: experiment name; entering an existing name resumes it in a new session,
             whose charges for already-charged steps are recorded as re-runs.
-        model: anything :func:`flopcount.model_shape` accepts (preset, config path, hub id,
-            config object, model).
-        convention: FLOP convention name or object (``"coursework"``, ``"exact"``).
-        lora_rank, lora_targets, lm_head_bias: the trained model's LoRA setup, as in
-            :func:`flopcount.forward_flops`.
+        setup: the :class:`flopcount.CountSetup` that prices every charge (model shape,
+            convention, LoRA), or a model alone (anything :func:`flopcount.model_shape`
+            accepts: coursework convention, no LoRA).
         config: the experiment's configuration (JSON-serialisable), stored in the ledger.
         experiment_limit: optional cap, in FLOPs, on this experiment's own charges (all its
             sessions; re-runs included), e.g. its share of a plan; a charge past it raises
@@ -96,12 +95,8 @@ class Budget:
         limit: int | float,
         ledger: str | os.PathLike[str],
         experiment: str,
-        model: Any,
-        convention: str | Convention = "coursework",
+        setup: CountSetup | Any,
         *,
-        lora_rank: int = 0,
-        lora_targets: Sequence[str] = ("q_proj", "v_proj"),
-        lm_head_bias: bool = False,
         config: dict[str, Any] | None = None,
         synchronous: str = "FULL",
         experiment_limit: int | float | None = None,
@@ -109,13 +104,9 @@ class Budget:
         self.limit = as_limit(limit)
         self.ledger_path = Path(ledger)
         self.experiment = experiment
-        self.shape: ModelShape = model_shape(model)
-        self.convention = get_convention(convention)
-        self.lora_rank = as_count(lora_rank, "lora_rank")
-        self.lora_targets = tuple(lora_targets)
-        self.lm_head_bias = bool(lm_head_bias)
+        self.setup: CountSetup = as_setup(setup)
         self.config = dict(config or {})
-        self._model_label = self.shape.name or (str(model) if isinstance(model, (str, os.PathLike)) else "")
+        self._model_label = self.setup.model or (str(setup) if isinstance(setup, (str, os.PathLike)) else "")
         self._synchronous = synchronous
         self._ledger: Ledger | None = None
         self._session: Session | None = None
@@ -123,6 +114,14 @@ class Budget:
         self._costs: dict[tuple, int] = {}  # memoised analytic costs, FLOPs
         self.experiment_limit = None if experiment_limit is None else as_limit(experiment_limit)
         self._experiment_spent = 0  # this experiment's FLOPs, all sessions; read on entry, then kept
+
+    @property
+    def shape(self) -> ModelShape:
+        return self.setup.shape
+
+    @property
+    def convention(self) -> Convention:
+        return self.setup.convention
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -190,10 +189,7 @@ class Budget:
     def _cost(self, kind: str, **shape: int) -> int:
         key = (kind, *shape.items())
         if key not in self._costs:
-            self._costs[key] = _COUNTERS[kind](
-                self.shape, **shape, lora_rank=self.lora_rank, convention=self.convention,
-                lora_targets=self.lora_targets, lm_head_bias=self.lm_head_bias,
-            )  # fmt: skip
+            self._costs[key] = _COUNTERS[kind](self.setup, **shape)
         return self._costs[key]
 
     # -- charging --------------------------------------------------------------------------
@@ -234,17 +230,6 @@ class Budget:
         flops = self.forward_cost(batch, seq_len)
         tokens = batch * seq_len if tokens is None else tokens
         return self.charge("validation", flops, step=step, tokens=tokens, payload=payload)
-
-    def charge_generation(
-        self, *, prompt_len: int, new_tokens: int, samples: int = 1, batch: int = 1, step: int = 0,
-        tokens: int | None = None, payload: Any = None,
-    ) -> Charge:  # fmt: skip
-        """Charge a generation (:meth:`generation_cost`) made after training step ``step``.
-        ``tokens`` defaults to the positions the model processes: ``batch * samples``
-        sequences of ``prompt_len`` prefilled plus ``new_tokens - 1`` decoded tokens."""
-        flops = self.generation_cost(prompt_len, new_tokens, samples, batch)
-        tokens = batch * samples * (prompt_len + new_tokens - 1) if tokens is None else tokens
-        return self.charge("generation", flops, step=step, tokens=tokens, payload=payload)
 
     def reserve_generation(
         self, *, prompt_len: int, max_new_tokens: int, samples: int = 1, batch: int = 1, step: int = 0,
@@ -292,30 +277,19 @@ class Budget:
         """Whether a charge of ``flops`` would fit now (other processes may charge next)."""
         return as_count(flops, "flops") <= self.remaining
 
-    def preflight(self, plan: RunPlan) -> PlanEstimate:
-        """Return the FLOP estimate of ``plan`` if it fits the remaining budget; otherwise
-        raise :class:`PlanDoesNotFit` saying how many training steps would fit. ``plan`` is
-        the work still to run (for a resumed run: the steps left)."""
-        mismatches = [
-            f"plan.{name} is {planned!r} but the budget counts {budgeted!r}"
-            for name, planned, budgeted in (
-                ("lora_rank", plan.lora_rank, self.lora_rank),
-                ("lora_targets", tuple(plan.lora_targets), self.lora_targets),
-                ("lm_head_bias", plan.lm_head_bias, self.lm_head_bias),
-            )
-            if planned != budgeted
-        ]
-        if mismatches:
-            raise ValueError("; ".join(mismatches) + ": the plan must describe the budgeted model")
-        estimate = estimate_run(self.shape, plan, self.convention)
-        remaining = self.remaining
-        if estimate.total <= remaining:
+    def preflight(self, workload: TrainingWorkload, done: int = 0) -> RunEstimate:
+        """Return the FLOP estimate of ``workload`` if what it still costs after ``done``
+        finished steps fits the remaining budget; otherwise raise :class:`PlanDoesNotFit`
+        saying how many steps would fit (:func:`flopcount.steps_that_fit`)."""
+        estimate = estimate_run(self.setup, workload)
+        needed, remaining = remaining_cost(estimate, workload.steps, done), self.remaining
+        if needed <= remaining:
             return estimate
-        max_steps = max_affordable_steps(self.shape, plan, remaining, self.convention)
+        max_steps = steps_that_fit(self.setup, workload, remaining, done)
+        first = f"steps {done + 1}..{workload.steps}" if done else f"the plan of {workload.steps} steps"
         raise PlanDoesNotFit(
-            f"experiment {self.experiment!r}: the plan of {plan.steps} steps needs "
-            f"{estimate.total:.4g} FLOPs but only {remaining:.4g} of {self.limit:.4g} remain; "
-            f"at most {max_steps} steps of it would fit",
+            f"experiment {self.experiment!r}: {first} and their validations need {needed:.4g} FLOPs but only "
+            f"{remaining:.4g} of {self.limit:.4g} remain; the budget pays up to step {max_steps}",
             max_steps=max_steps, estimate=estimate, remaining=remaining,
         )  # fmt: skip
 
@@ -323,15 +297,7 @@ class Budget:
 
     def _flop_settings(self) -> dict[str, Any]:
         """Everything a charge's cost depends on; a resumed experiment must match it."""
-        shape = dataclasses.asdict(self.shape)
-        shape.pop("name")
-        return {
-            "shape": shape,
-            "convention": dataclasses.asdict(self.convention),
-            "lora_rank": self.lora_rank,
-            "lora_targets": list(self.lora_targets),
-            "lm_head_bias": self.lm_head_bias,
-        }
+        return self.setup.describe()
 
     def _open_ledger(self) -> Ledger:
         if self._ledger is None:

@@ -15,9 +15,10 @@ from typing import Any
 
 from flopcount.audit.cli import add_audit_command
 from flopcount.count.components import PROJECTIONS
-from flopcount.count.conventions import CONVENTIONS, get_convention
-from flopcount.count.engine import DEFAULT_LORA_TARGETS, forward_flops, generation_flops
-from flopcount.count.workload import RunPlan, estimate_run, max_affordable_steps
+from flopcount.count.conventions import CONVENTIONS
+from flopcount.count.engine import forward_flops, generation_flops
+from flopcount.count.setup import DEFAULT_LORA_TARGETS, CountSetup
+from flopcount.count.workload import TrainingWorkload, estimate_run, steps_that_fit
 from flopcount.count.formatting import format_table, flops_text
 from flopcount.count.shape import PRESETS
 
@@ -60,17 +61,15 @@ def add_count_command(subparsers: Any) -> None:
 
 
 def run_count(args: argparse.Namespace) -> int:
-    lora = _lora_arguments(args)
+    setup = count_setup(args)
     if args.mode == "generate":
         if args.new_tokens is None:
             raise ValueError("--mode generate needs --new-tokens")
-        report: Any = generation_flops(args.model, args.seq_len, args.new_tokens, args.samples, args.batch,
-                                       convention=args.convention, **lora)
+        report: Any = generation_flops(setup, args.seq_len, args.new_tokens, args.samples, args.batch)
     else:
-        report = forward_flops(args.model, args.seq_len, args.batch, convention=args.convention,
-                               past_len=args.past_len, logits=args.logits, **lora)
+        report = forward_flops(setup, args.seq_len, args.batch, past_len=args.past_len, logits=args.logits)
         if args.mode == "train":
-            report = report.scaled(1 + get_convention(args.convention).backward_multiplier)
+            report = report.scaled(1 + setup.convention.backward_multiplier)
     if args.json:
         print(json.dumps({"mode": args.mode, **report.to_dict()}, indent=2))
     else:
@@ -100,15 +99,16 @@ def add_plan_command(subparsers: Any) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    lora = _lora_arguments(args)
-    plan = RunPlan(steps=args.steps, batch=args.batch, seq_len=args.seq_len, eval_every=args.eval_every,
-                   eval_windows=args.eval_windows, gen_series=args.gen_series, gen_prompt_len=args.gen_prompt_len,
-                   gen_new_tokens=args.gen_new_tokens, gen_samples=args.gen_samples, **lora)
-    estimate = estimate_run(args.model, plan, args.convention)
-    fit = max_affordable_steps(args.model, plan, args.budget, args.convention)
+    setup = count_setup(args)
+    plan = TrainingWorkload(steps=args.steps, batch=args.batch, seq_len=args.seq_len, eval_every=args.eval_every,
+                            eval_windows=args.eval_windows, gen_series=args.gen_series,
+                            gen_prompt_len=args.gen_prompt_len, gen_new_tokens=args.gen_new_tokens,
+                            gen_samples=args.gen_samples)
+    estimate = estimate_run(setup, plan)
+    fit = steps_that_fit(setup, plan, args.budget)
     if args.json:
         print(json.dumps({**estimate.to_dict(), "budget": args.budget, "share": estimate.share(args.budget),
-                          "max_affordable_steps": fit}, indent=2))
+                          "steps_that_fit": fit}, indent=2))
         return 0
     rows = [[phase, flops_text(flops), f"{100 * flops / args.budget:.4f}%"]
             for phase, flops in (("training", estimate.training), ("validation", estimate.validation),
@@ -116,7 +116,7 @@ def run_plan(args: argparse.Namespace) -> int:
     print(f"{estimate.model} | {estimate.convention} convention | {plan.steps} steps of batch {plan.batch} x "
           f"{plan.seq_len} tokens | per step {flops_text(estimate.per_step)} FLOPs\n")
     print(format_table(["phase", "FLOPs", f"share of {args.budget:.3g}"], rows))
-    print(f"\nat most {fit} steps of this plan fit in {args.budget:.3g} FLOPs")
+    print(f"\nat most {fit} of its {plan.steps} steps fit in {args.budget:.3g} FLOPs")
     return 0
 
 
@@ -130,8 +130,10 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm-head-bias", action="store_true", help="count a trainable lm_head bias")
 
 
-def _lora_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(lora_rank=args.lora_rank, lora_targets=args.lora_targets, lm_head_bias=args.lm_head_bias)
+def count_setup(args: argparse.Namespace) -> CountSetup:
+    """The ``CountSetup`` named by the model, convention and LoRA arguments."""
+    return CountSetup.of(args.model, args.convention, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
+                         lm_head_bias=args.lm_head_bias)
 
 
 def _target_list(text: str) -> tuple[str, ...]:

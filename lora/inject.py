@@ -15,9 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from flopcount.count.setup import DEFAULT_LORA_TARGETS
+
 from .layer import LoRALinear, resolve_lora_hyperparameters
 
-DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "v_proj")
+DEFAULT_TARGETS: tuple[str, ...] = DEFAULT_LORA_TARGETS  # the brief's q_proj, v_proj
 CONFIG_ATTRIBUTE = "lora_config"  # where inject() records the LoRAConfig on the model
 
 

@@ -202,9 +202,7 @@ def selection_flops(shape: ModelShape, plan: Plan, stage: StageSpec, runs: list[
         return 0
     context = max(stage.contexts)
     windows = min(runs[0]["eval_windows"] or shapes.validation_windows(context), shapes.validation_windows(context))
-    return len(runs) * forward_flops(shape, context, batch=windows, lora_rank=runs[0]["lora_rank"],
-                                     lora_targets=tuple(runs[0]["lora_targets"]),
-                                     convention=plan.budget.convention).total
+    return len(runs) * forward_flops(CountSetup.of(shape, plan.budget.convention, lora_rank=runs[0]["lora_rank"], lora_targets=tuple(runs[0]["lora_targets"])), context, batch=windows).total
 
 
 def project(plan: Plan, shapes: DataShapes, selections: dict[str, dict[str, Any]] | None = None) -> PlanProjection:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flopcount.count import formulas as f
 from flopcount.count.conventions import Convention
 from flopcount.count.primitives import ZERO, OpCount
 from flopcount.count.shape import ModelShape
+
+if TYPE_CHECKING:
+    from flopcount.count.setup import CountSetup
 
 COMPONENTS: tuple[str, ...] = (
     "embed", "pos_add", "input_norm", "q_proj", "k_proj", "v_proj", "rope", "attn_scores",
@@ -54,14 +58,30 @@ class Workload:
 
 @dataclass(frozen=True)
 class CountContext:
-    """Everything a component function reads."""
+    """Everything a component function reads: the count setup and the workload."""
 
-    shape: ModelShape
-    convention: Convention
+    setup: CountSetup
     work: Workload
-    lora_rank: int = 0
-    lora_targets: tuple[str, ...] = ()
-    lm_head_bias: bool = False
+
+    @property
+    def shape(self) -> ModelShape:
+        return self.setup.shape
+
+    @property
+    def convention(self) -> Convention:
+        return self.setup.convention
+
+    @property
+    def lora_rank(self) -> int:
+        return self.setup.lora_rank
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        return self.setup.lora_targets
+
+    @property
+    def lm_head_bias(self) -> bool:
+        return self.setup.lm_head_bias
 
     def projection(self, name: str) -> tuple[int, int, bool]:
         """``(in_features, out_features, counted_bias)`` of a projection under the convention."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from flopcount.count.components import COMPONENTS
 from flopcount.count.primitives import OpCount
+
+if TYPE_CHECKING:
+    from flopcount.count.setup import CountSetup
 
 LayerKey = int | str  # decoder layer index, or "pre" / "post" for the parts outside layers
 
@@ -36,28 +39,47 @@ class FlopReport:
 
     Attributes:
         entries: one ``FlopEntry`` per (layer, component), zero counts included.
-        model, num_layers, convention: what was counted and how.
+        setup: what was counted and how (model shape, convention, LoRA).
         phase: ``"forward"``, or ``"prefill"`` / ``"decode"`` inside a ``GenerationReport``.
         batch: sequences; seq_len: new positions per sequence (decode: decoding steps);
         past_len: cached positions before the first new one.
-        lora_rank, lora_targets, lm_head_bias: adapters counted (rank 0: none).
         logits: ``"all"`` or ``"last"`` positions through lm_head.
         multiplier: how many times the workload is charged (``scaled``).
     """
 
     entries: tuple[FlopEntry, ...]
-    model: str
-    num_layers: int
-    convention: str
+    setup: CountSetup
     batch: int
     seq_len: int
     past_len: int = 0
-    lora_rank: int = 0
-    lora_targets: tuple[str, ...] = ()
-    lm_head_bias: bool = False
     logits: str = "all"
     phase: str = "forward"
     multiplier: int = 1
+
+    @property
+    def model(self) -> str:
+        return self.setup.shape.name
+
+    @property
+    def num_layers(self) -> int:
+        return self.setup.shape.num_layers
+
+    @property
+    def convention(self) -> str:
+        """The convention's name."""
+        return self.setup.convention.name
+
+    @property
+    def lora_rank(self) -> int:
+        return self.setup.lora_rank
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        return self.setup.lora_targets
+
+    @property
+    def lm_head_bias(self) -> bool:
+        return self.setup.lm_head_bias
 
     @cached_property
     def total(self) -> int:

@@ -1,8 +1,9 @@
-"""Experiment-level calculator: the FLOPs of a planned run and its share of a budget.
+"""A training run's workload, its FLOPs, and the steps that fit a budget.
 
 A run is ``steps`` training steps plus validation on a fixed schedule plus generation for
-evaluation. The training loop follows ``RunPlan.evaluation_steps()`` exactly, so the estimate
-is what the run will be charged (in the same convention).
+evaluation. The training loop follows :meth:`TrainingWorkload.validates_after` exactly, so
+:func:`estimate_run` is what the run will be charged (under the same ``CountSetup``). Every
+figure is closed-form: constant time and memory whatever the number of steps.
 """
 
 from __future__ import annotations
@@ -10,20 +11,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from flopcount.count.conventions import Convention, get_convention
-from flopcount.count.arguments import check_count, check_lora
-from flopcount.count.engine import DEFAULT_LORA_TARGETS, forward_flops, generation_flops, training_step_flops
-from flopcount.count.shape import model_shape
+from flopcount.count.arguments import check_count
+from flopcount.count.engine import forward_flops, generation_flops, training_step_flops
+from flopcount.count.setup import CountSetup, as_setup
 
 
 @dataclass(frozen=True)
-class RunPlan:
-    """A planned fine-tuning run.
+class TrainingWorkload:
+    """The work of a planned fine-tuning run (what the budget prices).
 
     Attributes:
-        steps: optimiser steps, each on ``batch`` sequences of ``seq_len`` tokens.
-        lora_rank, lora_targets, lm_head_bias: the adapters trained (rank 0: none).
-        eval_every: validate after every ``eval_every`` steps (0: never).
+        steps: optimiser steps, each on ``batch`` sequences of ``seq_len`` tokens (the
+            global batch: all processes together).
+        eval_every: validate after every ``eval_every`` steps and after the last (0: never).
         eval_windows: validation windows (one forward of ``seq_len`` tokens each) per validation.
         gen_series: series forecast by generation at the end; each is ``gen_samples`` samples
             of ``gen_new_tokens`` tokens after a ``gen_prompt_len``-token prompt.
@@ -32,45 +32,54 @@ class RunPlan:
     steps: int
     batch: int
     seq_len: int
-    lora_rank: int = 0
-    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     eval_every: int = 0
     eval_windows: int = 0
     gen_series: int = 0
     gen_prompt_len: int = 0
     gen_new_tokens: int = 0
     gen_samples: int = 1
-    lm_head_bias: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         for name, minimum in (("steps", 0), ("batch", 1), ("seq_len", 1), ("eval_every", 0),
                               ("eval_windows", 0), ("gen_series", 0), ("gen_samples", 1)):
-            check_count(f"RunPlan.{name}", getattr(self, name), minimum)
-        check_lora(self.lora_rank, self.lora_targets)
+            check_count(f"TrainingWorkload.{name}", getattr(self, name), minimum)
         if self.gen_series:
-            check_count("RunPlan.gen_prompt_len (gen_series > 0)", self.gen_prompt_len, 1)
-            check_count("RunPlan.gen_new_tokens (gen_series > 0)", self.gen_new_tokens, 1)
+            check_count("TrainingWorkload.gen_prompt_len (gen_series > 0)", self.gen_prompt_len, 1)
+            check_count("TrainingWorkload.gen_new_tokens (gen_series > 0)", self.gen_new_tokens, 1)
 
-    def evaluation_steps(self) -> list[int]:
-        """Steps after which validation runs: every multiple of ``eval_every`` up to ``steps``,
-        plus ``steps`` itself if it is not a multiple. Empty when ``eval_every`` is 0."""
+    def validates_after(self, step: int) -> bool:
+        """Whether validation runs after ``step`` (1-based): every multiple of ``eval_every``,
+        and the last step."""
+        if not self.eval_every or not 1 <= step <= self.steps:
+            return False
+        return step % self.eval_every == 0 or step == self.steps
+
+    def validations_through(self, step: int) -> int:
+        """Validations after steps ``1 .. step`` of this run (closed form)."""
+        step = min(step, self.steps)
+        if not self.eval_every or step <= 0:
+            return 0
+        return step // self.eval_every + (step == self.steps and self.steps % self.eval_every != 0)
+
+    def evaluation_steps(self) -> range | list[int]:
+        """The steps after which validation runs, lazily (a ``range`` plus, when ``steps`` is
+        not a multiple of ``eval_every``, the last step)."""
         if not self.eval_every or not self.steps:
             return []
-        scheduled = list(range(self.eval_every, self.steps + 1, self.eval_every))
+        scheduled = range(self.eval_every, self.steps + 1, self.eval_every)
         return scheduled if self.steps % self.eval_every == 0 else [*scheduled, self.steps]
 
-    def with_steps(self, steps: int) -> RunPlan:
-        """The same plan with another number of steps."""
+    def with_steps(self, steps: int) -> TrainingWorkload:
+        """The same workload with another number of steps."""
         return replace(self, steps=steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "lora_targets": list(self.lora_targets)}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
-class PlanEstimate:
-    """FLOPs of a ``RunPlan`` under one convention (exact ints).
+class RunEstimate:
+    """FLOPs of a ``TrainingWorkload`` under one ``CountSetup`` (exact ints).
 
     Attributes:
         per_step: one training step (``training_step_flops``).
@@ -79,7 +88,7 @@ class PlanEstimate:
         training, validation, generation: the totals of each phase.
     """
 
-    plan: RunPlan
+    workload: TrainingWorkload
     model: str
     convention: str
     per_step: int
@@ -101,49 +110,59 @@ class PlanEstimate:
         return self.total / limit
 
     def to_dict(self) -> dict[str, Any]:
-        fields = {k: v for k, v in self.__dict__.items() if k != "plan"}
-        return {**fields, "plan": self.plan.to_dict(), "total": self.total}
+        fields = {k: v for k, v in self.__dict__.items() if k != "workload"}
+        return {**fields, "workload": self.workload.to_dict(), "total": self.total}
 
 
-def estimate_run(model: Any, plan: RunPlan, convention: str | Convention = "coursework") -> PlanEstimate:
-    """FLOPs of ``plan`` on ``model`` (anything ``model_shape`` accepts) under ``convention``."""
-    shape, conv = model_shape(model), get_convention(convention)
-    lora = dict(lora_rank=plan.lora_rank, lora_targets=plan.lora_targets, lm_head_bias=plan.lm_head_bias)
-    per_step = training_step_flops(shape, plan.batch, plan.seq_len, convention=conv, **lora)
-    window = forward_flops(shape, plan.seq_len, 1, convention=conv, **lora).total
-    per_validation = plan.eval_windows * window
+def estimate_run(setup: CountSetup | Any, workload: TrainingWorkload) -> RunEstimate:
+    """FLOPs of ``workload`` under ``setup`` (or a model alone: coursework, no LoRA)."""
+    setup = as_setup(setup)
+    per_step = training_step_flops(setup, workload.batch, workload.seq_len)
+    per_validation = workload.eval_windows * forward_flops(setup, workload.seq_len, 1).total
     per_generation = 0
-    if plan.gen_series:
-        per_generation = generation_flops(shape, plan.gen_prompt_len, plan.gen_new_tokens, plan.gen_samples,
-                                          convention=conv, **lora).total
-    return PlanEstimate(
-        plan=plan, model=shape.name, convention=conv.name,
+    if workload.gen_series:
+        per_generation = generation_flops(setup, workload.gen_prompt_len, workload.gen_new_tokens,
+                                          workload.gen_samples).total
+    return RunEstimate(
+        workload=workload, model=setup.model, convention=setup.convention.name,
         per_step=per_step, per_validation=per_validation, per_generation=per_generation,
-        training=plan.steps * per_step,
-        validation=len(plan.evaluation_steps()) * per_validation,
-        generation=plan.gen_series * per_generation,
+        training=workload.steps * per_step,
+        validation=workload.validations_through(workload.steps) * per_validation,
+        generation=workload.gen_series * per_generation,
     )
 
 
-def max_affordable_steps(model: Any, plan: RunPlan, available_flops: int | float,
-                         convention: str | Convention = "coursework") -> int:
-    """The largest ``steps`` for which ``estimate_run(model, plan.with_steps(steps))`` fits in
-    ``available_flops`` (validation and generation included), found exactly by bisection
-    (the estimate never decreases with ``steps``). 0 when not even 0 steps fit.
+def remaining_cost(estimate: RunEstimate, steps: int, done: int = 0) -> int:
+    """FLOPs still to pay for a run of ``estimate``'s workload cut to ``steps`` steps, when
+    ``done`` of them (and their validations) are already paid; generation included."""
+    work = estimate.workload.with_steps(steps)
+    validations = work.validations_through(steps) - work.validations_through(min(done, steps))
+    return (steps - min(done, steps)) * estimate.per_step + validations * estimate.per_validation \
+        + work.gen_series * estimate.per_generation
+
+
+def steps_that_fit(setup: CountSetup | Any, workload: TrainingWorkload, available_flops: int | float,
+                   done: int = 0) -> int:
+    """The most steps (at most ``workload.steps``) a run of ``workload`` can have so that what
+    it still costs after ``done`` finished steps (validation and generation included) fits in
+    ``available_flops``; ``done`` when not even that fits (0 for a fresh run).
+
+    The one rule for "how many steps fit", used by the planner, ``Budget.preflight`` and the
+    training loop. Found by bisection over the closed-form cost (it never decreases with the
+    steps): constant memory, logarithmic time.
     """
     available = _exact_flops(available_flops)
-    shape = model_shape(model)
-    base = estimate_run(shape, plan.with_steps(0), convention)
-    if base.total > available:
-        return 0
-
-    def fits(steps: int) -> bool:
-        return estimate_run(shape, plan.with_steps(steps), convention).total <= available
-
-    low, high = 0, (available - base.total) // base.per_step + 1  # fits(low); not fits(high)
-    while high - low > 1:
+    check_count("done", done, minimum=0)
+    estimate = estimate_run(setup, workload)
+    low = min(done, workload.steps)
+    if remaining_cost(estimate, low, done) > available:
+        return low
+    high = workload.steps
+    if remaining_cost(estimate, high, done) <= available:
+        return high
+    while high - low > 1:  # remaining_cost(low) fits, remaining_cost(high) does not
         middle = (low + high) // 2
-        low, high = (middle, high) if fits(middle) else (low, middle)
+        low, high = (middle, high) if remaining_cost(estimate, middle, done) <= available else (low, middle)
     return low
 
 

@@ -8,7 +8,7 @@ count, i.e. our FLOPs = 2 x fvcore - outputs (+ bias adds).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -18,8 +18,11 @@ from flopcount.count.components import MATMUL_COMPONENTS, PROJECTIONS
 from flopcount.count.engine import forward_flops
 from flopcount.count.formatting import format_table
 from flopcount.count.flop_report import FlopReport
+from flopcount.count.conventions import COURSEWORK, EXACT
+from flopcount.count.setup import CountSetup, as_setup
 from flopcount.count.shape import model_shape
 from flopcount.trace.fvcore_trace import TracedFlops, trace_flops
+from flopcount.trace.hooks import setup_of
 
 HOW_TRACED: dict[str, str] = {
     "embed": "aten::embedding: a lookup, 0",
@@ -120,19 +123,6 @@ class ComparisonTable:
         return self.to_markdown()
 
 
-def adapters_of(model: nn.Module) -> dict[str, Any]:
-    """LoRA rank/targets (modules with ``lora_A`` and an int ``r``) and lm_head bias of ``model``,
-    as ``forward_flops`` keyword arguments."""
-    found = {name.rsplit(".", 1)[-1]: m.r for name, m in model.named_modules()
-             if hasattr(m, "lora_A") and isinstance(getattr(m, "r", None), int)}
-    if len(set(found.values())) > 1:
-        raise ValueError(f"LoRA ranks differ between targets: {found}")
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return {"lora_rank": next(iter(found.values()), 0),
-            "lora_targets": tuple(p for p in PROJECTIONS if p in found),
-            "lm_head_bias": getattr(head, "bias", None) is not None}
-
-
 def compare_reports(analytic: FlopReport, traced: TracedFlops, title: str) -> ComparisonTable:
     """Row by row comparison of two reports with the same places and components."""
     rows = []
@@ -159,18 +149,19 @@ def compare_with_trace(model: nn.Module, seq_len: int, batch: int = 1, seed: int
     shape = model_shape(model)
     generator = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(0, shape.vocab_size, (batch, seq_len), generator=generator)
-    analytic = forward_flops(shape, seq_len, batch, convention="exact", **adapters_of(model))
+    analytic = forward_flops(setup_of(model, "exact"), seq_len, batch)
     attention = getattr(model.config, "_attn_implementation", "?")
     title = (f"{shape.name}: {shape.num_layers} layers, batch {batch} x {seq_len} tokens, {attention} attention, "
              f"LoRA rank {analytic.lora_rank} on {','.join(analytic.lora_targets) or '-'}")
     return compare_reports(analytic, trace_flops(model, input_ids), title)
 
 
-def compare_conventions(model: Any, seq_len: int, batch: int = 1, **lora: Any) -> str:
-    """Markdown table: coursework vs exact forward FLOPs per component, with the reason of
-    every difference (from ``WHY_COURSEWORK_DIFFERS``)."""
-    course = forward_flops(model, seq_len, batch, convention="coursework", **lora).by_component()
-    exact = forward_flops(model, seq_len, batch, convention="exact", **lora).by_component()
+def compare_conventions(setup: CountSetup | Any, seq_len: int, batch: int = 1) -> str:
+    """Markdown table: coursework vs exact forward FLOPs per component of ``setup`` (or a
+    model alone), with the reason of every difference (from ``WHY_COURSEWORK_DIFFERS``)."""
+    setup = as_setup(setup)
+    course = forward_flops(replace(setup, convention=COURSEWORK), seq_len, batch).by_component()
+    exact = forward_flops(replace(setup, convention=EXACT), seq_len, batch).by_component()
     rows = [[name, f"{course[name]:,}", f"{exact[name]:,}", f"{course[name] - exact[name]:+,}",
              WHY_COURSEWORK_DIFFERS.get(name, "UNEXPLAINED") if course[name] != exact[name] else "same"]
             for name in course]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -28,8 +28,11 @@ with warnings.catch_warnings():  # fvcore scripts its losses at import: torch wa
 from flopcount.count.components import LAYER_COMPONENTS, POST_COMPONENTS, PRE_COMPONENTS, PROJECTIONS, CountContext, \
     Workload
 from flopcount.count.conventions import EXACT
+
+TRACE = replace(EXACT, name="trace")  # a traced report: exact widths, counted by the trace
 from flopcount.count.primitives import OpCount
 from flopcount.count.flop_report import FlopEntry, FlopReport
+from flopcount.count.setup import CountSetup
 from flopcount.count.shape import ModelShape, model_shape
 from flopcount.trace.handles import OP_HANDLES, Handle, TraceError
 
@@ -65,7 +68,7 @@ class ComponentPlacer:
     """Decides the (layer, component) of a traced op of a Qwen2-family model."""
 
     def __init__(self, shape: ModelShape) -> None:
-        ctx = CountContext(shape, EXACT, Workload(0, 0, 0, 0))
+        ctx = CountContext(CountSetup(shape, EXACT), Workload(0, 0, 0, 0))
         # weight shape (out, in) of each real projection
         self.weights = {name: list(reversed(ctx.projection(name)[:2])) for name in PROJECTIONS}
 
@@ -232,5 +235,4 @@ def _as_report(shape: ModelShape, counts: dict[Place, Counter], batch: int, seq_
     if unknown:
         raise TraceError(f"traced FLOPs in places the analytic model does not have: {sorted(unknown, key=str)}")
     entries = tuple(FlopEntry(layer, name, OpCount(**counts.get((layer, name), {}))) for layer, name in places)
-    return FlopReport(entries=entries, model=shape.name, num_layers=shape.num_layers, convention="trace",
-                      batch=batch, seq_len=seq_len, phase="forward")
+    return FlopReport(entries=entries, setup=CountSetup(shape, TRACE), batch=batch, seq_len=seq_len, phase="forward")

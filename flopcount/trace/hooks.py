@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from flopcount.count.components import PROJECTIONS, CountContext, Workload
 from flopcount.count.conventions import COURSEWORK, EXACT, Convention, get_convention
+from flopcount.count.setup import CountSetup
 from flopcount.count.shape import ModelShape, model_shape
 
 
@@ -66,15 +67,27 @@ def matmul_flops_by_module(model: nn.Module, input_ids: torch.Tensor) -> dict[st
             for name, ops in counter.get_flop_counts().items()}
 
 
-def expected_matmul_flops(shape: ModelShape, batch: int, seq_len: int, lora_rank: int = 0,
-                          lora_targets: tuple[str, ...] = (), convention: str | Convention = EXACT
-                          ) -> dict[str, int]:
+def setup_of(model: nn.Module, convention: str = "exact") -> CountSetup:
+    """The ``CountSetup`` of ``model`` as it is: its shape, LoRA rank/targets (modules with
+    ``lora_A`` and an int ``r``) and lm_head bias, read from the modules."""
+    found = {name.rsplit(".", 1)[-1]: m.r for name, m in model.named_modules()
+             if hasattr(m, "lora_A") and isinstance(getattr(m, "r", None), int)}
+    if len(set(found.values())) > 1:
+        raise ValueError(f"LoRA ranks differ between targets: {found}")
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return CountSetup.of(model, convention, lora_rank=next(iter(found.values()), 0),
+                         lora_targets=tuple(p for p in PROJECTIONS if p in found),
+                         lm_head_bias=getattr(head, "bias", None) is not None)
+
+
+def expected_matmul_flops(setup: CountSetup, batch: int, seq_len: int) -> dict[str, int]:
     """``2*m*n*p`` FLOPs per module of a no-cache forward, from the analytic widths.
 
     Keys: each projection (with its LoRA products when it is a target), each layer's
     ``self_attn`` and ``mlp`` (submodules included), and ``lm_head``.
     """
-    ctx = CountContext(shape, get_convention(convention), Workload(batch * seq_len, 0, 0, 0))
+    ctx = CountContext(setup, Workload(batch * seq_len, 0, 0, 0))
+    shape, lora_rank, lora_targets = setup.shape, setup.lora_rank, setup.lora_targets
     tokens = batch * seq_len
     expected: dict[str, int] = {}
     for layer in range(shape.num_layers):
@@ -92,13 +105,12 @@ def expected_matmul_flops(shape: ModelShape, batch: int, seq_len: int, lora_rank
     return expected
 
 
-def check_matmul_flops(model: nn.Module, input_ids: torch.Tensor, lora_rank: int = 0,
-                       lora_targets: tuple[str, ...] = ()) -> list[MatmulCheck]:
+def check_matmul_flops(model: nn.Module, input_ids: torch.Tensor) -> list[MatmulCheck]:
     """Measured vs expected (exact widths) matrix-product FLOPs for every module of
-    ``expected_matmul_flops``, plus the whole model."""
+    ``expected_matmul_flops``, plus the whole model; the LoRA is read from ``model``."""
     batch, seq_len = input_ids.shape
     measured = matmul_flops_by_module(model, input_ids)
-    expected = expected_matmul_flops(model_shape(model), batch, seq_len, lora_rank, lora_targets)
+    expected = expected_matmul_flops(setup_of(model, "exact"), batch, seq_len)
     layers = [k for k in expected if k.count(".") == 3]  # model.layers.i.{self_attn,mlp}
     expected[""] = sum(expected[k] for k in layers) + expected["lm_head"]
     return [MatmulCheck(module, measured.get(module, 0), flops) for module, flops in expected.items()]
@@ -139,7 +151,7 @@ def width_mismatches(shape: ModelShape, recorded: dict[str, LinearShape], tokens
     """Where the runtime shapes differ from what ``convention`` assumes: the (in, out) width
     of every projection and the rows (``tokens``, all positions) of every projection and
     lm_head. Empty when they all agree."""
-    ctx = CountContext(shape, get_convention(convention), Workload(tokens, 0, 0, 0))
+    ctx = CountContext(CountSetup(shape, get_convention(convention)), Workload(tokens, 0, 0, 0))
     problems = []
     for name, seen in recorded.items():
         parts = name.split(".")

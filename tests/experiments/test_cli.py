@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from experiments.cli import main
-from flopcount import training_step_flops
+from flopcount import CountSetup, training_step_flops
 
 SUBCOMMANDS = ("run", "baseline", "train", "sweep", "context", "final", "evaluate", "report")
 
@@ -39,7 +39,7 @@ def test_coursework_dry_run_projects_every_stage_offline_without_weights(real_da
     assert projection["total"] == sum(stage["flops"] for stage in projection["stages"]) <= 10**17
     grid = next(stage for stage in projection["stages"] if stage["name"] == "grid")
     assert len(grid["runs"]) == 9 and grid["flops"] <= 0.40 * 10**17
-    step = training_step_flops("qwen2.5-0.5b", 4, 512, lora_rank=8)  # the grid's costliest cell
+    step = training_step_flops(CountSetup.of("qwen2.5-0.5b", lora_rank=8), 4, 512)  # the grid's costliest cell
     assert all(run["steps"] >= (0.40 * 10**17 / 9) // step * 0.9 for run in grid["runs"])
     context = next(stage for stage in projection["stages"] if stage["name"] == "context")
     assert [run["settings"]["context"] for run in context["runs"]] == [128, 512, 768]

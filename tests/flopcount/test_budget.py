@@ -10,7 +10,8 @@ from flopcount.ledger.ledger import BudgetExceeded, Ledger, LedgerError
 
 MODEL = "qwen2.5-0.5b"
 LORA = {"lora_rank": 4, "lora_targets": ("q_proj", "v_proj")}
-STEP = flopcount.training_step_flops(MODEL, 4, 128, convention="coursework", **LORA)  # FLOPs
+SETUP = flopcount.CountSetup.of(MODEL, "coursework", **LORA)
+STEP = flopcount.training_step_flops(SETUP, 4, 128)  # FLOPs
 
 
 @pytest.fixture
@@ -19,7 +20,9 @@ def ledger_path(tmp_path):
 
 
 def budget(ledger_path, experiment="exp", limit=1000 * STEP, **kwargs) -> Budget:
-    return Budget(limit, ledger_path, experiment, kwargs.pop("model", MODEL), **{**LORA, **kwargs})
+    setup = flopcount.CountSetup.of(kwargs.pop("model", MODEL), kwargs.pop("convention", "coursework"),
+                                    **{**LORA, **{k: kwargs.pop(k) for k in list(kwargs) if k in LORA}})
+    return Budget(limit, ledger_path, experiment, setup, **kwargs)
 
 
 def experiment_row(ledger_path, name="exp"):
@@ -29,15 +32,15 @@ def experiment_row(ledger_path, name="exp"):
 
 @pytest.mark.parametrize("convention", ["coursework", "exact"])
 def test_each_charge_is_exactly_the_analytic_count(ledger_path, convention):
-    kwargs = dict(convention=convention, **LORA)
+    setup = flopcount.CountSetup.of(MODEL, convention, **LORA)
     with budget(ledger_path, convention=convention) as guard:
         train = guard.charge_training_step(batch=4, seq_len=128, step=0)
         validation = guard.charge_forward(batch=2, seq_len=128, step=0)
-        generation = guard.charge_generation(prompt_len=100, new_tokens=20, samples=3, step=0)
-    assert train.flops == flopcount.training_step_flops(MODEL, 4, 128, **kwargs)
-    assert train.flops == 3 * flopcount.forward_flops(MODEL, 128, 4, **kwargs).total
-    assert validation.flops == flopcount.forward_flops(MODEL, 128, 2, **kwargs).total
-    assert generation.flops == flopcount.generation_flops(MODEL, 100, 20, 3, **kwargs).total
+        generation = guard.reserve_generation(prompt_len=100, max_new_tokens=20, samples=3, step=0).charge
+    assert train.flops == flopcount.training_step_flops(setup, 4, 128)
+    assert train.flops == 3 * flopcount.forward_flops(setup, 128, 4).total
+    assert validation.flops == flopcount.forward_flops(setup, 128, 2).total
+    assert generation.flops == flopcount.generation_flops(setup, 100, 20, 3).total
     assert [(c.phase, c.tokens) for c in (train, validation, generation)] == [
         ("train", 4 * 128), ("validation", 2 * 128), ("generation", 3 * (100 + 19))
     ]  # fmt: skip
@@ -92,32 +95,33 @@ def test_remaining_counts_every_experiment_in_the_ledger(ledger_path):
 
 
 def test_preflight_returns_the_estimate_of_a_plan_that_fits(ledger_path):
-    plan = flopcount.RunPlan(steps=500, batch=4, seq_len=128, eval_every=100, eval_windows=4, **LORA)
+    plan = flopcount.TrainingWorkload(steps=500, batch=4, seq_len=128, eval_every=100, eval_windows=4)
     with budget(ledger_path) as guard:
-        assert guard.preflight(plan) == flopcount.estimate_run(MODEL, plan, "coursework")
+        assert guard.preflight(plan) == flopcount.estimate_run(SETUP, plan)
 
 
 def test_preflight_refuses_a_plan_that_does_not_fit_and_says_how_many_steps_would(ledger_path):
-    plan = flopcount.RunPlan(steps=2000, batch=4, seq_len=128, eval_every=50, eval_windows=8, **LORA)
+    plan = flopcount.TrainingWorkload(steps=2000, batch=4, seq_len=128, eval_every=50, eval_windows=8)
     with budget(ledger_path, "earlier") as earlier:
         for step in range(100):
             earlier.charge_training_step(batch=4, seq_len=128, step=step)
     with pytest.raises(PlanDoesNotFit) as refused, budget(ledger_path) as guard:
         guard.preflight(plan)
     remaining = 900 * STEP
-    fits = lambda steps: flopcount.estimate_run(MODEL, plan.with_steps(steps)).total <= remaining  # noqa: E731
+    fits = lambda steps: flopcount.estimate_run(SETUP, plan.with_steps(steps)).total <= remaining  # noqa: E731
     assert refused.value.remaining == remaining
     assert fits(refused.value.max_steps) and not fits(refused.value.max_steps + 1)
     assert 0 < refused.value.max_steps < 900  # validation takes its share too
-    assert f"at most {refused.value.max_steps} steps" in str(refused.value)
+    assert f"the budget pays up to step {refused.value.max_steps}" in str(refused.value)
     row = experiment_row(ledger_path)
     assert row.status == "stopped" and f"at most {refused.value.max_steps} steps" in row.stop_reason
 
 
-def test_preflight_refuses_a_plan_for_another_lora_setup(ledger_path):
-    plan = flopcount.RunPlan(steps=10, batch=4, seq_len=128, lora_rank=8)
-    with budget(ledger_path) as guard, pytest.raises(ValueError, match="lora_rank is 8"):
-        guard.preflight(plan)
+def test_preflight_prices_the_workload_with_the_budgets_own_setup(ledger_path):
+    plan = flopcount.TrainingWorkload(steps=10, batch=4, seq_len=128)
+    with budget(ledger_path, lora_rank=8) as guard:
+        assert guard.preflight(plan).per_step == flopcount.training_step_flops(guard.setup, 4, 128)
+        assert guard.preflight(plan).per_step > STEP  # rank 8 costs more than the rank-4 setup
 
 
 def test_an_exception_marks_the_experiment_failed_and_propagates(ledger_path):
@@ -184,8 +188,8 @@ def test_an_experiment_cap_stops_one_experiment_across_sessions_and_spares_the_r
 
 
 def test_an_experiment_cap_counts_reservations_at_their_settled_cost(ledger_path):
-    reserved = flopcount.generation_flops(MODEL, 64, 32, convention="coursework", **LORA).total
-    settled = flopcount.generation_flops(MODEL, 64, 8, convention="coursework", **LORA).total
+    reserved = flopcount.generation_flops(SETUP, 64, 32).total
+    settled = flopcount.generation_flops(SETUP, 64, 8).total
     with budget(ledger_path, experiment_limit=reserved + settled) as guard:
         guard.reserve_generation(prompt_len=64, max_new_tokens=32).settle(8)
         guard.reserve_generation(prompt_len=64, max_new_tokens=32, step=1).settle(8)  # fits: only 2 x settled spent

@@ -75,7 +75,7 @@ def test_settling_gives_back_what_a_later_reservation_can_use(path):
 def test_settling_is_checked(path):
     with Budget(10**16, path, "forecast", MODEL) as budget:
         reservation = budget.reserve_generation(prompt_len=PROMPT, max_new_tokens=MAX_NEW)
-        ordinary = budget.charge_generation(prompt_len=PROMPT, new_tokens=5)
+        ordinary = budget.charge("generation", budget.generation_cost(PROMPT, 5), step=0)
         for bad in (0, MAX_NEW + 1):
             with pytest.raises(ValueError, match=f"1..{MAX_NEW}"):
                 reservation.settle(bad)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flopcount import COMPONENTS, RunPlan, estimate_run, forward_flops, generation_flops, max_affordable_steps, \
+from flopcount import CountSetup, COMPONENTS, TrainingWorkload, estimate_run, forward_flops, generation_flops, steps_that_fit, \
     training_step_flops
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ def test_count_forward_json():
                            "--lora-rank", "8", "--convention", "exact", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    expected = forward_flops("qwen2.5-0.5b", 128, 2, lora_rank=8, convention="exact")
+    expected = forward_flops(CountSetup.of("qwen2.5-0.5b", "exact", lora_rank=8), 128, 2)
     assert data["total"] == expected.total
     assert data["by_component"] == expected.by_component() and list(data["by_component"]) == list(COMPONENTS)
 
@@ -33,14 +33,13 @@ def test_count_train_and_generate_modes_match_the_api(qwen_assets):
     train = flopcount_cli("count", "--model", "Qwen/Qwen2.5-0.5B-Instruct", "--seq-len", "512", "--batch", "4",
                           "--lora-rank", "4", "--mode", "train", "--json")
     assert train.returncode == 0, train.stderr
-    assert json.loads(train.stdout)["total"] == training_step_flops("qwen2.5-0.5b", 4, 512, 4)
+    assert json.loads(train.stdout)["total"] == training_step_flops(CountSetup.of("qwen2.5-0.5b", lora_rank=4), 4, 512)
     generate = flopcount_cli("count", "--model", str(qwen_assets / "config.json"), "--seq-len", "300",
                              "--mode", "generate", "--new-tokens", "50", "--samples", "3",
                              "--lora-targets", "q_proj,k_proj,v_proj", "--lora-rank", "2", "--json")
     assert generate.returncode == 0, generate.stderr
     data = json.loads(generate.stdout)
-    expected = generation_flops("qwen2.5-0.5b", 300, 50, samples=3, lora_rank=2,
-                                lora_targets=("q_proj", "k_proj", "v_proj"))
+    expected = generation_flops(CountSetup.of("qwen2.5-0.5b", lora_rank=2, lora_targets=("q_proj", "k_proj", "v_proj")), 300, 50, samples=3)
     assert data["total"] == expected.total and data["by_component"] == expected.by_component()
 
 
@@ -59,10 +58,11 @@ def test_plan_json_matches_the_api():
                            "--gen-prompt-len", "300", "--gen-new-tokens", "100", "--budget", "1e17", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    plan = RunPlan(steps=600, batch=4, seq_len=512, lora_rank=8, eval_every=100, eval_windows=5, gen_series=2,
-                   gen_prompt_len=300, gen_new_tokens=100)
-    assert data["total"] == estimate_run("qwen2.5-0.5b", plan).total
-    assert data["max_affordable_steps"] == max_affordable_steps("qwen2.5-0.5b", plan, 10**17)
+    plan = TrainingWorkload(steps=600, batch=4, seq_len=512, eval_every=100, eval_windows=5, gen_series=2,
+                            gen_prompt_len=300, gen_new_tokens=100)
+    setup = CountSetup.of("qwen2.5-0.5b", lora_rank=8)
+    assert data["total"] == estimate_run(setup, plan).total
+    assert data["steps_that_fit"] == steps_that_fit(setup, plan, 10**17) == 600
     assert data["budget"] == 10**17
 
 

@@ -17,7 +17,7 @@ import pytest
 from experiments.pipeline.plan import load_plan
 from experiments.pipeline.runner import LEDGER_FILE, PlanOverBudget, dry_run, run_plan
 from experiments.models.loading import tiny_config
-from flopcount import Ledger, audit_report, forward_flops, training_step_flops
+from flopcount import CountSetup, Ledger, audit_report, forward_flops, training_step_flops
 
 MINI_PLAN = """
 name = "mini"
@@ -172,12 +172,12 @@ def test_report_has_forecast_tables_figures_and_the_tiny_model_warning(finished_
 def test_generation_and_training_were_charged_to_the_right_experiments(finished_run):
     rows = ledger_rows(finished_run)
     best = json.loads((finished_run / "results.json").read_text())["stages"]["grid"]["best"]["settings"]
-    scoring = forward_flops(tiny_config(), 32, batch=4, lora_rank=best["lora_rank"])  # 4 eval windows at 32
+    scoring = forward_flops(CountSetup.of(tiny_config(), lora_rank=best["lora_rank"]), 32, batch=4)  # 4 eval windows at 32
     assert rows["context/selection"].by_phase == {"train": 0, "validation": 2 * scoring.total, "generation": 0}
     stages = json.loads((finished_run / "results.json").read_text())["stages"]
     for entry in [*stages["grid"]["runs"], *stages["context"]["runs"], *stages["final"]["runs"]]:
         assert rows[entry["experiment"]].total == entry["projected_flops"]  # the planner's figure, exactly
-    measured = training_step_flops(tiny_config(), 1, 64, lora_rank=2)  # the backward/forward check
+    measured = training_step_flops(CountSetup.of(tiny_config(), lora_rank=2), 1, 64)  # the backward/forward check
     assert rows["backward-forward"].by_phase == {"train": measured, "validation": 0, "generation": 0}
     assert rows["baseline"].by_phase["generation"] > 0 and rows["baseline"].by_phase["train"] == 0
     assert rows["evaluate"].by_phase["generation"] > 0
@@ -269,8 +269,8 @@ def test_runs_get_the_steps_the_dry_run_projects(real_data_path, tmp_path):
         decided = [entry["steps"] for entry in _decide_runs(run, plan.stage(name))]
         assert decided == [r.steps for r in projection.stage(name).runs]
     # independently: 40 % of 1e17 over 9 runs; a step and a validation of 32 windows every 100 steps at 512 tokens
-    step = training_step_flops("qwen2.5-0.5b", 4, 512, lora_rank=8)
-    validation = forward_flops("qwen2.5-0.5b", 512, batch=32, lora_rank=8).total
+    step = training_step_flops(CountSetup.of("qwen2.5-0.5b", lora_rank=8), 4, 512)
+    validation = forward_flops(CountSetup.of("qwen2.5-0.5b", lora_rank=8), 512, batch=32).total
     share = int(0.40 * 10**17) // 9
     affordable = max(s for s in range(1, 2000) if s * step + -(-s // 100) * validation <= share)
     assert min(decided) == affordable

@@ -18,7 +18,7 @@ from experiments.training.metrics_log import read_metrics
 from experiments.training.run_dir import ConfigMismatch
 from experiments.training.loop import ensure_lora, train
 from experiments.training.config import BudgetConfig, TrainConfig
-from flopcount import Ledger, PlanDoesNotFit, forward_flops, training_step_flops
+from flopcount import CountSetup, Ledger, PlanDoesNotFit, forward_flops, training_step_flops
 from lora import LoRAConfig, inject
 
 CONTEXT = 64
@@ -37,11 +37,11 @@ def config(**overrides) -> TrainConfig:
 
 
 def step_cost(model, batch: int = 4) -> int:
-    return training_step_flops(model.config, batch, CONTEXT, lora_rank=4)
+    return training_step_flops(CountSetup.of(model.config, lora_rank=4), batch, CONTEXT)
 
 
 def validation_cost(model, windows: int = 4) -> int:
-    return forward_flops(model.config, CONTEXT, windows, lora_rank=4).total
+    return forward_flops(CountSetup.of(model.config, lora_rank=4), CONTEXT, windows).total
 
 
 def charges(ledger, phase: str | None = None):

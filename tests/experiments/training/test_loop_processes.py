@@ -21,7 +21,7 @@ from experiments.training.metrics_log import read_metrics
 from experiments.models.loading import load_model
 from experiments.training.loop import train
 from experiments.training.config import BudgetConfig, TrainConfig
-from flopcount import Ledger, forward_flops, training_step_flops
+from flopcount import CountSetup, Ledger, forward_flops, training_step_flops
 from lora import ADAPTER_WEIGHTS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -126,12 +126,11 @@ def test_two_process_ddp_charges_each_global_batch_once_and_matches_one_process(
     assert [(c.phase, c.step) for c in charges] == [("train", 1), ("train", 2), ("validation", 2), ("train", 3),
                                                     ("validation", 3)]
     assert usage.sessions == 1 and not any(c.is_rerun for c in charges)
-    assert [c.flops for c in charges if c.phase == "train"] == [training_step_flops(model.config, 4, CONTEXT,
-                                                                                    lora_rank=4)] * 3
+    assert [c.flops for c in charges if c.phase == "train"] == [training_step_flops(CountSetup.of(model.config, lora_rank=4), 4, CONTEXT)] * 3
     assert [c.tokens for c in charges if c.phase == "train"] == [
         int(windows.attention_mask[batch].sum()) for batch in global_batches]
     assert {c.flops for c in charges if c.phase == "validation"} == {
-        forward_flops(model.config, CONTEXT, 3, lora_rank=4).total}
+        forward_flops(CountSetup.of(model.config, lora_rank=4), CONTEXT, 3).total}
     metrics = tmp_path / "ddp" / "metrics.jsonl"
     assert len(metrics.read_text().splitlines()) == 3 + 2  # rank 0 alone writes
 

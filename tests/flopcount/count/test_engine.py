@@ -6,7 +6,7 @@ biases. Workload: batch 2 x seq_len 3 -> N = 6 tokens, each row attends to L = 3
 
 import pytest
 
-from flopcount import COMPONENTS, PRIMITIVE_COSTS, ModelShape, OpCount, forward_flops, training_step_flops
+from flopcount import CountSetup, COMPONENTS, PRIMITIVE_COSTS, ModelShape, OpCount, forward_flops, training_step_flops
 
 TINY = ModelShape(hidden_size=8, num_layers=2, num_heads=2, num_kv_heads=1, head_dim=4, intermediate_size=16,
                   vocab_size=32, tie_word_embeddings=True, qkv_bias=True, name="tiny")
@@ -56,7 +56,7 @@ def test_coursework_forward_by_hand():
 
 
 def test_exact_forward_by_hand():
-    report = forward_flops(TINY, seq_len=3, batch=2, convention="exact")
+    report = forward_flops(CountSetup.of(TINY, "exact"), seq_len=3, batch=2)
     rope_table = 3 * (2 + 4 * 10 + 4 * 10 + 8)  # 3 positions: hd/2 mul, hd cos, hd sin, 2hd mul
     assert report.by_layer() == {"pre": rope_table, 0: sum(EXACT_LAYER.values()), 1: sum(EXACT_LAYER.values()),
                                  "post": RMSNORM + N * 32 * 15}
@@ -78,31 +78,31 @@ def test_lora_by_hand_with_real_widths():
     # A: N x 8 @ 8 x 2; B: N x 2 @ 2 x out; then scale (mul) and add per output.
     def lora(out):
         return N * rank * 15 + N * out * 3 + 2 * N * out
-    exact = forward_flops(TINY, 3, 2, lora_rank=rank, convention="exact")
+    exact = forward_flops(CountSetup.of(TINY, "exact", lora_rank=rank), 3, 2)
     assert exact.component("lora", layer=0).flops == lora(8) + lora(4)  # q: 8 -> 8, v: 8 -> 4
-    wide = forward_flops(TINY, 3, 2, lora_rank=rank)
+    wide = forward_flops(CountSetup.of(TINY, lora_rank=rank), 3, 2)
     assert wide.component("lora", layer=0).flops == lora(8) + lora(8)  # coursework: v as wide as q
-    all_targets = forward_flops(TINY, 3, 2, lora_rank=1, lora_targets=("gate_proj", "down_proj", "o_proj"))
+    all_targets = forward_flops(CountSetup.of(TINY, lora_rank=1, lora_targets=("gate_proj", "down_proj", "o_proj")), 3, 2)
     assert all_targets.component("lora", layer=0).flops == (
         (N * 1 * 15 + N * 16 * 1 + 2 * N * 16) + (N * 1 * 31 + N * 8 * 1 + 2 * N * 8) + (N * 1 * 15 + N * 8 + 2 * N * 8))
 
 
 def test_past_len_and_last_logits():
-    report = forward_flops(TINY, seq_len=1, batch=2, past_len=4, logits="last", convention="exact")
+    report = forward_flops(CountSetup.of(TINY, "exact"), seq_len=1, batch=2, past_len=4, logits="last")
     assert report.component("attn_scores", 0).flops == HEADS * 2 * 5 * 8  # 2 rows, 5 keys each
     assert report.component("lm_head").flops == 2 * 32 * 15
     assert report.component("attn_values", 0).flops == HEADS * 2 * 4 * (2 * 5 - 1)
 
 
 def test_lm_head_bias_is_counted_in_lm_head():
-    plain = forward_flops(TINY, 3, 2, lora_rank=2)
-    biased = forward_flops(TINY, 3, 2, lora_rank=2, lm_head_bias=True)
+    plain = forward_flops(CountSetup.of(TINY, lora_rank=2), 3, 2)
+    biased = forward_flops(CountSetup.of(TINY, lora_rank=2, lm_head_bias=True), 3, 2)
     assert biased.component("lm_head").flops - plain.component("lm_head").flops == N * 32
 
 
 def test_training_step_is_three_forwards():
-    forward = forward_flops(TINY, 3, 2, lora_rank=2)
-    assert training_step_flops(TINY, batch=2, seq_len=3, lora_rank=2) == 3 * forward.total
+    forward = forward_flops(CountSetup.of(TINY, lora_rank=2), 3, 2)
+    assert training_step_flops(CountSetup.of(TINY, lora_rank=2), batch=2, seq_len=3) == 3 * forward.total
     assert forward.scaled(3).total == 3 * forward.total
     assert forward.scaled(3).multiplier == 3
 
@@ -110,7 +110,7 @@ def test_training_step_is_three_forwards():
 def test_report_to_dict_is_json_ready():
     import json
 
-    report = forward_flops(TINY, 3, 2, lora_rank=2, convention="exact")
+    report = forward_flops(CountSetup.of(TINY, "exact", lora_rank=2), 3, 2)
     data = json.loads(json.dumps(report.to_dict()))
     assert data["total"] == report.total and list(data["by_component"]) == list(COMPONENTS)
     assert data["by_layer"]["0"] == report.by_layer()[0]
@@ -133,8 +133,10 @@ def test_report_to_dict_is_json_ready():
     (dict(seq_len=2, convention="fast"), ValueError, "unknown convention"),
 ])
 def test_bad_arguments_are_named(kwargs, error, message):
+    setup_keys = {"convention", "lora_rank", "lora_targets", "lm_head_bias"}
     with pytest.raises(error, match=message):
-        forward_flops(TINY, **kwargs)
+        setup = CountSetup.of(TINY, **{k: v for k, v in kwargs.items() if k in setup_keys})
+        forward_flops(setup, **{k: v for k, v in kwargs.items() if k not in setup_keys})
 
 
 def test_report_component_lookup_rejects_unknown_names():

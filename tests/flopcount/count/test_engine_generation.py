@@ -2,7 +2,7 @@
 
 import pytest
 
-from flopcount import COMPONENTS, PRESETS, ModelShape, forward_flops, generation_flops
+from flopcount import CountSetup, COMPONENTS, PRESETS, ModelShape, forward_flops, generation_flops
 
 Q = PRESETS["qwen2.5-0.5b"]
 TINY = ModelShape(hidden_size=8, num_layers=2, num_heads=2, num_kv_heads=1, head_dim=4, intermediate_size=16,
@@ -12,10 +12,9 @@ TINY = ModelShape(hidden_size=8, num_layers=2, num_heads=2, num_kv_heads=1, head
 @pytest.mark.parametrize("convention", ["coursework", "exact"])
 def test_decoding_equals_one_cached_forward_per_step(convention):
     prompt, new = 37, 12
-    report = generation_flops(Q, prompt, new, lora_rank=4, convention=convention)
-    prefill = forward_flops(Q, prompt, lora_rank=4, convention=convention,
-                            logits="all" if convention == "coursework" else "last")
-    steps = [forward_flops(Q, 1, past_len=prompt + i - 1, logits="last", lora_rank=4, convention=convention)
+    report = generation_flops(CountSetup.of(Q, convention, lora_rank=4), prompt, new)
+    prefill = forward_flops(CountSetup.of(Q, convention, lora_rank=4), prompt, logits="all" if convention == "coursework" else "last")
+    steps = [forward_flops(CountSetup.of(Q, convention, lora_rank=4), 1, past_len=prompt + i - 1, logits="last")
              for i in range(1, new)]  # step i attends to prompt + i keys
     assert report.prefill.total == prefill.total
     assert report.decode.total == sum(step.total for step in steps)
@@ -25,9 +24,9 @@ def test_decoding_equals_one_cached_forward_per_step(convention):
 
 
 def test_one_new_token_is_the_prefill_alone():
-    report = generation_flops(TINY, 5, 1, convention="exact")
+    report = generation_flops(CountSetup.of(TINY, "exact"), 5, 1)
     assert report.decode.total == 0
-    assert report.total == forward_flops(TINY, 5, logits="last", convention="exact").total
+    assert report.total == forward_flops(CountSetup.of(TINY, "exact"), 5, logits="last").total
 
 
 def test_samples_expand_the_batch_before_prefill():
@@ -35,14 +34,14 @@ def test_samples_expand_the_batch_before_prefill():
     assert generation_flops(TINY, 6, 4, samples=3).total == 3 * one.total
     assert generation_flops(TINY, 6, 4, samples=3, batch=2).total == 6 * one.total
     # exact: the cos/sin table is per sequence in generate (per-sequence position ids)
-    exact = generation_flops(TINY, 6, 4, convention="exact")
-    assert generation_flops(TINY, 6, 4, samples=2, batch=2, convention="exact").total == 4 * exact.total
+    exact = generation_flops(CountSetup.of(TINY, "exact"), 6, 4)
+    assert generation_flops(CountSetup.of(TINY, "exact"), 6, 4, samples=2, batch=2).total == 4 * exact.total
 
 
 def test_prefill_logits_follow_the_convention_and_decoding_uses_the_last_position():
     head = 32 * 15  # one position through lm_head: V x (2d - 1)
     coursework = generation_flops(TINY, 6, 4, samples=2)
-    exact = generation_flops(TINY, 6, 4, samples=2, convention="exact")
+    exact = generation_flops(CountSetup.of(TINY, "exact"), 6, 4, samples=2)
     assert coursework.prefill.component("lm_head").flops == 2 * 6 * head
     assert exact.prefill.component("lm_head").flops == 2 * head
     assert coursework.decode.component("lm_head").flops == exact.decode.component("lm_head").flops == 2 * 3 * head
@@ -50,7 +49,7 @@ def test_prefill_logits_follow_the_convention_and_decoding_uses_the_last_positio
 
 def test_decode_attention_sums_the_arithmetic_series():
     prompt, new = 10, 5
-    report = generation_flops(TINY, prompt, new, convention="exact")
+    report = generation_flops(CountSetup.of(TINY, "exact"), prompt, new)
     keys = sum(prompt + i for i in range(1, new))  # 11 + 12 + 13 + 14
     assert report.decode.component("attn_mask", layer=0).flops == 2 * keys  # 2 heads, one add per score
     assert report.decode.component("attn_scores", layer=0).flops == 2 * keys * (4 + 3 + 1)
@@ -62,7 +61,7 @@ def test_long_generation_is_computed_in_closed_form():
 
 
 def test_generation_report_dict_and_text():
-    report = generation_flops(TINY, 6, 4, samples=2, lora_rank=2)
+    report = generation_flops(CountSetup.of(TINY, lora_rank=2), 6, 4, samples=2)
     data = report.to_dict()
     assert data["total"] == report.total == data["prefill"]["total"] + data["decode"]["total"]
     assert sum(data["by_component"].values()) == report.total
@@ -77,4 +76,6 @@ def test_generation_report_dict_and_text():
 ])
 def test_bad_generation_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        generation_flops(TINY, **kwargs)
+        setup_keys = {"lora_rank", "lora_targets"}
+        setup = CountSetup.of(TINY, **{k: v for k, v in kwargs.items() if k in setup_keys})
+        generation_flops(setup, **{k: v for k, v in kwargs.items() if k not in setup_keys})

@@ -2,25 +2,25 @@
 
 import pytest
 
-from flopcount import PRESETS, forward_flops
+from flopcount import CountSetup, PRESETS, forward_flops
 
 Q = PRESETS["qwen2.5-0.5b"]
 
 
 @pytest.mark.parametrize("convention", ["coursework", "exact"])
 def test_linear_in_batch(convention):
-    one = forward_flops(Q, 64, 1, lora_rank=4, convention=convention)
+    one = forward_flops(CountSetup.of(Q, convention, lora_rank=4), 64, 1)
     # exact: the rotary cos/sin table is computed once for the (1, seq_len) position ids
     table = one.component("rope", layer=None).flops
     for batch in (2, 3, 7):
-        report = forward_flops(Q, 64, batch, lora_rank=4, convention=convention)
+        report = forward_flops(CountSetup.of(Q, convention, lora_rank=4), 64, batch)
         assert report.total - table == batch * (one.total - table)
     assert (table > 0) == (convention == "exact")
 
 
 @pytest.mark.parametrize("convention", ["coursework", "exact"])
 def test_affine_plus_quadratic_in_sequence_length(convention):
-    total = {n: forward_flops(Q, n, convention=convention).total for n in (1, 2, 3, 17, 100, 511, 768)}
+    total = {n: forward_flops(CountSetup.of(Q, convention), n).total for n in (1, 2, 3, 17, 100, 511, 768)}
     # Quadratic part, per layer and head, per (query, key) pair: scores 2*hd (hd mul, hd-1 add,
     # 1 scale mul), values 2*hd (hd mul, hd add), softmax exp 10 + add 1 + div 1;
     # exact adds the mask add, the max's cmp and the subtraction.

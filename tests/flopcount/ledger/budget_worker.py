@@ -13,6 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
+from flopcount import CountSetup
 from flopcount.budget import Budget
 from flopcount.ledger.ledger import BudgetExceeded
 
@@ -49,7 +50,8 @@ def main() -> None:
     print("ready", flush=True)
     while args.go_file and not args.go_file.exists():
         time.sleep(0.002)
-    guard = Budget(args.limit, args.ledger, args.experiment, MODEL, lora_rank=LORA_RANK, synchronous=args.synchronous)
+    guard = Budget(args.limit, args.ledger, args.experiment, CountSetup.of(MODEL, lora_rank=LORA_RANK),
+                   synchronous=args.synchronous)
     with guard:
         charging_loop(guard, args.first_step, args.stop_step, args.validate_every, args.work_seconds)
     print("done", flush=True)

@@ -12,13 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flopcount import CountSetup
 import flopcount
 from flopcount.audit.table import audit_report
 from flopcount.ledger.ledger import Ledger
 
 WORKER = Path(__file__).with_name("budget_worker.py")
 REPO_ROOT = Path(__file__).resolve().parents[3]
-STEP = flopcount.training_step_flops("qwen2.5-0.5b", 2, 64, lora_rank=4)  # the worker's step, FLOPs
+STEP = flopcount.training_step_flops(CountSetup.of("qwen2.5-0.5b", lora_rank=4), 2, 64)  # the worker's step, FLOPs
 BIG_LIMIT = 10**17
 
 

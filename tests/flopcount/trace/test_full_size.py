@@ -13,7 +13,7 @@ import torch
 from transformers import AutoConfig, Qwen2ForCausalLM
 
 import lora
-from flopcount import PRESETS, check_matmul_flops, compare_with_trace, forward_flops, measure_backward_ratio, \
+from flopcount import CountSetup, PRESETS, check_matmul_flops, compare_with_trace, forward_flops, measure_backward_ratio, \
     model_shape, record_linear_shapes, width_mismatches
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.trace` is deprecated:DeprecationWarning")
@@ -75,10 +75,10 @@ def test_trace_matches_with_lora(two_layers_lora, attention):
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
 def test_flop_counter_mode_matmuls_match_the_analytic_widths(two_layers_lora, attention):
     two_layers_lora.set_attn_implementation(attention)
-    checks = check_matmul_flops(two_layers_lora, ids(2, 12), lora_rank=8, lora_targets=("q_proj", "v_proj"))
+    checks = check_matmul_flops(two_layers_lora, ids(2, 12))
     assert [c for c in checks if not c.ok] == []
     # FlopCounterMode's 2*m*n*p is twice our mul count of each product
-    report = forward_flops("qwen2.5-0.5b", 12, 2, convention="exact")
+    report = forward_flops(CountSetup.of("qwen2.5-0.5b", "exact"), 12, 2)
     k_proj = next(c for c in checks if c.module == "model.layers.1.self_attn.k_proj")
     assert k_proj.measured == 2 * report.component("k_proj", layer=1)["mul"] == 2 * 24 * 896 * 128
 
@@ -99,7 +99,7 @@ def test_hooks_see_the_widths_exact_assumes_and_coursework_overstates(two_layers
 def test_backward_over_forward_of_a_lora_step_is_measured(two_layers_lora):
     two_layers_lora.set_attn_implementation("eager")
     measured = measure_backward_ratio(two_layers_lora, ids(2, 32))
-    checks = check_matmul_flops(two_layers_lora, ids(2, 32), lora_rank=8, lora_targets=("q_proj", "v_proj"))
+    checks = check_matmul_flops(two_layers_lora, ids(2, 32))
     assert measured.forward == next(c.measured for c in checks if c.module == "")  # real counts
     assert measured.assumed == 2
     # frozen base: no weight gradients for the base layers, so well under the 2x rule

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import lora
-from flopcount import COMPONENTS, compare_with_trace, forward_flops, trace_flops
+from flopcount import CountSetup, COMPONENTS, compare_with_trace, forward_flops, trace_flops
 from flopcount.count.components import MATMUL_COMPONENTS
 from flopcount.trace.handles import TraceError
 
@@ -32,7 +32,7 @@ def test_every_component_matches_the_trace(tiny_qwen2, attention, seq_len, batch
 def test_trace_report_has_the_analytic_layout(tiny_qwen2):
     model = tiny_qwen2("eager")
     traced = trace_flops(model, torch.randint(0, 128, (2, 5)))
-    analytic = forward_flops(model, 5, 2, convention="exact")
+    analytic = forward_flops(CountSetup.of(model, "exact"), 5, 2)
     assert traced.report.by_layer() == analytic.by_layer()
     assert traced.report.by_primitive() == analytic.by_primitive()
     assert list(traced.report.by_component()) == list(COMPONENTS)

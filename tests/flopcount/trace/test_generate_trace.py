@@ -5,7 +5,7 @@ last position only (``logits_to_keep=1``)."""
 import pytest
 import torch
 
-from flopcount import generation_flops
+from flopcount import CountSetup, generation_flops
 from flopcount.trace.hooks import counting_mode
 
 PRODUCTS = ("q_proj", "k_proj", "v_proj", "o_proj", "mlp_gate", "mlp_up", "mlp_down", "attn_values", "lm_head")
@@ -31,5 +31,5 @@ def test_generate_matmuls_match_the_closed_form(tiny_qwen2, attention, prompt_le
                                 min_new_tokens=new_tokens, do_sample=samples > 1, num_return_sequences=samples,
                                 pad_token_id=0, eos_token_id=None)
     assert output.shape == (samples, prompt_len + new_tokens)
-    report = generation_flops(model, prompt_len, new_tokens, samples=samples, convention="exact")
+    report = generation_flops(CountSetup.of(model, "exact"), prompt_len, new_tokens, samples=samples)
     assert counter.get_total_flops() == 2 * multiply_adds(report)  # FlopCounterMode: 2*m*n*p per product
