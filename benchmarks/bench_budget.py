@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import lora
 from experiments.models.loading import build_tiny_model
-from flopcount import Budget, Ledger
+from flopcount import Budget, CountSetup, Ledger
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BATCH, SEQ_LEN, RANK = 4, 128, 4
@@ -63,7 +63,7 @@ def training_loop(directory: Path, steps: int) -> tuple[list[float], list[float]
     for _ in range(3):  # warm-up: allocator, kernels
         train_step()
     unguarded, guarded, charging = [], [], []
-    budget = Budget(10**18, directory / "loop.sqlite", "tiny-lora", model, lora_rank=RANK)
+    budget = Budget(10**18, directory / "loop.sqlite", "tiny-lora", CountSetup.of(model, lora_rank=RANK))
     with budget:
         for step in tqdm(range(steps), desc="guarded / unguarded steps", unit="pair"):
             order = ("plain", "guarded") if step % 2 == 0 else ("guarded", "plain")  # ABBA

@@ -42,7 +42,7 @@ from experiments.training.loss import count_targets
 from experiments.models.loading import build_tiny_model, default_tokenizer_source, load_tokenizer
 from experiments.training.loop import ensure_lora, train, train_step
 from experiments.training.config import BudgetConfig, TrainConfig
-from flopcount import Budget
+from flopcount import Budget, CountSetup
 from lora import trainable_parameters
 
 RANK, LEARNING_RATE, BLOCK = 4, 1e-4, 4
@@ -127,8 +127,8 @@ def main() -> None:
         scratch = Path(scratch)
         charges: list[float] = []
         peft_step = peft_stepper(batches)
-        with Budget(10**18, scratch / "guard.sqlite", "bench-guard", model=build_tiny_model().config,
-                    lora_rank=RANK) as budget:
+        with Budget(10**18, scratch / "guard.sqlite", "bench-guard",
+                    CountSetup.of(build_tiny_model().config, lora_rank=RANK)) as budget:
             seconds = interleaved({"peft": peft_step, "ours": our_stepper(batches, None, args.context),
                                    "guarded": our_stepper(batches, budget, args.context, charges)}, args.steps)
         median = {name: statistics.median(values) for name, values in seconds.items()}

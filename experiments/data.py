@@ -1,6 +1,7 @@
 """Experiment data: trajectories -> split -> LLMTIME texts -> tokens -> windows, prepared once.
 
     data = prepare_data(DataConfig(path="../shared/data/lotka_volterra_data.h5"), tokenizer)
+    text = prepare_data(config)    # no tokenizer: the same data, token counts from the text (planning)
     data.train_windows(512)        # training split only, stride 256
     data.validation_windows(512)   # validation split only, stride 512
     data.forecast_examples()       # test split prompts / targets for the forecaster
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lvdata import (
+    DatasetError,
     DataSplit,
     ForecastExample,
     LLMTimeFormat,
@@ -35,6 +37,7 @@ from lvdata import (
 )
 
 ALPHA_RULES = ("per_trajectory", "global")
+FALLBACKS = ("error", "simulate")
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,15 @@ class DataConfig:
     """Where the trajectories come from and how they become text.
 
     ``path``: an HDF5 file in the layout of the real dataset, or None for
-    ``lvdata.simulate(simulate_systems, seed=simulate_seed)``. The split is
+    ``lvdata.simulate(simulate_systems, seed=simulate_seed)``; when the file is missing,
+    ``fallback = "simulate"`` simulates instead (``"error"``, the default, refuses). The split is
     ``lvdata.split_indices(N, split_seed, fractions, test_ids)``. ``alpha_rule``:
     ``"per_trajectory"`` or ``"global"`` (fitted on the training split); ``precision``
     decimals. ``prompt_steps`` / ``forecast_steps``: the forecasting task (k, m).
     """
 
     path: str | None = None
+    fallback: str = "error"
     simulate_systems: int = 1000
     simulate_seed: int = 0
     split_seed: int = 0
@@ -65,12 +70,19 @@ class DataConfig:
         object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
         if self.test_ids is not None:
             object.__setattr__(self, "test_ids", tuple(int(i) for i in self.test_ids))
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"DataConfig.fallback must be one of {FALLBACKS}, got {self.fallback!r}")
         if self.alpha_rule not in ALPHA_RULES:
             raise ValueError(f"DataConfig.alpha_rule must be one of {ALPHA_RULES}, got {self.alpha_rule!r}")
         for name in ("simulate_systems", "prompt_steps", "forecast_steps"):
-            if getattr(self, name) < 1:
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) \
+                    or getattr(self, name) < 1:
                 raise ValueError(f"DataConfig.{name} must be >= 1, got {getattr(self, name)}")
-        LLMTimeFormat(precision=self.precision)  # validates the precision
+        self.llmtime_format()  # validates the precision
+
+    def llmtime_format(self) -> LLMTimeFormat:
+        """The LLMTIME format the trajectories are written in."""
+        return LLMTimeFormat(precision=self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (tuples as lists)."""
@@ -87,7 +99,9 @@ class ExperimentData:
     ``trajectories`` ``(N, T, 2)`` in original units, ``time`` ``(T,)``, ``split`` the
     trajectory ids per split, ``scaler`` the α rule and value(s), ``alphas`` ``(N,)`` the α of
     each trajectory, ``texts`` the LLMTIME text of each whole trajectory and ``tokens`` its
-    token ids (int64), ``pad_id`` the token windows are padded with.
+    token ids (int64), ``pad_id`` the token windows are padded with. Prepared without a
+    tokenizer (for planning), ``tokens`` and ``pad_id`` are None and token counts are read
+    from the text: Qwen's tokenizer gives one token per character of LLMTIME text (tested).
     """
 
     config: DataConfig
@@ -98,8 +112,8 @@ class ExperimentData:
     alphas: np.ndarray
     fmt: LLMTimeFormat
     texts: list[str]
-    tokens: list[np.ndarray]
-    pad_id: int
+    tokens: list[np.ndarray] | None
+    pad_id: int | None
     source: str
     _windows: dict[tuple[str, int], TokenWindows] = field(default_factory=dict, repr=False)
 
@@ -131,9 +145,17 @@ class ExperimentData:
             return float(per_trajectory_alpha(self.trajectories[trajectory_id : trajectory_id + 1, :k])[0])
         return float(self.alphas[trajectory_id])
 
+    def token_lengths(self, split: str) -> list[int]:
+        """Tokens of each whole trajectory of ``split``, in id order (from the text when the
+        data was prepared without a tokenizer)."""
+        ids = getattr(self.split, split).tolist()
+        return [len(self.tokens[i]) if self.tokens is not None else len(self.texts[i]) for i in ids]
+
     def _split_windows(self, split: str, context: int, stride: int) -> TokenWindows:
         key = (split, context)
         if key not in self._windows:
+            if self.tokens is None:
+                raise ValueError("this data was prepared without a tokenizer (for planning): it has no token windows")
             ids = getattr(self.split, split)
             if ids.size == 0:
                 raise ValueError(f"the {split} split is empty (fractions {self.config.fractions}, "
@@ -143,21 +165,29 @@ class ExperimentData:
         return self._windows[key]
 
 
-def load_trajectories_for(config: DataConfig) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(trajectories, time, source)`` of ``config``: its file, or its simulation."""
-    if config.path is not None:
+def load_or_simulate(config: DataConfig) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(trajectories, time, source)`` of ``config``: its file, or its simulation (when it has
+    no path, or the file is missing and ``fallback = "simulate"``). The one place that decides."""
+    if config.path is not None and (Path(config.path).is_file() or config.fallback == "error"):
+        if not Path(config.path).exists():
+            raise DatasetError(f"{config.path}: file not found (in a plan, set fallback = \"simulate\" to simulate "
+                               "instead)")
         trajectories, time = load_trajectories(config.path)
         return trajectories, time, config.path
     trajectories, time = simulate(config.simulate_systems, seed=config.simulate_seed)
     return trajectories, time, f"simulate(n_systems={config.simulate_systems}, seed={config.simulate_seed})"
 
 
-def prepare_data(config: DataConfig, tokenizer) -> ExperimentData:
-    """Load or simulate the trajectories, split them, fit the α rule, encode and tokenize."""
-    pad_id = getattr(tokenizer, "pad_token_id", None)
-    if pad_id is None:
-        raise ValueError("the tokenizer has no pad token; load it with lvdata.load_tokenizer, which sets one")
-    trajectories, time, source = load_trajectories_for(config)
+def prepare_data(config: DataConfig, tokenizer=None) -> ExperimentData:
+    """Load or simulate the trajectories, split them, fit the α rule, encode and (with a
+    ``tokenizer``) tokenize. Without one, the result has texts but no tokens: what the
+    planner needs to count tokens, prepared by the same code the runner trains on."""
+    pad_id = None
+    if tokenizer is not None:
+        pad_id = getattr(tokenizer, "pad_token_id", None)
+        if pad_id is None:
+            raise ValueError("the tokenizer has no pad token; load it with lvdata.load_tokenizer, which sets one")
+    trajectories, time, source = load_or_simulate(config)
     n_steps = trajectories.shape[1]
     if config.prompt_steps + config.forecast_steps > n_steps:
         raise ValueError(f"prompt_steps + forecast_steps = {config.prompt_steps + config.forecast_steps} "
@@ -166,8 +196,9 @@ def prepare_data(config: DataConfig, tokenizer) -> ExperimentData:
                           test_ids=config.test_ids)
     scaler = Scaler.fit(config.alpha_rule, trajectories, train_ids=split.train)
     alphas = scaler.alphas(np.arange(len(trajectories)))
-    fmt = LLMTimeFormat(precision=config.precision)
+    fmt = config.llmtime_format()
     texts = encode(trajectories, alphas, fmt)
+    tokens = None if tokenizer is None else tokenize_texts(tokenizer, texts)
     return ExperimentData(config=config, trajectories=trajectories, time=time, split=split, scaler=scaler,
-                          alphas=alphas, fmt=fmt, texts=texts, tokens=tokenize_texts(tokenizer, texts),
-                          pad_id=int(pad_id), source=source)
+                          alphas=alphas, fmt=fmt, texts=texts, tokens=tokens,
+                          pad_id=None if pad_id is None else int(pad_id), source=source)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flopcount.count.arguments import as_count, as_limit
+from flopcount.ledger.values import as_count, as_limit
 from flopcount.ledger.ledger import BudgetExceeded, Ledger
 from flopcount.ledger.sqlite_file import END_STATUSES
 from flopcount.ledger.records import Charge, Session

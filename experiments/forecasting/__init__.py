@@ -1,1 +1,26 @@
-"""experiments.forecasting."""
+"""Forecasting the test split: LLMTIME-constrained generation (charged to the budget), the
+non-LLM baselines, metrics, plots and the test-split evaluation that runs them all alike."""
+
+from experiments.forecasting.baselines import BASELINES, BaselineResult, linear_extrapolation, persistence, physics_fit
+from experiments.forecasting.generate import ForecastConfig, ForecastOutput, GenerationBatch, forecast_series
+from experiments.forecasting.grammar import LLMTimeGrammar, LLMTimeLogitsProcessor, StepStoppingCriteria
+from experiments.forecasting.metrics import (
+    SPECIES,
+    ForecastSet,
+    MethodMetrics,
+    evaluate_forecasts,
+    horizon_errors,
+    perplexity,
+    results_table,
+)
+from experiments.forecasting.physics_fit import FitConfig, LVFit, fit_lotka_volterra
+from experiments.forecasting.plots import plot_forecast, plot_horizon_errors
+from experiments.forecasting.test_split import ForecastPlan, TestSplitResults, evaluate_test_split
+
+__all__ = [
+    "BASELINES", "SPECIES", "BaselineResult", "FitConfig", "ForecastConfig", "ForecastOutput", "ForecastPlan",
+    "ForecastSet", "GenerationBatch", "LLMTimeGrammar", "LLMTimeLogitsProcessor", "LVFit", "MethodMetrics",
+    "StepStoppingCriteria", "TestSplitResults", "evaluate_forecasts", "evaluate_test_split", "fit_lotka_volterra",
+    "forecast_series", "horizon_errors", "linear_extrapolation", "perplexity", "persistence", "physics_fit",
+    "plot_forecast", "plot_horizon_errors", "results_table",
+]

@@ -16,7 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.forecasting.metrics import ForecastSet, MethodMetrics, evaluate_forecasts
-from experiments.forecasting.physics_fit import FitConfig, fit_lotka_volterra, integrate, integration_flops
+from experiments.forecasting.physics_fit import FitConfig, fit_lotka_volterra, integrate
+from flopcount.count.baseline_formulas import integration_flops, linear_extrapolation_flops
 
 LINEAR_WINDOW = 5  # context steps the linear extrapolation fits its line to
 
@@ -100,9 +101,7 @@ def linear_extrapolation(context, context_time, horizon_time, *, window: int = L
     slope = np.einsum("w,nws->ns", dt, y - y_mean[:, None, :]) / (dt @ dt)  # (N, 2)
     line = y_mean[:, None, :] + slope[:, None, :] * (horizon_time - t.mean())[None, :, None]  # (N, m, 2)
     clipped = line < 0
-    # per series: t̄, ȳ (w each), centring (2w), products and sums (4w − 2), slope (1); line (3m), clip (m)
-    per_series = 8 * window - 1 + 4 * len(horizon_time)
-    flops = np.full(len(context), 2 * per_series, dtype=np.int64)
+    flops = np.full(len(context), linear_extrapolation_flops(window, len(horizon_time)), dtype=np.int64)
     return BaselineResult("linear_extrapolation", np.maximum(line, 0.0), clipped.any(axis=(1, 2)), flops,
                           {"clipped_steps": clipped.sum(axis=(1, 2))})
 

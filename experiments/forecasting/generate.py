@@ -90,6 +90,16 @@ class ForecastConfig:
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1 or None, got {self.max_new_tokens}")
 
+    def grammar(self) -> LLMTimeGrammar:
+        """The LLMTIME step grammar of this forecast: ``m`` steps of two numbers in ``fmt``."""
+        return LLMTimeGrammar(n_steps=self.m, n_vars=N_VARS, max_int_digits=self.max_int_digits, fmt=self.fmt)
+
+    @property
+    def new_token_bound(self) -> int:
+        """Tokens a row may generate: ``max_new_tokens``, or the grammar's bound (``m`` steps
+        of the longest numbers). What the budget reserves per row before ``generate``."""
+        return self.max_new_tokens or self.grammar().max_new_tokens
+
     @property
     def method_name(self) -> str:
         """A label for results tables, e.g. ``llm-greedy`` or ``llm-sampled-20-unconstrained``."""
@@ -212,12 +222,10 @@ class _BatchGenerator:
 
     @classmethod
     def build(cls, model, tokenizer, config: ForecastConfig) -> _BatchGenerator:
-        grammar = LLMTimeGrammar(n_steps=config.m, n_vars=N_VARS, max_int_digits=config.max_int_digits,
-                                 fmt=config.fmt)
+        grammar = config.grammar()
         eos_ids = _eos_ids(model, tokenizer)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-        generation_config = _generation_config(config, config.max_new_tokens or grammar.max_new_tokens,
-                                                list(eos_ids), pad_id)
+        generation_config = _generation_config(config, config.new_token_bound, list(eos_ids), pad_id)
         return cls(model, tokenizer, config, grammar, generation_config, eos_ids, pad_id,
                    step_token_id=alphabet_token_ids(tokenizer, grammar)[-1])
 

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from experiments.training.validation import ValidationMetrics, perplexity
+
 SPECIES = ("prey", "predator")
 METRICS = ("mse", "mae", "r2")
 FLAT_RTOL = 1e-12
@@ -148,7 +150,7 @@ class Summary:
     n_excluded: int
 
 
-def summarize(values: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0,
+def bootstrap_summary(values: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0,
               confidence: float = 0.95) -> Summary:
     """Mean, median and percentile-bootstrap interval of the mean of the finite ``values``."""
     values = np.asarray(values, dtype=np.float64)
@@ -241,7 +243,7 @@ def evaluate_forecasts(
     species = {}
     for s, name in enumerate(SPECIES):
         values = per_trajectory[name]
-        summaries = {m: summarize(values[m], n_bootstrap=n_bootstrap, seed=seed) for m in METRICS}
+        summaries = {m: bootstrap_summary(values[m], n_bootstrap=n_bootstrap, seed=seed) for m in METRICS}
         species[name] = SpeciesMetrics(
             **summaries, pooled_r2=float(pooled[s]), per_trajectory=values,
             band_coverage=None if coverage is None else float(coverage[s]),
@@ -256,34 +258,6 @@ def evaluate_forecasts(
         repaired_fraction=float(forecast_set.repaired.mean()) if n_trajectories else math.nan,
         extras=dict(extras or {}),
     )
-
-
-def perplexity(cross_entropy_nats: float) -> float:
-    """Perplexity ``exp(ce)`` of a mean cross-entropy in nats per token."""
-    if not math.isfinite(cross_entropy_nats) or cross_entropy_nats < 0:
-        raise ValueError(f"cross-entropy must be a finite number of nats >= 0, got {cross_entropy_nats}")
-    return math.exp(cross_entropy_nats)
-
-
-@dataclass(frozen=True)
-class ValidationMetrics:
-    """Validation loss of a training run: mean cross-entropy in nats per (non-padding) token."""
-
-    cross_entropy_nats: float
-    n_tokens: int
-
-    def __post_init__(self) -> None:
-        perplexity(self.cross_entropy_nats)
-        if self.n_tokens <= 0:
-            raise ValueError(f"n_tokens must be positive, got {self.n_tokens}")
-
-    @property
-    def perplexity(self) -> float:
-        return perplexity(self.cross_entropy_nats)
-
-    def to_dict(self) -> dict:
-        return {"cross_entropy_nats": self.cross_entropy_nats, "perplexity": self.perplexity,
-                "n_tokens": self.n_tokens}
 
 
 def _format(value: float | None) -> str:

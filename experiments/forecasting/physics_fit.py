@@ -15,10 +15,9 @@ prey ``x``, predator ``y``. The unknowns are ``θ = log(a, b, c, d, K, x0, y0)``
 3. The model is integrated with LSODA (``scipy.integrate.odeint``): ``solve_ivp``'s Python-level
    stepping was ~10x slower here, too slow for hundreds of integrations per trajectory.
 
-FLOPs are counted roughly with the primitive table of BRIEF.md (add/mul 1, exp/log 10): right-hand
-side evaluations as counted by the solver x (hand-counted RHS cost + a rough allowance for the
-solver's own bookkeeping), plus residual arithmetic, finite-difference Jacobians and one SVD-sized
-solve per least-squares iteration. They are an order-of-magnitude estimate, not an exact count.
+FLOPs are counted roughly with the primitive table of BRIEF.md by
+:func:`flopcount.count.baseline_formulas.physics_fit_flops` from the counts the fit records
+(solver RHS calls, residual evaluations, Jacobians): an order-of-magnitude estimate.
 """
 
 from __future__ import annotations
@@ -30,30 +29,13 @@ import numpy as np
 from scipy.integrate import ODEintWarning, odeint
 from scipy.optimize import least_squares
 
-from flopcount import PRIMITIVE_COSTS, OpCount
+from flopcount.count.baseline_formulas import physics_fit_flops
 from lvdata import LVParams, lv_rhs
 
 N_PARAMETERS = 7  # a, b, c, d, K, x0, y0
 LOG_LOWER = np.log([1e-4, 1e-4, 1e-4, 1e-4, 1e-2, 1e-8, 1e-8])
 LOG_UPPER = np.log([1e2, 1e2, 1e2, 1e2, 1e4, 1e3, 1e3])
 FAILED_RESIDUAL = 1e3  # relative residual returned where the integration fails
-
-EXP_FLOPS = PRIMITIVE_COSTS["exp"]  # == PRIMITIVE_COSTS["log"]
-# prey a·x·(1 − x/K) − b·x·y: x/K, 1 − ·, a·x, ·(…), b·x, ·y, − ; predator d·x·y − c·y: d·x, ·y, c·y, −
-RHS_FLOPS = OpCount(div=1, sub=3, mul=7).flops  # 11
-SOLVER_FLOPS_PER_RHS = 30  # rough LSODA bookkeeping per RHS call on 2 states (predictor, corrector, norm)
-
-
-def integration_flops(rhs_evaluations: int) -> int:
-    """Rough FLOPs of integrating the model with ``rhs_evaluations`` right-hand side calls."""
-    return rhs_evaluations * (RHS_FLOPS + SOLVER_FLOPS_PER_RHS)
-
-
-def _solve_flops(rows: int, cols: int) -> int:
-    """Rough FLOPs of an SVD-based least-squares solve of a ``rows x cols`` system (Golub & Van
-    Loan R-SVD, ``4·r·p² + 22·p³``) plus forming ``Jᵀr`` (``p·(2r − 1)``)."""
-    return 4 * rows * cols**2 + 22 * cols**3 + cols * (2 * rows - 1)
-
 
 def integrate(params: LVParams, initial: np.ndarray, time: np.ndarray, *, rtol: float = 1e-9,
               atol: float = 1e-12) -> tuple[np.ndarray, int]:
@@ -92,12 +74,6 @@ def gradient_matching_start(context: np.ndarray, context_time: np.ndarray) -> np
     capacity = rates[0] / a_over_k if a_over_k > 0 else np.exp(LOG_UPPER[4])
     start = np.log(np.concatenate([rates, [capacity], positive[0]]))
     return np.clip(start, LOG_LOWER + 1e-6, LOG_UPPER - 1e-6)
-
-
-def _start_flops(k: int) -> int:
-    """Rough FLOPs of :func:`gradient_matching_start` on ``k`` context steps."""
-    logs_and_differences = 2 * k * EXP_FLOPS + 2 * (k - 1) * 2 + 4 * (k - 1)
-    return logs_and_differences + _solve_flops(k - 1, 3) + _solve_flops(k - 1, 2) + 6 * EXP_FLOPS
 
 
 @dataclass(frozen=True)
@@ -161,10 +137,7 @@ def fit_lotka_volterra(context: np.ndarray, context_time: np.ndarray, config: Fi
             break
     converged, result = min(fits, key=lambda fit: (not fit[0], fit[1].cost))  # converged first, then cost
     params, initial = unpack(result.x)
-    rows = 2 * k
-    flops = (_start_flops(k) + integration_flops(counts["rhs"])
-             + counts["residuals"] * (N_PARAMETERS * EXP_FLOPS + 2 * rows)  # exp(θ); subtract, divide
-             + counts["jacobians"] * (2 * rows * N_PARAMETERS + _solve_flops(rows, N_PARAMETERS)))
+    flops = physics_fit_flops(k, N_PARAMETERS, counts["rhs"], counts["residuals"], counts["jacobians"])
     return LVFit(params=params, initial=initial, log_parameters=result.x, success=bool(converged),
                  cost=float(result.cost), residual_evaluations=counts["residuals"], rhs_evaluations=counts["rhs"],
                  flops=int(flops),

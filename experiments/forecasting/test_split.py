@@ -33,6 +33,7 @@ from experiments.forecasting.generate import ForecastConfig, ForecastOutput, for
 from experiments.forecasting.metrics import MethodMetrics, ValidationMetrics, evaluate_forecasts, results_document, results_table
 from experiments.forecasting.plots import plot_forecast, plot_horizon_errors
 from flopcount import Budget
+from lvdata import DEFAULT_FORMAT, LLMTimeFormat
 
 LLM = "llm"
 PINNED_TRAJECTORY = 972  # the reference analysis's example trajectory, plotted whenever it is tested
@@ -49,8 +50,54 @@ class TestSplitResults:
     baselines: dict[str, BaselineResult] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
-    def by_method(self) -> dict[str, MethodMetrics]:
-        return {metrics.method: metrics for metrics in self.metrics}
+
+@dataclass(frozen=True)
+class ForecastPlan:
+    """How a stage forecasts the test split (a plan's ``[forecast]`` table): ``series``
+    trajectories (None: all), greedy and/or ``samples`` sampled continuations at
+    ``temperature`` / ``top_p``, ``batch_size`` prompts at a time, all with LLMTIME-constrained
+    decoding; ``unconstrained`` adds a greedy forecast without the grammar, to measure how
+    often the model breaks the format on its own. ``plot_series`` trajectories are plotted.
+
+    :meth:`passes` is the one list of ``generate`` passes a stage makes: the runner runs it
+    and the planner prices it.
+    """
+
+    series: int | None = None
+    greedy: bool = True
+    unconstrained: bool = True
+    samples: int = 5
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 16
+    max_int_digits: int = 2
+    seed: int = 0
+    plot_series: int = 3
+
+    def __post_init__(self) -> None:
+        if not (self.greedy or self.samples):
+            raise ValueError("set greedy = true or samples >= 1 (or both)")
+        if self.series is not None and (isinstance(self.series, bool) or self.series < 1):
+            raise ValueError(f"series must be >= 1 (or unset: every test trajectory), got {self.series!r}")
+        self.passes(1, 1)  # validates the generation settings
+
+    def passes(self, k: int, m: int, fmt: LLMTimeFormat = DEFAULT_FORMAT) -> tuple[ForecastConfig, ...]:
+        """The ``ForecastConfig`` of each pass, for ``k`` context and ``m`` forecast steps in
+        ``fmt``: greedy, unconstrained greedy, sampled (as enabled)."""
+        common = dict(k=k, m=m, batch_size=self.batch_size, seed=self.seed, max_int_digits=self.max_int_digits,
+                      fmt=fmt)
+        passes = [ForecastConfig(**common)] if self.greedy else []
+        if self.unconstrained:
+            passes.append(ForecastConfig(**common, constrained=False))
+        if self.samples:
+            passes.append(ForecastConfig(**common, do_sample=True, samples=self.samples,
+                                         temperature=self.temperature, top_p=self.top_p))
+        return tuple(passes)
+
+    def forecast_ids(self, test_ids: np.ndarray) -> np.ndarray:
+        """The test trajectories forecast: all, or the first ``series``."""
+        ids = np.asarray(test_ids)
+        return ids[: self.series] if self.series else ids
 
 
 def evaluate_test_split(

@@ -5,6 +5,7 @@ Every error is a ``PlanError`` naming where (file and table) and what was wrong.
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, fields
 from typing import Any
 
@@ -13,14 +14,16 @@ class PlanError(ValueError):
     """A plan file that cannot be run as written; the message names the file and the key."""
 
 
-SCALARS = {"int": int, "float": float, "str": str, "bool": bool, "str | None": str}
-TUPLES = {"tuple[str, ...]": str, "tuple[int, ...]": int}
+SCALARS = {"int": int, "float": float, "str": str, "bool": bool,
+           "str | None": str, "int | None": int, "float | None": float}  # None: the key is left out
+TUPLES = {"tuple[str, ...]": str, "tuple[int, ...]": int, "tuple[int, ...] | None": int}
 
 
-def section(cls: type, raw: Any, where: str) -> Any:
-    """``cls(**raw)`` after checking the keys against ``cls``'s fields and each value's type."""
+def section(cls: type, raw: Any, where: str, exclude: set[str] = frozenset()) -> Any:
+    """``cls(**raw)`` after checking the keys against ``cls``'s fields (less ``exclude``) and
+    each value's type; a value ``cls`` itself refuses is a ``PlanError`` naming ``where``."""
     table = as_table(raw, where)
-    known = {f.name: f for f in fields(cls)}
+    known = {f.name: f for f in fields(cls) if f.name not in exclude}
     required = {f.name for f in known.values() if f.default is MISSING and f.default_factory is MISSING}
     check_keys(table, set(known), where, required=required)
     values = {}
@@ -30,7 +33,10 @@ def section(cls: type, raw: Any, where: str) -> Any:
             values[key] = tuple(list_of(value, TUPLES[annotation], key, where))
         else:
             values[key] = coerce(value, SCALARS[annotation], key, where)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise PlanError(f"{where}: {error}") from None
 
 
 def as_table(raw: Any, where: str) -> dict[str, Any]:
@@ -53,6 +59,8 @@ def coerce(value: Any, expected: type, key: str, where: str) -> Any:
         return float(value)
     if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
         raise PlanError(f"{where}: {key} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+    if expected is float and not math.isfinite(value):
+        raise PlanError(f"{where}: {key} must be a finite number, got {value!r}")
     if expected in (int, float) and value < 0:
         raise PlanError(f"{where}: {key} must be >= 0, got {value!r}")
     return value

@@ -15,49 +15,68 @@ projection is an upper bound; when they run, their steps are fitted to the setti
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from experiments.forecasting.grammar import LLMTimeGrammar
-from experiments.pipeline.plan import REST, Plan, StageSpec, run_settings, train_config
-from flopcount import (
-    estimate_run,
-    forward_flops,
-    generation_flops,
-    max_affordable_steps,
-    model_shape,
-    training_step_flops,
-)
-from flopcount.count.shape import ModelShape
-from lvdata import LLMTimeFormat, encode, make_windows, per_trajectory_alpha, prompt_target_split
+from experiments.data import ExperimentData
+from experiments.pipeline.plan import REST, Plan, StageSpec, run_configs
+from experiments.training.config import TrainConfig
+from flopcount import CountSetup, estimate_run, forward_flops, generation_flops, steps_that_fit, training_step_flops
+from lora import LoRAConfig
+from lvdata import make_windows
 
 
 @dataclass(frozen=True)
 class DataShapes:
-    """Token counts of the plan's data: per-trajectory text lengths of the validation split
+    """Token counts of the plan's data: per-trajectory token lengths of the validation split
     and the longest test prompt, plus the number of test series forecast."""
 
     validation_lengths: tuple[int, ...]
     test_prompt_tokens: int
     test_series: int
 
+    @classmethod
+    def of(cls, plan: Plan, data: ExperimentData) -> DataShapes:
+        """The shapes of ``data`` (prepared with or without a tokenizer: the same code the runner
+        trains and forecasts with, so prompts are scaled exactly as the forecaster scales them)."""
+        k, m = plan.data.prompt_steps, plan.data.forecast_steps
+        ids = plan.forecast.forecast_ids(data.split.test).tolist()
+        prompts = [len(data.forecast_example(i, k, m).prompt_text) for i in ids]
+        return cls(tuple(data.token_lengths("validation")), max(prompts), len(ids))
+
     def validation_windows(self, context: int) -> int:
         """Validation windows at ``context`` (stride = context), as ``lvdata.make_windows`` cuts them."""
         sequences = [np.zeros(n, dtype=np.int64) for n in self.validation_lengths]
         return len(make_windows(sequences, context, context, pad_id=0))
 
+    def eval_windows(self, config: TrainConfig) -> int:
+        """Validation windows a run of ``config`` scores per validation."""
+        available = self.validation_windows(config.context)
+        return min(config.eval_windows or available, available)
+
 
 @dataclass(frozen=True)
 class RunProjection:
-    """One training run: its ledger name, settings, steps and FLOPs (training + validation)."""
+    """One training run: its config (experiment name and steps set) and FLOPs (training +
+    validation), with ``eval_windows`` validation windows per validation."""
 
-    experiment: str
-    settings: dict[str, Any]
-    steps: int
+    config: TrainConfig
     flops: int
     eval_windows: int
+
+    @property
+    def experiment(self) -> str:
+        return self.config.experiment
+
+    @property
+    def steps(self) -> int:
+        return self.config.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": self.config.experiment, "settings": self.config.settings(),
+                "steps": self.config.steps, "flops": self.flops, "eval_windows": self.eval_windows}
 
 
 @dataclass(frozen=True)
@@ -99,13 +118,13 @@ class PlanProjection:
         return {"plan": self.plan, "limit": self.limit, "total": self.total, "fits": self.fits,
                 "problems": self.problems,
                 "stages": [{"name": s.name, "kind": s.kind, "flops": s.flops, "share": s.flops / self.limit,
-                            "note": s.note, "runs": [asdict(run) for run in s.runs]} for s in self.stages]}
+                            "note": s.note, "runs": [run.to_dict() for run in s.runs]} for s in self.stages]}
 
     def to_markdown(self) -> str:
         lines = ["| stage | kind | runs | steps per run | FLOPs | share of limit | note |",
                  "|---|---|---:|---|---:|---:|---|"]
         for s in self.stages:
-            steps = ", ".join(str(run.steps) for run in s.runs) or "-"
+            steps = ", ".join(str(run.config.steps) for run in s.runs) or "-"
             note = f"**{s.problem}**" if s.problem else s.note
             lines.append(f"| {s.name} | {s.kind} | {len(s.runs)} | {steps} | {s.flops:.4g} | "
                          f"{s.flops / self.limit:.2%} | {note} |")
@@ -114,71 +133,32 @@ class PlanProjection:
         return "\n".join(lines)
 
 
-def data_shapes(plan: Plan, trajectories: np.ndarray, alphas: np.ndarray, split) -> DataShapes:
-    """The token counts the planner needs, from the encoded text (one token per character).
-    ``alphas``: the α of each trajectory's whole text (training and validation windows);
-    prompts are scaled as the forecaster scales them (``ExperimentData.forecast_alpha``)."""
-    fmt = LLMTimeFormat(precision=plan.data.precision)
-    validation = encode(trajectories[split.validation], alphas[split.validation], fmt)
-    test_ids = forecast_ids(plan, split)
-    k, m = plan.data.prompt_steps, plan.data.forecast_steps
-    contexts = trajectories[test_ids, :k]
-    prompt_alphas = per_trajectory_alpha(contexts) if plan.data.alpha_rule == "per_trajectory" else alphas[test_ids]
-    prompts = [prompt_target_split(trajectories[i], alpha, k=k, m=m, fmt=fmt).prompt_text
-               for i, alpha in zip(test_ids.tolist(), prompt_alphas.tolist())]
-    return DataShapes(tuple(len(text) for text in validation), max(len(p) for p in prompts), len(test_ids))
-
-
-def forecast_ids(plan: Plan, split) -> np.ndarray:
-    """The test trajectories the plan forecasts: all, or the first ``forecast.series``."""
-    ids = np.asarray(split.test)
-    return ids[: plan.forecast.series] if plan.forecast.series else ids
-
-
-def run_name(stage: StageSpec, settings: dict[str, Any]) -> str:
-    """Ledger name of a run: the stage, plus the swept values for a sweep or context stage."""
-    if stage.kind == "sweep":
-        return stage.name + "/" + ",".join(f"{_short(key)}={settings[key]:g}" for key in stage.grid)
-    if stage.kind == "context":
-        return f"{stage.name}/context={settings['context']}"
-    return stage.name
-
-
-def _short(key: str) -> str:
-    return {"learning_rate": "lr", "lora_rank": "r", "lora_alpha": "alpha", "batch_size": "batch"}.get(key, key)
-
-
-def fit_run(shape: ModelShape, plan: Plan, stage: StageSpec, settings: dict[str, Any], shapes: DataShapes,
+def fit_run(model: Any, plan: Plan, stage: StageSpec, config: TrainConfig, shapes: DataShapes,
             available: int) -> RunProjection:
-    """Steps and FLOPs of one run: exactly ``stage.steps``, or as many as ``available`` FLOPs
-    pay for up to ``stage.max_steps``."""
-    n_windows = shapes.validation_windows(settings["context"])
-    eval_windows = min(settings["eval_windows"] or n_windows, n_windows)
-    convention, name = plan.budget.convention, run_name(stage, settings)
-    if stage.steps:
-        steps = stage.steps
-    else:  # the RunPlan that train() itself follows (one process), so estimate and charges agree
-        longest = train_config(name, settings, stage.max_steps).run_plan(1, eval_windows)
-        steps = min(stage.max_steps, max_affordable_steps(shape, longest, max(available, 0), convention))
-    flops = estimate_run(shape, train_config(name, settings, steps).run_plan(1, eval_windows), convention).total
-    return RunProjection(name, settings, steps, flops, eval_windows)
+    """Steps and FLOPs of one run of ``config`` on ``model``: exactly ``stage.steps``, or as
+    many as ``available`` FLOPs pay for up to ``stage.max_steps`` (:func:`flopcount.steps_that_fit`
+    of the workload ``train()`` itself follows on one process, so estimate and charges agree)."""
+    setup, eval_windows = config.count_setup(model, plan.budget.convention), shapes.eval_windows(config)
+    steps = stage.steps
+    if steps is None:
+        longest = config.for_run(config.experiment, stage.max_steps).workload(1, eval_windows)
+        steps = steps_that_fit(setup, longest, max(available, 0))
+    config = config.for_run(config.experiment, steps)
+    return RunProjection(config, estimate_run(setup, config.workload(1, eval_windows)).total, eval_windows)
 
 
-def forecast_flops(shape: ModelShape, plan: Plan, shapes: DataShapes, lora: dict[str, Any] | None = None) -> int:
-    """Upper bound of one forecast of the test split: greedy (constrained and not) and sampled,
-    every batch at the longest prompt and the grammar's longest output (also the bound of the
-    unconstrained forecast); ``lora``: the adapter's training settings."""
-    grammar = LLMTimeGrammar(n_steps=plan.data.forecast_steps, max_int_digits=plan.forecast.max_int_digits,
-                             fmt=LLMTimeFormat(precision=plan.data.precision))
-    spec, convention = plan.forecast, plan.budget.convention
-    adapter = {"lora_rank": lora["lora_rank"], "lora_targets": tuple(lora["lora_targets"])} if lora else {}
+def forecast_flops(model: Any, plan: Plan, shapes: DataShapes, lora: LoRAConfig | None = None) -> int:
+    """Upper bound of one forecast of the test split with ``lora`` (None: the base model): every
+    pass of ``plan.forecast.passes``, every batch at the longest prompt and the pass's token
+    bound (also the bound of the unconstrained pass)."""
+    setup = CountSetup.from_lora(model, lora, plan.budget.convention)
+    passes = plan.forecast.passes(plan.data.prompt_steps, plan.data.forecast_steps, plan.data.llmtime_format())
     total = 0
-    for start in range(0, shapes.test_series, spec.batch_size):
-        batch = min(spec.batch_size, shapes.test_series - start)
-        passes = [1] * (spec.greedy + spec.unconstrained) + ([spec.samples] if spec.samples else [])
-        for samples in passes:
-            total += generation_flops(shape, shapes.test_prompt_tokens, grammar.max_new_tokens, samples=samples,
-                                      batch=batch, convention=convention, **adapter).total
+    for start in range(0, shapes.test_series, plan.forecast.batch_size):
+        batch = min(plan.forecast.batch_size, shapes.test_series - start)
+        for forecast in passes:
+            total += generation_flops(setup, shapes.test_prompt_tokens, forecast.new_token_bound,
+                                      samples=forecast.samples, batch=batch).total
     return total
 
 
@@ -186,90 +166,100 @@ MEASUREMENT = "backward-forward"
 MEASUREMENT_TOKENS = 64
 
 
-def measurement_projection(shape: ModelShape, plan: Plan) -> StageProjection:
+def measurement_projection(model: Any, plan: Plan) -> StageProjection:
     """The measured backward/forward check the report shows: one LoRA training step of one
     ``MEASUREMENT_TOKENS``-token window, charged like any training step."""
-    lora = {"lora_rank": plan.training.lora_rank, "lora_targets": plan.training.lora_targets}
-    flops = training_step_flops(shape, 1, MEASUREMENT_TOKENS, convention=plan.budget.convention, **lora)
+    flops = training_step_flops(plan.training.count_setup(model, plan.budget.convention), 1, MEASUREMENT_TOKENS)
     return StageProjection(MEASUREMENT, "measure", flops, note="one LoRA step counted by FlopCounterMode")
 
 
-def selection_flops(shape: ModelShape, plan: Plan, stage: StageSpec, runs: list[dict[str, Any]],
-                    shapes: DataShapes) -> int:
+def selection_flops(model: Any, plan: Plan, stage: StageSpec, runs: list[TrainConfig], shapes: DataShapes) -> int:
     """FLOPs of choosing the best run of a ``context`` stage: every run's adapter scored on the
     same validation windows at the stage's longest context (0 for other stages)."""
     if stage.kind != "context":
         return 0
-    context = max(stage.contexts)
-    windows = min(runs[0]["eval_windows"] or shapes.validation_windows(context), shapes.validation_windows(context))
-    return len(runs) * forward_flops(CountSetup.of(shape, plan.budget.convention, lora_rank=runs[0]["lora_rank"], lora_targets=tuple(runs[0]["lora_targets"])), context, batch=windows).total
+    scoring = selection_config(stage, runs)
+    setup = scoring.count_setup(model, plan.budget.convention)
+    return len(runs) * forward_flops(setup, scoring.context, batch=shapes.eval_windows(scoring)).total
 
 
-def project(plan: Plan, shapes: DataShapes, selections: dict[str, dict[str, Any]] | None = None) -> PlanProjection:
+def selection_config(stage: StageSpec, runs: list[TrainConfig]) -> TrainConfig:
+    """How the runs of a context stage are scored, as the ledger experiment
+    ``<stage>/selection`` (one step per run): the first run's settings at the stage's longest
+    context."""
+    return replace(runs[0], context=max(stage.contexts), experiment=f"{stage.name}/selection", steps=len(runs))
+
+
+def project(plan: Plan, shapes: DataShapes, selections: dict[str, TrainConfig] | None = None) -> PlanProjection:
     """Project every stage. ``selections``: the best setting already chosen by finished
-    stages (stage name -> settings); other stages that depend on one use the costliest candidate."""
-    shape = model_shape(plan_model(plan))
+    stages (stage name -> config); other stages that depend on one use the costliest candidate."""
+    model = plan_model(plan)
     selections = selections or {}
     limit = plan.budget.limit
     fixed: dict[str, StageProjection] = {}
     for stage in plan.stages:
         if stage.budget_share == REST:
             continue
-        fixed[stage.name] = _project_stage(shape, plan, stage, shapes, selections,
+        fixed[stage.name] = _project_stage(model, plan, stage, shapes, selections,
                                            int(stage.budget_share * limit) if stage.trains else 0)
-    fixed[MEASUREMENT] = measurement_projection(shape, plan)
+    fixed[MEASUREMENT] = measurement_projection(model, plan)
     projected = [fixed[MEASUREMENT]]
     for stage in plan.stages:
         if stage.budget_share == REST:
             rest = limit - sum(p.flops for p in fixed.values())
-            projected.append(_project_stage(shape, plan, stage, shapes, selections, rest))
+            projected.append(_project_stage(model, plan, stage, shapes, selections, rest))
         else:
             projected.append(fixed[stage.name])
     return PlanProjection(plan.name, limit, tuple(projected))
 
 
-def _project_stage(shape: ModelShape, plan: Plan, stage: StageSpec, shapes: DataShapes,
-                   selections: dict[str, dict[str, Any]], available: int) -> StageProjection:
+def project_training_stage(model: Any, plan: Plan, stage: StageSpec, runs: list[TrainConfig], shapes: DataShapes,
+                           available: int) -> tuple[list[RunProjection], int]:
+    """The runs of a training stage fitted to ``available`` FLOPs (the selection scoring taken
+    first, the rest split evenly between the runs), and the scoring's FLOPs."""
+    scoring = selection_flops(model, plan, stage, runs, shapes)
+    share = (available - scoring) // len(runs)
+    return [fit_run(model, plan, stage, config, shapes, share) for config in runs], scoring
+
+
+def _project_stage(model: Any, plan: Plan, stage: StageSpec, shapes: DataShapes,
+                   selections: dict[str, TrainConfig], available: int) -> StageProjection:
     if not stage.source:
-        candidates = [None]
+        candidates: list[TrainConfig | None] = [None]
     elif stage.source in selections:
         candidates = [selections[stage.source]]
     else:
         candidates = _candidates(plan, stage.source)
     if stage.kind == "baseline":
-        return StageProjection(stage.name, stage.kind, forecast_flops(shape, plan, shapes),
+        return StageProjection(stage.name, stage.kind, forecast_flops(model, plan, shapes),
                                note="untrained model, greedy + sampled; upper bound")
     if stage.kind == "evaluate":
-        flops = max(forecast_flops(shape, plan, shapes, lora) for lora in candidates)
+        flops = max(forecast_flops(model, plan, shapes, chosen.lora_config()) for chosen in candidates)
         return StageProjection(stage.name, stage.kind, flops, note=f"adapter of {stage.source!r}; upper bound")
-    options = [run_settings(plan, stage, chosen) for chosen in candidates]
-    runs_per_option = len(options[0])
-    selecting = [selection_flops(shape, plan, stage, option, shapes) for option in options]
-    projections = [[fit_run(shape, plan, stage, settings, shapes, (available - scoring) // runs_per_option)
-                    for settings in option] for option, scoring in zip(options, selecting)]
-    totals = [sum(run.flops for run in option) + scoring for option, scoring in zip(projections, selecting)]
+    options = [project_training_stage(model, plan, stage, run_configs(plan, stage, chosen), shapes, available)
+               for chosen in candidates]
+    totals = [sum(run.flops for run in runs) + scoring for runs, scoring in options]
     costliest = max(range(len(options)), key=totals.__getitem__)
-    runs = projections[costliest]
+    runs, scoring = options[costliest]
     problem = ""
-    if stage.steps == 0 and any(run.steps == 0 for run in runs):
-        problem = (f"its share ({max(available, 0):.4g} FLOPs for {runs_per_option} run(s)) does not pay for "
+    if stage.steps is None and any(run.config.steps == 0 for run in runs):
+        problem = (f"its share ({max(available, 0):.4g} FLOPs for {len(runs)} run(s)) does not pay for "
                    "a single training step")
     notes = []
-    if selecting[costliest]:
-        notes.append(f"incl. {selecting[costliest]:.3g} to score every run at context {max(stage.contexts)}")
+    if scoring:
+        notes.append(f"incl. {scoring:.3g} to score every run at context {max(stage.contexts)}")
     if len(candidates) > 1:
-        steps = sorted({run.steps for option in projections for run in option})
+        steps = sorted({run.config.steps for option, _ in options for run in option})
         notes.append(f"upper bound over the {len(candidates)} settings {stage.source!r} may select; steps "
                      f"{steps[0]}-{steps[-1]} depending on the one selected (shown: the costliest)")
-    note = "; ".join(notes)
-    return StageProjection(stage.name, stage.kind, totals[costliest], tuple(runs), note, problem)
+    return StageProjection(stage.name, stage.kind, totals[costliest], tuple(runs), "; ".join(notes), problem)
 
 
-def _candidates(plan: Plan, source: str) -> list[dict[str, Any]]:
+def _candidates(plan: Plan, source: str) -> list[TrainConfig]:
     """Every setting stage ``source`` could select (recursively through its own ``from``)."""
     stage = plan.stage(source)
     upstream = _candidates(plan, stage.source) if stage.source else [None]
-    return [settings for chosen in upstream for settings in run_settings(plan, stage, chosen)]
+    return [config for chosen in upstream for config in run_configs(plan, stage, chosen)]
 
 
 def plan_model(plan: Plan) -> Any:
@@ -277,4 +267,3 @@ def plan_model(plan: Plan) -> Any:
     from experiments.models.loading import TINY_MODEL, tiny_config
 
     return tiny_config() if plan.model.source == TINY_MODEL else plan.model.source
-

@@ -14,7 +14,7 @@ from typing import Any
 from experiments.training.metrics_log import read_metrics
 from experiments.pipeline.planner import MEASUREMENT
 from experiments.pipeline.report_plots import plot_training_curves
-from experiments.pipeline.results import Results
+from experiments.pipeline.results import LEDGER_FILE, Results
 from flopcount import AuditReport, audit_report
 
 REPORT_FILE = "report.md"
@@ -23,8 +23,6 @@ FIGURES = "figures"
 
 def write_report(out_dir: Path) -> Path:
     """Write ``out_dir/report.md`` and its figures from ``ledger.sqlite`` and ``results.json``."""
-    from experiments.pipeline.runner import LEDGER_FILE
-
     results = Results.read(out_dir)
     audit = audit_report(out_dir / LEDGER_FILE)
     figures = out_dir / FIGURES

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from experiments.forecasting.metrics import json_ready
+from experiments.training.config import TrainConfig
 
 RESULTS_FILE = "results.json"
+LEDGER_FILE = "ledger.sqlite"  # every FLOP of the run directory's plan
 FORMAT = "llmtime-plan-results/1"
 
 
@@ -58,10 +60,12 @@ class Results:
     def finished(self, name: str) -> bool:
         return self.document["stages"].get(name, {}).get("status") == "finished"
 
-    def selection(self, name: str) -> dict[str, Any] | None:
+    def selection(self, name: str) -> TrainConfig | None:
         """The best training setting stage ``name`` selected, once it has finished."""
         record = self.document["stages"].get(name, {})
-        return record.get("best", {}).get("settings") if record.get("status") == "finished" else None
+        if record.get("status") != "finished" or "best" not in record:
+            return None
+        return TrainConfig.from_dict(record["best"]["settings"])
 
     def set(self, key: str, value: Any) -> None:
         self.document[key] = value
@@ -76,3 +80,9 @@ class Results:
             os.fsync(handle.fileno())
         os.replace(temporary, self.path)
 
+
+
+def run_config(entry: dict[str, Any]) -> TrainConfig:
+    """The ``TrainConfig`` of a training run's entry in ``results.json`` (its ``settings``,
+    ``experiment`` and ``steps``, as the runner decided them)."""
+    return TrainConfig.from_dict(entry["settings"]).for_run(entry["experiment"], entry["steps"])

@@ -15,113 +15,47 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from experiments.data import ExperimentData, load_trajectories_for, prepare_data
-from experiments.models.loading import TINY_MODEL, load_model, load_tokenizer, default_tokenizer_source
-from experiments.pipeline.plan import REST, Plan, PlanError, StageSpec, run_settings
+from experiments.pipeline.plan import REST, Plan, PlanError, StageSpec, run_configs
 from experiments.pipeline.planner import (
     MEASUREMENT,
     MEASUREMENT_TOKENS,
     DataShapes,
     PlanProjection,
-    data_shapes,
-    fit_run,
     plan_model,
     project,
-    selection_flops,
+    project_training_stage,
 )
+from experiments.data import prepare_data
+from experiments.pipeline.report import write_report
 from experiments.pipeline.results import Results
 from experiments.pipeline.stages import measure_training_rule, run_forecast_stage, run_training, score_at_common_context
-from flopcount import Ledger, model_shape
-from lvdata import Scaler, split_indices
+from experiments.pipeline.workspace import LEDGER_FILE, PlanWorkspace
+from flopcount import Ledger
 
 logger = logging.getLogger(__name__)
-LEDGER_FILE = "ledger.sqlite"
+__all__ = ["LEDGER_FILE", "PlanOverBudget", "dry_run", "open_run", "run_plan"]
 
 
 class PlanOverBudget(PlanError):
     """The plan's projected FLOPs do not fit its limit, or what is left of it in the ledger."""
 
 
-@dataclass
-class PlanRun:
-    """A plan bound to its run directory, with the data, tokenizer and results loaded once."""
-
-    plan: Plan
-    out_dir: Path
-    results: Results
-    progress: bool = True
-    _tokenizer: Any = field(default=None, repr=False)
-    _data: ExperimentData | None = field(default=None, repr=False)
-    _shapes: DataShapes | None = field(default=None, repr=False)
-
-    @property
-    def ledger_path(self) -> Path:
-        return self.out_dir / LEDGER_FILE
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            source = self.plan.model.tokenizer or (
-                default_tokenizer_source() if self.plan.model.source == TINY_MODEL else self.plan.model.source)
-            self._tokenizer = load_tokenizer(source)
-        return self._tokenizer
-
-    @property
-    def data(self) -> ExperimentData:
-        if self._data is None:
-            self._data = prepare_data(self.plan.data_config(), self.tokenizer)
-        return self._data
-
-    @property
-    def shapes(self) -> DataShapes:
-        """The planner's token counts of this plan's data."""
-        if self._shapes is None:
-            self._shapes = plan_data_shapes(self.plan)
-        return self._shapes
-
-    def base_model(self):
-        """A fresh copy of the plan's base model (frozen; LoRA is injected by the stage)."""
-        return load_model(self.plan.model.source, dtype=self.plan.model.dtype)
-
-    def remaining(self) -> int:
-        """FLOPs left in the ledger (the whole limit before the first charge)."""
-        with Ledger(self.ledger_path, self.plan.budget.limit) as ledger:
-            return ledger.remaining
-
-    def selections(self) -> dict[str, dict[str, Any]]:
-        return {stage.name: chosen for stage in self.plan.stages
-                if stage.trains and (chosen := self.results.selection(stage.name)) is not None}
-
-
-def plan_data_shapes(plan: Plan):
-    """The planner's token counts, from the plan's data alone (no tokenizer, no weights)."""
-    config = plan.data_config()
-    trajectories, _, _ = load_trajectories_for(config)
-    split = split_indices(len(trajectories), seed=config.split_seed, fractions=config.fractions,
-                          test_ids=config.test_ids)
-    alphas = Scaler.fit(config.alpha_rule, trajectories, train_ids=split.train).alphas(np.arange(len(trajectories)))
-    return data_shapes(plan, trajectories, alphas, split)
-
-
 def dry_run(plan: Plan) -> PlanProjection:
     """Projected FLOPs of every stage of ``plan``; loads the data but no tokenizer or weights."""
-    return project(plan, plan_data_shapes(plan))
+    return project(plan, DataShapes.of(plan, prepare_data(plan.data)))
 
 
-def open_run(plan: Plan, out_dir: Path, *, progress: bool = True) -> PlanRun:
+def open_run(plan: Plan, out_dir: Path, *, progress: bool = True) -> PlanWorkspace:
     """Bind ``plan`` to ``out_dir`` (created if needed; refused if it holds another plan's run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = Results.open(out_dir, plan.name, plan.path.read_text(encoding="utf-8"))
-    return PlanRun(plan, out_dir, results, progress)
+    return PlanWorkspace(plan, out_dir, results, progress)
 
 
-def check_fits(run: PlanRun, projection: PlanProjection) -> None:
+def check_fits(run: PlanWorkspace, projection: PlanProjection) -> None:
     """Refuse, before any work, a plan that cannot fit its limit, or whose unfinished stages
     cannot fit what is left in the ledger."""
     if not projection.fits:
@@ -144,8 +78,6 @@ def check_fits(run: PlanRun, projection: PlanProjection) -> None:
 def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progress: bool = True) -> Results:
     """Run every stage of ``plan`` (or those named in ``only``, whose sources must have
     finished), then write the report. Returns the results."""
-    from experiments.pipeline.report import write_report
-
     run = open_run(plan, out_dir, progress=progress)
     projection = project(plan, run.shapes, run.selections())
     check_fits(run, projection)
@@ -169,14 +101,14 @@ def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progre
     return run.results
 
 
-def run_measurement(run: PlanRun) -> None:
+def run_measurement(run: PlanWorkspace) -> None:
     """Measure backward / forward FLOPs of one LoRA step (charged) before the stages run."""
     record = run.results.stage(MEASUREMENT)
     record.update(kind="measure", **measure_training_rule(run, MEASUREMENT, MEASUREMENT_TOKENS), status="finished")
     run.results.save()
 
 
-def run_stage(run: PlanRun, stage: StageSpec) -> None:
+def run_stage(run: PlanWorkspace, stage: StageSpec) -> None:
     """Run one stage and mark it finished in ``results.json``."""
     record = run.results.stage(stage.name)
     record.update(status="running", kind=stage.kind)
@@ -193,7 +125,7 @@ def run_stage(run: PlanRun, stage: StageSpec) -> None:
     logger.info("stage %s: finished in %.1f s", stage.name, record["wall_seconds"])
 
 
-def _training_stage(run: PlanRun, stage: StageSpec, record: dict[str, Any]) -> None:
+def _training_stage(run: PlanWorkspace, stage: StageSpec, record: dict[str, Any]) -> None:
     if "runs" not in record:  # decide the steps once; a resumed stage keeps them
         record["runs"] = _decide_runs(run, stage)
         run.results.save()
@@ -215,7 +147,7 @@ def _training_stage(run: PlanRun, stage: StageSpec, record: dict[str, Any]) -> N
                       "criterion": criterion}
 
 
-def _decide_runs(run: PlanRun, stage: StageSpec) -> list[dict[str, Any]]:
+def _decide_runs(run: PlanWorkspace, stage: StageSpec) -> list[dict[str, Any]]:
     """The runs of a training stage with their steps: the stage's share of the limit (or what
     the other stages leave), never more than the ledger has left once the later stages'
     projections are reserved, split evenly between the runs."""
@@ -226,9 +158,7 @@ def _decide_runs(run: PlanRun, stage: StageSpec) -> list[dict[str, Any]]:
     available = run.remaining() - later
     if stage.budget_share != REST:
         available = min(available, int(stage.budget_share * plan.budget.limit))
-    settings = run_settings(plan, stage, selections.get(stage.source))
-    shape = model_shape(plan_model(plan))
-    available -= selection_flops(shape, plan, stage, settings, run.shapes)
-    runs = [fit_run(shape, plan, stage, one, run.shapes, available // len(settings)) for one in settings]
-    return [{"experiment": r.experiment, "settings": r.settings, "steps": r.steps, "eval_windows": r.eval_windows,
-             "projected_flops": r.flops, "status": "pending"} for r in runs]
+    configs = run_configs(plan, stage, selections.get(stage.source))
+    runs, _ = project_training_stage(plan_model(plan), plan, stage, configs, run.shapes, available)
+    return [{key: value for key, value in r.to_dict().items() if key != "flops"} | {"projected_flops": r.flops,
+            "status": "pending"} for r in runs]

@@ -1,6 +1,6 @@
 """What one stage of a plan does: a training run, or a forecast of the test split.
 
-Each function takes the ``PlanRun`` (plan, run directory, data, ledger) and returns the
+Each function takes the ``PlanWorkspace`` (plan, run directory, data, ledger) and returns the
 JSON-ready record ``results.json`` keeps for it.
 """
 
@@ -11,30 +11,29 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from experiments.training.checkpoint import ADAPTER
-from experiments.forecasting.test_split import evaluate_test_split
-from experiments.training.validation import loss_sums, validation_indices
-from experiments.forecasting.generate import ForecastConfig
 from experiments.forecasting.metrics import ValidationMetrics, results_table
-from experiments.training.metrics_log import read_metrics
-from experiments.pipeline.plan import train_config
-from experiments.pipeline.planner import forecast_ids
-from experiments.training.loop import train
+from experiments.forecasting.test_split import evaluate_test_split
+from experiments.pipeline.planner import selection_config
+from experiments.pipeline.results import run_config
+from experiments.pipeline.workspace import PlanWorkspace
+from experiments.training.checkpoint import ADAPTER
 from experiments.training.config import BudgetConfig
-from flopcount import Budget
-from lora import LoRAConfig, inject, load_adapter
+from experiments.training.loop import train
+from experiments.training.metrics_log import read_metrics
+from experiments.training.validation import loss_sums, validation_indices
+from flopcount import Budget, CountSetup
+from lora import inject, load_adapter
 
 if TYPE_CHECKING:
     from experiments.pipeline.plan import StageSpec
-    from experiments.pipeline.runner import PlanRun
 
 
-def stage_dir(run: PlanRun, name: str) -> Path:
+def stage_dir(run: PlanWorkspace, name: str) -> Path:
     """``out/stages/<name>`` (a run name's ``/`` and ``=`` become path-safe)."""
     return run.out_dir / "stages" / name.replace("/", "__").replace("=", "-")
 
 
-def budget_config(run: PlanRun, entry: dict[str, Any]) -> BudgetConfig:
+def budget_config(run: PlanWorkspace, entry: dict[str, Any]) -> BudgetConfig:
     """The plan's budget, with the run capped at the FLOPs the planner gave it: a run that
     resumes after a crash pays its re-runs out of its own share, never out of the later
     stages' (it stops cleanly, with a checkpoint, when its share is spent)."""
@@ -42,9 +41,9 @@ def budget_config(run: PlanRun, entry: dict[str, Any]) -> BudgetConfig:
                         experiment_limit=entry["projected_flops"])
 
 
-def run_training(run: PlanRun, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:
+def run_training(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:
     """Train (or resume) the run ``entry`` of ``stage``; returns its outcome for ``results.json``."""
-    config = train_config(entry["experiment"], entry["settings"], entry["steps"])
+    config = run_config(entry)
     result = train(run.base_model(), run.data, config, stage_dir(run, entry["experiment"]),
                    budget_config(run, entry), progress=run.progress)
     return {
@@ -58,40 +57,27 @@ def run_training(run: PlanRun, stage: StageSpec, entry: dict[str, Any]) -> dict[
     }  # fmt: skip
 
 
-def forecast_configs(run: PlanRun) -> list[ForecastConfig]:
-    """Greedy, unconstrained greedy and sampled forecasting, as the plan's ``[forecast]`` says."""
-    spec, data = run.plan.forecast, run.plan.data
-    common = {"k": data.prompt_steps, "m": data.forecast_steps, "batch_size": spec.batch_size, "seed": spec.seed,
-              "max_int_digits": spec.max_int_digits}
-    configs = [ForecastConfig(**common)] if spec.greedy else []
-    if spec.unconstrained:
-        configs.append(ForecastConfig(**common, constrained=False))
-    if spec.samples:
-        configs.append(ForecastConfig(**common, do_sample=True, samples=spec.samples, temperature=spec.temperature,
-                                      top_p=spec.top_p))
-    return configs
-
-
-def run_forecast_stage(run: PlanRun, stage: StageSpec, source: dict[str, Any] | None) -> dict[str, Any]:
+def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, Any] | None) -> dict[str, Any]:
     """Forecast the test split with the base model (``baseline``) or the best adapter of the
     stage ``source`` (``evaluate``), next to every non-LLM baseline; generation is charged
     to the ledger as experiment ``stage.name``."""
-    model, adapter_flops, validation, record = run.base_model(), {}, None, {"source": stage.source or None}
+    model, lora, validation, record = run.base_model(), None, None, {"source": stage.source or None}
     if stage.kind == "evaluate":
         entry = next(e for e in source["runs"] if e["experiment"] == source["best"]["experiment"])
         adapter = run.out_dir / entry["checkpoint"] / ADAPTER
         lora = load_adapter(model, adapter).config
-        adapter_flops = {"lora_rank": lora.r, "lora_targets": lora.targets, "lm_head_bias": lora.lm_head_bias}
         validation = _validation_of(run, entry)
         record.update(adapter=str(adapter.relative_to(run.out_dir)), experiment=entry["experiment"])
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     out = stage_dir(run, stage.name)
-    ids = forecast_ids(run.plan, run.data.split)
-    budget = Budget(run.plan.budget.limit, run.ledger_path, stage.name, model=model.config,
-                    convention=run.plan.budget.convention, config={"stage": stage.kind, "test_ids": ids.tolist()},
-                    **adapter_flops)
+    plan = run.plan
+    ids = plan.forecast.forecast_ids(run.data.split.test)
+    setup = CountSetup.from_lora(model.config, lora, plan.budget.convention)
+    budget = Budget(plan.budget.limit, run.ledger_path, stage.name, setup,
+                    config={"stage": stage.kind, "test_ids": ids.tolist()})
+    passes = plan.forecast.passes(plan.data.prompt_steps, plan.data.forecast_steps, run.data.fmt)
     with budget:
-        results = evaluate_test_split(model, run.tokenizer, run.data, forecast_configs(run), budget, out, ids=ids,
+        results = evaluate_test_split(model, run.tokenizer, run.data, passes, budget, out, ids=ids,
                                       validation=validation, n_plots=run.plan.forecast.plot_series,
                                       progress=run.progress, overwrite=True)
     described = "untrained base model" if stage.kind == "baseline" else f"adapter of run `{record['experiment']}`"
@@ -110,7 +96,7 @@ def run_forecast_stage(run: PlanRun, stage: StageSpec, source: dict[str, Any] | 
     return record
 
 
-def _validation_of(run: PlanRun, entry: dict[str, Any]) -> ValidationMetrics | None:
+def _validation_of(run: PlanWorkspace, entry: dict[str, Any]) -> ValidationMetrics | None:
     """The last validation of a training run, from its metrics file."""
     records = read_metrics(run.out_dir / entry["metrics"], kind="validation")
     if not records:
@@ -118,7 +104,7 @@ def _validation_of(run: PlanRun, entry: dict[str, Any]) -> ValidationMetrics | N
     return ValidationMetrics(cross_entropy_nats=records[-1]["val_loss"], n_tokens=records[-1]["val_tokens"])
 
 
-def measure_training_rule(run: PlanRun, experiment: str, seq_len: int) -> dict[str, Any]:
+def measure_training_rule(run: PlanWorkspace, experiment: str, seq_len: int) -> dict[str, Any]:
     """Backward ÷ forward FLOPs of one LoRA training step of the plan's model, measured with
     ``FlopCounterMode`` on one validation window of ``seq_len`` tokens (the budget assumes 2).
     The step is compute like any other: it is charged to ``experiment`` before it runs."""
@@ -126,18 +112,18 @@ def measure_training_rule(run: PlanRun, experiment: str, seq_len: int) -> dict[s
 
     settings = run.plan.training
     model = run.base_model()
-    inject(model, LoRAConfig(r=settings.lora_rank, targets=settings.lora_targets))
+    inject(model, settings.lora_config())
     window = run.data.validation_windows(seq_len).input_ids[:1]  # (1, seq_len)
-    with Budget(run.plan.budget.limit, run.ledger_path, experiment, model=model.config,
-                convention=run.plan.budget.convention, lora_rank=settings.lora_rank,
-                lora_targets=settings.lora_targets, config={"measure": "backward / forward"}) as budget:
+    setup = settings.count_setup(model.config, run.plan.budget.convention)
+    with Budget(run.plan.budget.limit, run.ledger_path, experiment, setup,
+                config={"measure": "backward / forward"}) as budget:
         budget.charge_training_step(batch=1, seq_len=seq_len, step=1)
         measured = measure_backward_ratio(model, torch.as_tensor(window))
     return {"forward": measured.forward, "backward": measured.backward, "ratio": measured.ratio,
             "assumed": measured.assumed, "batch": 1, "seq_len": seq_len}
 
 
-def score_at_common_context(run: PlanRun, stage: StageSpec, record: dict[str, Any]) -> str:
+def score_at_common_context(run: PlanWorkspace, stage: StageSpec, record: dict[str, Any]) -> str:
     """Score every run of a context stage on the same validation windows, at the stage's longest
     context, and store ``selection_val_loss`` in each run's entry; returns the criterion.
 
@@ -145,14 +131,14 @@ def score_at_common_context(run: PlanRun, stage: StageSpec, record: dict[str, An
     history, so losses at different contexts do not compare. The scoring is charged as
     validation of the ledger experiment ``<stage>/selection``, one step per run.
     """
-    context = max(stage.contexts)
+    scoring = selection_config(stage, [run_config(entry) for entry in record["runs"]])
+    context = scoring.context
     windows = run.data.validation_windows(context)
-    first = record["runs"][0]["settings"]
-    indices = validation_indices(len(windows), first["eval_windows"] or None, first["seed"])
+    indices = validation_indices(len(windows), scoring.eval_windows, scoring.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    budget = Budget(run.plan.budget.limit, run.ledger_path, f"{stage.name}/selection", model=run.base_model().config,
-                    convention=run.plan.budget.convention, lora_rank=first["lora_rank"],
-                    lora_targets=tuple(first["lora_targets"]), config={"context": context, "windows": len(indices)})
+    setup = scoring.count_setup(run.base_model().config, run.plan.budget.convention)
+    budget = Budget(run.plan.budget.limit, run.ledger_path, scoring.experiment, setup,
+                    config={"context": context, "windows": len(indices)})
     with budget:
         for number, entry in enumerate(record["runs"], start=1):
             if entry.get("selection_val_loss") is not None or not entry.get("checkpoint"):
@@ -160,7 +146,7 @@ def score_at_common_context(run: PlanRun, stage: StageSpec, record: dict[str, An
             model = run.base_model()
             load_adapter(model, run.out_dir / entry["checkpoint"] / ADAPTER)
             budget.charge_forward(batch=len(indices), seq_len=context, step=number)
-            nats, tokens = loss_sums(model.to(device), windows, indices, first["batch_size"], device)
+            nats, tokens = loss_sums(model.to(device), windows, indices, scoring.batch_size, device)
             entry.update(selection_val_loss=float(nats / tokens), selection_context=context)
             run.results.save()
     return f"lowest validation loss on the same {len(indices)} validation windows of {context} tokens"

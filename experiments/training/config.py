@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from flopcount import RunPlan
-from lora import LoRAConfig
+from flopcount import CountSetup, TrainingWorkload
+from lora import DEFAULT_TARGETS, LoRAConfig
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -18,27 +19,29 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One LoRA fine-tuning run.
+    """One LoRA fine-tuning run: the one type of a run's settings, from a plan's TOML to the
+    FLOP charge of a step.
 
-    ``steps`` optimizer steps, each on ``batch_size`` windows of ``context`` tokens per rank
-    (global batch ``batch_size × world size``). Adam at ``learning_rate`` on the LoRA
-    parameters only (rank ``lora_rank``, ``lora_alpha`` None = rank, on ``lora_targets``, plus
-    a trainable lm_head bias if ``lm_head_bias``). Validation after every ``eval_every``
-    steps and after the last (``flopcount.RunPlan.evaluation_steps``; 0: never) on all
-    validation windows, or on a fixed subset of ``eval_windows`` of them (all if there are
-    not more) drawn from ``seed``. A
-    checkpoint every ``checkpoint_every`` steps and at the end; the newest
-    ``keep_checkpoints`` are kept. ``max_grad_norm`` clips the global gradient norm.
+    ``experiment`` (the ledger name) and ``steps`` (optimizer steps in total) are None in a
+    plan's ``[training]`` defaults and set per run (:meth:`for_run`); ``train`` needs both.
+    Each step is on ``batch_size`` windows of ``context`` tokens per rank (global batch
+    ``batch_size × world size``). Adam at ``learning_rate`` on the LoRA parameters only (rank
+    ``lora_rank``, ``lora_alpha`` None = rank, on ``lora_targets``, plus a trainable lm_head
+    bias if ``lm_head_bias``). Validation after every ``eval_every`` steps and after the last
+    (0: never) on all validation windows (``eval_windows`` None), or on a fixed subset of
+    ``eval_windows`` of them drawn from ``seed``. A checkpoint every ``checkpoint_every`` steps
+    and at the end; the newest ``keep_checkpoints`` are kept. ``max_grad_norm`` clips the global
+    gradient norm (None: no clipping). "Unset" is always None.
     """
 
-    experiment: str
-    steps: int
+    experiment: str | None = None
+    steps: int | None = None
     batch_size: int = 4
     context: int = 512
     learning_rate: float = 1e-5
     lora_rank: int = 4
     lora_alpha: float | None = None
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    lora_targets: tuple[str, ...] = DEFAULT_TARGETS
     lm_head_bias: bool = False
     eval_every: int = 100
     eval_windows: int | None = None
@@ -48,34 +51,61 @@ class TrainConfig:
     max_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.experiment, str) or not self.experiment.strip():
+        if self.experiment is not None and (not isinstance(self.experiment, str) or not self.experiment.strip()):
             raise ValueError(f"TrainConfig.experiment must be a non-empty name, got {self.experiment!r}")
-        for name, minimum in (("steps", 0), ("batch_size", 1), ("context", 2), ("lora_rank", 1),
-                              ("eval_every", 0), ("checkpoint_every", 1), ("keep_checkpoints", 1), ("seed", 0)):
+        if self.steps is not None:
+            _check_int("steps", self.steps, 0)
+        for name, minimum in (("batch_size", 1), ("context", 2), ("lora_rank", 1), ("eval_every", 0),
+                              ("checkpoint_every", 1), ("keep_checkpoints", 1), ("seed", 0)):
             _check_int(name, getattr(self, name), minimum)
         if self.eval_windows is not None:
             _check_int("eval_windows", self.eval_windows, 1)
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate!r}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"TrainConfig.max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
+                or not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
+            raise ValueError(f"TrainConfig.learning_rate must be > 0 and finite, got {self.learning_rate!r}")
+        if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise ValueError(f"TrainConfig.max_grad_norm must be finite and > 0, or None; got {self.max_grad_norm!r}")
         targets = (self.lora_targets,) if isinstance(self.lora_targets, str) else tuple(self.lora_targets)
         object.__setattr__(self, "lora_targets", targets)
         self.lora_config()  # validates rank, alpha and targets
+
+    def for_run(self, experiment: str, steps: int) -> TrainConfig:
+        """These settings as the run ``experiment`` of ``steps`` steps."""
+        return replace(self, experiment=experiment, steps=steps)
 
     def lora_config(self) -> LoRAConfig:
         return LoRAConfig(r=self.lora_rank, alpha=self.lora_alpha, targets=self.lora_targets,
                           lm_head_bias=self.lm_head_bias)
 
-    def run_plan(self, world_size: int, eval_windows: int) -> RunPlan:
-        """The ``flopcount.RunPlan`` this run follows: the global batch, and ``eval_windows``
-        validation windows per evaluation (the number actually scored)."""
-        return RunPlan(steps=self.steps, batch=self.batch_size * world_size, seq_len=self.context,
-                       lora_rank=self.lora_rank, lora_targets=self.lora_targets, lm_head_bias=self.lm_head_bias,
-                       eval_every=self.eval_every, eval_windows=eval_windows)
+    def count_setup(self, model: Any, convention: str = "coursework") -> CountSetup:
+        """The ``flopcount.CountSetup`` that prices this run's steps on ``model`` (anything
+        ``flopcount.model_shape`` accepts): its shape, ``convention`` and this LoRA."""
+        return CountSetup.from_lora(model, self.lora_config(), convention)
+
+    def workload(self, world_size: int, eval_windows: int) -> TrainingWorkload:
+        """The ``flopcount.TrainingWorkload`` this run follows (what the budget prices): the
+        global batch, and ``eval_windows`` validation windows per validation (the number
+        actually scored)."""
+        if self.steps is None:
+            raise ValueError(f"TrainConfig {self.experiment!r} has no steps: set them with for_run()")
+        return TrainingWorkload(steps=self.steps, batch=self.batch_size * world_size, seq_len=self.context,
+                                eval_every=self.eval_every, eval_windows=eval_windows)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "lora_targets": list(self.lora_targets)}
+
+    def settings(self) -> dict[str, Any]:
+        """The hyperparameters alone (JSON-ready: no experiment name, no steps)."""
+        return {key: value for key, value in self.to_dict().items() if key not in RUN_IDENTITY}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The inverse of :meth:`to_dict` (and of :meth:`settings`)."""
+        return cls(**{**values, "lora_targets": tuple(values.get("lora_targets", DEFAULT_TARGETS))})
+
+
+RUN_IDENTITY = ("experiment", "steps")
+"""The ``TrainConfig`` fields that name one run rather than set a hyperparameter."""
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from experiments.training.loss import count_targets, token_cross_entropy
 from experiments.training.metrics_log import METRICS_FILE, MetricsLog
 from experiments.training.run_dir import config_hash, open_run_dir
 from experiments.training.config import BudgetConfig, TrainConfig, TrainResult
-from flopcount import Budget, BudgetExceeded, PlanDoesNotFit, RunPlan, estimate_run
+from flopcount import Budget, BudgetExceeded, PlanDoesNotFit
 from flopcount.ledger.records import Charge
 from lora import LoRAConfig, inject, injected_config, lora_state_dict, trainable_parameters
 from lora.adapter import base_model_info
@@ -96,20 +96,6 @@ def run_config(config: TrainConfig, data, model: nn.Module) -> dict[str, Any]:
     return {"train": config.to_dict(), "data": data.config.to_dict(), "model": base_model_info(model)}
 
 
-def affordable_steps(budget: Budget, plan: RunPlan, done: int) -> tuple[int, int]:
-    """``(last, needed)``: the last step through which the steps after ``done`` and their
-    validations fit in what remains of ``budget``, and the FLOPs all of ``done+1 .. plan.steps``
-    need."""
-    estimate = estimate_run(budget.shape, plan, budget.convention)
-    evaluations = set(plan.evaluation_steps())
-    remaining, needed, last = budget.remaining, 0, done
-    for step in range(done + 1, plan.steps + 1):
-        needed += estimate.per_step + (estimate.per_validation if step in evaluations else 0)
-        if needed <= remaining:
-            last = step
-    return last, needed
-
-
 class _Run:
     """The state of one ``train`` call; rank 0 alone has ``budget``, ``log`` and ``bar``."""
 
@@ -119,12 +105,12 @@ class _Run:
         self.run_dir, self.state, self.run_record = run_dir, state, run_record
         self.unwrapped = accelerator.unwrap_model(model)
         self.train_windows = data.train_windows(config.context)
-        validates = bool(config.run_plan(accelerator.num_processes, eval_windows=0).evaluation_steps())
+        validates = config.eval_every > 0 and config.steps > 0
         self.val_windows = data.validation_windows(config.context) if validates else None
         self.order = WindowOrder(len(self.train_windows), state.data_order_seed)
         self.val_indices = (validation_indices(len(self.val_windows), config.eval_windows, config.seed)
                             if validates else np.empty(0, dtype=np.int64))
-        self.plan = config.run_plan(accelerator.num_processes, eval_windows=len(self.val_indices))
+        self.workload = config.workload(accelerator.num_processes, eval_windows=len(self.val_indices))
         self.budget: Budget | None = None
         self.log: MetricsLog | None = None
         self.bar: tqdm | None = None
@@ -209,8 +195,8 @@ class _Run:
     def run(self) -> str | None:
         """Steps ``state.step + 1 .. config.steps``; returns the stop reason, or None when done."""
         config, world_size = self.config, self.accelerator.num_processes
-        evaluations = set(self.plan.evaluation_steps())
-        val_tokens = int(self.val_windows.attention_mask[self.val_indices].sum()) if evaluations else 0
+        validates = self.val_windows is not None
+        val_tokens = int(self.val_windows.attention_mask[self.val_indices].sum()) if validates else 0
         for step in range(self.state.step + 1, config.steps + 1):
             indices = self.order.step(step, config.batch_size, world_size)  # (W, B)
             tokens = int(self.train_windows.attention_mask[indices.ravel()].sum())
@@ -219,7 +205,7 @@ class _Run:
             if refusal:
                 return refusal
             self.train_step(step, indices, tokens)
-            if step in evaluations:
+            if self.workload.validates_after(step):
                 refusal = self.pay(lambda budget: budget.charge_forward(
                     batch=len(self.val_indices), seq_len=config.context, step=step, tokens=val_tokens))
                 if refusal:
@@ -238,18 +224,15 @@ def _check_resumable(saved: TrainerState, current: TrainerState, where: Path) ->
                              f"is {getattr(current, name)!r} (the data order would not continue where it stopped)")
 
 
-def _preflight(run: _Run, plan: RunPlan, require_fit: bool) -> None:
-    """Say (or, with ``require_fit``, refuse) when the rest of the run cannot all be paid."""
-    last, needed = affordable_steps(run.budget, plan, run.state.step)
-    if last == plan.steps:
-        return
-    message = (f"experiment {run.config.experiment!r}: steps {run.state.step + 1}..{plan.steps} and their "
-               f"validations need {needed:.4g} FLOPs but {run.budget.remaining:.4g} of {run.budget.limit:.4g} "
-               f"remain; the budget pays up to step {last}")
-    if require_fit:
-        raise PlanDoesNotFit(message, max_steps=last, remaining=run.budget.remaining,
-                             estimate=estimate_run(run.budget.shape, plan, run.budget.convention))
-    logger.warning("%s; the run will stop there", message)
+def _preflight(run: _Run, require_fit: bool) -> None:
+    """Say (or, with ``require_fit``, refuse) when the rest of the run cannot all be paid
+    (``Budget.preflight``: the steps after the last checkpoint and their validations)."""
+    try:
+        run.budget.preflight(run.workload, done=run.state.step)
+    except PlanDoesNotFit as refusal:
+        if require_fit:
+            raise
+        logger.warning("%s; the run will stop there", refusal)
 
 
 def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budget: BudgetConfig, *,
@@ -259,6 +242,9 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
     injected model must carry the same LoRA). ``run_dir`` holds the run's ``run_config.json``,
     ``metrics.jsonl`` and ``checkpoints/``; an existing run directory of the same config is
     resumed from its latest checkpoint. Every rank must call ``train``."""
+    if config.experiment is None or config.steps is None:
+        raise ValueError(f"train needs a TrainConfig with an experiment name and steps (TrainConfig.for_run), got "
+                         f"experiment={config.experiment!r}, steps={config.steps!r}")
     accelerator = accelerator or make_accelerator()
     rank, world_size = accelerator.process_index, accelerator.num_processes
     run_dir = Path(run_dir)
@@ -281,13 +267,12 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
     with ExitStack() as stack:
         def open_guard() -> None:
             run.budget = stack.enter_context(Budget(
-                budget.limit, budget.ledger, config.experiment, model=run.unwrapped.config,
-                convention=budget.convention, lora_rank=config.lora_rank, lora_targets=config.lora_targets,
-                lm_head_bias=config.lm_head_bias,
+                budget.limit, budget.ledger, config.experiment, config.count_setup(run.unwrapped.config,
+                                                                                   budget.convention),
                 config={**record, "world_size": world_size, "run_dir": str(run_dir.resolve())},
                 synchronous=budget.synchronous, experiment_limit=budget.experiment_limit,
             ))  # fmt: skip
-            _preflight(run, run.plan, budget.require_fit)
+            _preflight(run, budget.require_fit)
             run.log = stack.enter_context(MetricsLog(run_dir / METRICS_FILE))
             if progress:
                 run.bar = stack.enter_context(tqdm(total=config.steps, initial=run.state.step,

@@ -7,13 +7,44 @@ Scored with the *unwrapped* model: no DDP hooks, so ranks may run different batc
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
 from experiments.training.batching import Batch
 from experiments.training.loss import token_cross_entropy
-from experiments.forecasting.metrics import ValidationMetrics
+
+
+def perplexity(cross_entropy_nats: float) -> float:
+    """Perplexity ``exp(ce)`` of a mean cross-entropy in nats per token."""
+    if not math.isfinite(cross_entropy_nats) or cross_entropy_nats < 0:
+        raise ValueError(f"cross-entropy must be a finite number of nats >= 0, got {cross_entropy_nats}")
+    return math.exp(cross_entropy_nats)
+
+
+@dataclass(frozen=True)
+class ValidationMetrics:
+    """Validation loss of a training run: mean cross-entropy in nats per (non-padding) token."""
+
+    cross_entropy_nats: float
+    n_tokens: int
+
+    def __post_init__(self) -> None:
+        perplexity(self.cross_entropy_nats)
+        if self.n_tokens <= 0:
+            raise ValueError(f"n_tokens must be positive, got {self.n_tokens}")
+
+    @property
+    def perplexity(self) -> float:
+        return perplexity(self.cross_entropy_nats)
+
+    def to_dict(self) -> dict:
+        return {"cross_entropy_nats": self.cross_entropy_nats, "perplexity": self.perplexity,
+                "n_tokens": self.n_tokens}
+
 
 
 def validation_indices(n_windows: int, eval_windows: int | None, seed: int) -> np.ndarray:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from typing import Any
 
 from flopcount.count.components import PROJECTIONS
-from flopcount.ledger.sqlite_file import MAX_FLOPS
 
 
 def check_count(name: str, value: Any, minimum: int) -> None:
@@ -32,28 +30,3 @@ def check_lora(lora_rank: int, lora_targets: Sequence[str]) -> tuple[str, ...]:
     if lora_rank and not targets:
         raise ValueError(f"lora_rank={lora_rank} needs at least one LoRA target")
     return targets if lora_rank else ()
-
-
-def as_count(value: Any, what: str, maximum: int = MAX_FLOPS) -> int:
-    """Return ``value`` as an int in ``[0, maximum]``; integral floats such as ``1e17`` pass."""
-    if isinstance(value, bool):
-        raise TypeError(f"{what} must be an integer, got a bool")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"{what} must be a whole number, got {value!r}")
-        value = int(value)
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
-    if not 0 <= value <= maximum:
-        raise ValueError(f"{what} must be between 0 and {maximum}, got {value}")
-    return value
-
-
-def as_limit(value: Any) -> int:
-    """Return a budget limit as a positive int of FLOPs that SQLite can store (< 2**63)."""
-    limit = as_count(value, "budget limit (FLOPs)")
-    if limit == 0:
-        raise ValueError("budget limit (FLOPs) must be positive, got 0")
-    return limit

@@ -71,18 +71,6 @@ class CountContext:
     def convention(self) -> Convention:
         return self.setup.convention
 
-    @property
-    def lora_rank(self) -> int:
-        return self.setup.lora_rank
-
-    @property
-    def lora_targets(self) -> tuple[str, ...]:
-        return self.setup.lora_targets
-
-    @property
-    def lm_head_bias(self) -> bool:
-        return self.setup.lm_head_bias
-
     def projection(self, name: str) -> tuple[int, int, bool]:
         """``(in_features, out_features, counted_bias)`` of a projection under the convention."""
         s, conv = self.shape, self.convention
@@ -172,16 +160,17 @@ def count_mlp_mul(ctx: CountContext) -> OpCount:
 
 def count_lora(ctx: CountContext) -> OpCount:
     """Every LoRA target's unmerged update, with the target's widths under the convention."""
-    if not ctx.lora_rank:
+    rank = ctx.setup.lora_rank
+    if not rank:
         return ZERO
-    updates = (f.lora_update(ctx.work.tokens, *ctx.projection(t)[:2], ctx.lora_rank) for t in ctx.lora_targets)
+    updates = (f.lora_update(ctx.work.tokens, *ctx.projection(t)[:2], rank) for t in ctx.setup.lora_targets)
     return OpCount.total_of(updates)
 
 
 def count_lm_head(ctx: CountContext) -> OpCount:
     """``logit_rows`` positions times the (tied or untied) output matrix, plus the optional
     trainable bias (``logit_rows * vocab`` adds)."""
-    bias = ctx.lm_head_bias and ctx.convention.bias_adds
+    bias = ctx.setup.lm_head_bias and ctx.convention.bias_adds
     return f.linear(ctx.work.logit_rows, ctx.shape.hidden_size, ctx.shape.vocab_size, bias)
 
 

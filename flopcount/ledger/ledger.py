@@ -49,7 +49,7 @@ from flopcount.ledger.sqlite_file import (
     read_limit,
     upgrade_schema,
 )
-from flopcount.count.arguments import as_count, as_limit
+from flopcount.ledger.values import as_count, as_limit
 from flopcount.ledger.records import Charge, ExperimentUsage, LedgerSnapshot, Session
 
 MAX_PAYLOAD_CHARS = 4096

@@ -10,7 +10,8 @@ import pytest
 
 from experiments.forecasting.baselines import BASELINES, linear_extrapolation, persistence, physics_fit
 from experiments.forecasting.metrics import results_table
-from experiments.forecasting.physics_fit import RHS_FLOPS, FitConfig, fit_lotka_volterra
+from experiments.forecasting.physics_fit import FitConfig, fit_lotka_volterra
+from flopcount.count.baseline_formulas import LV_RHS_FLOPS
 from lvdata import LVParams, sample_params, simulate_system
 
 TIME = np.linspace(0.0, 200.0, 100)  # the real data's grid
@@ -94,7 +95,7 @@ def test_physics_fit_recovers_the_parameters_of_a_simulated_trajectory(simulated
     expected = np.array([*astuple(params), *initial])  # a, b, c, d, K, x0, y0
     np.testing.assert_allclose(np.exp(fit.log_parameters), expected, rtol=1e-5)
     assert astuple(fit.params) == pytest.approx(astuple(params), rel=1e-5)
-    assert fit.flops > fit.rhs_evaluations * RHS_FLOPS > 0
+    assert fit.flops > fit.rhs_evaluations * LV_RHS_FLOPS > 0
 
 
 def test_physics_fit_forecasts_simulated_trajectories_with_small_error(simulated):

@@ -10,7 +10,7 @@ import pytest
 
 from experiments.forecasting.metrics import (
     ForecastSet, ValidationMetrics, evaluate_forecasts, horizon_errors, per_trajectory_metrics,
-    perplexity, pooled_r2, results_document, results_table, save_results, summarize,
+    perplexity, pooled_r2, results_document, results_table, save_results, bootstrap_summary,
 )
 
 NAN = math.nan
@@ -104,8 +104,8 @@ def test_band_coverage_counts_truth_inside_the_band():
 
 def test_bootstrap_interval_contains_mean_is_seeded_and_matches_normal_theory():
     values = np.random.default_rng(1).gamma(2.0, 1.5, size=400)
-    first, again = summarize(values, seed=3), summarize(values, seed=3)
-    other = summarize(values, seed=4)
+    first, again = bootstrap_summary(values, seed=3), bootstrap_summary(values, seed=3)
+    other = bootstrap_summary(values, seed=4)
     assert first == again and (first.ci_low, first.ci_high) != (other.ci_low, other.ci_high)
     assert first.ci_low < first.mean < first.ci_high
     half_width = 1.96 * values.std(ddof=1) / math.sqrt(values.size)
@@ -113,9 +113,9 @@ def test_bootstrap_interval_contains_mean_is_seeded_and_matches_normal_theory():
 
 
 def test_summarize_excludes_nan_and_handles_empty():
-    summary = summarize(np.array([1.0, NAN, 3.0, 5.0]))
+    summary = bootstrap_summary(np.array([1.0, NAN, 3.0, 5.0]))
     assert (summary.mean, summary.median, summary.n_used, summary.n_excluded) == (3.0, 3.0, 3, 1)
-    empty = summarize(np.array([NAN, NAN]))
+    empty = bootstrap_summary(np.array([NAN, NAN]))
     assert math.isnan(empty.mean) and empty.n_excluded == 2
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments.data import load_or_simulate
+from lvdata import DatasetError
 from experiments.pipeline.plan import REST, PlanError, load_plan, parse_plan, shipped_plans
 
 MINIMAL = """
@@ -59,17 +61,17 @@ def test_demo_plan_uses_the_tiny_model_and_falls_back_to_simulation():
 def test_a_missing_data_file_is_simulated_only_when_the_plan_says_so(tmp_path):
     text = MINIMAL + '[data]\npath = "nowhere.h5"\n'
     plan = load_plan(write_plan(tmp_path, text))
-    with pytest.raises(PlanError, match="nowhere.h5 does not exist"):
-        plan.data_config()
+    with pytest.raises(DatasetError, match="nowhere.h5: file not found"):
+        load_or_simulate(plan.data)
     simulated = load_plan(write_plan(tmp_path, text.replace('"nowhere.h5"', '"nowhere.h5"\nfallback = "simulate"'),
                                      "fallback.toml"))
-    assert simulated.data_config().path is None
+    assert load_or_simulate(simulated.data)[2].startswith("simulate(")
 
 
 def test_relative_data_paths_are_relative_to_the_plan_file(tmp_path):
     (tmp_path / "data.h5").write_bytes(b"")
     plan = load_plan(write_plan(tmp_path, MINIMAL + '[data]\npath = "data.h5"\n'))
-    assert Path(plan.data_config().path) == tmp_path / "data.h5"
+    assert Path(plan.data.path) == tmp_path / "data.h5"
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -133,7 +135,7 @@ def test_parse_plan_keeps_stage_overrides_and_defaults(tmp_path):
      "stage 'g': .*lora_rank must be an integer >= 1"),
     (lambda t: t + "[forecast]\ntop_p = 0.0\n", r"\[forecast\].*top_p"),
     (lambda t: t + "[forecast]\ngreedy = false\nsamples = 0\n", "set greedy = true or samples >= 1"),
-    (lambda t: t + "[data]\nforecast_steps = 0\n", r"\[data\].*m must be an int >= 1"),
+    (lambda t: t + "[data]\nforecast_steps = 0\n", r"\[data\].*forecast_steps must be >= 1"),
 ])
 def test_values_a_run_would_refuse_are_refused_when_the_plan_loads(tmp_path, edit, message):
     """Not after the first stages have spent FLOPs: every run's config is built at load time."""
