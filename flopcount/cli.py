@@ -87,6 +87,7 @@ def add_plan_command(subparsers: Any) -> None:
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--seq-len", type=int, required=True)
+    p.add_argument("--grad-accum-steps", type=int, default=1, help="micro-batches of --batch per optimizer step")
     p.add_argument("--eval-every", type=int, default=0, help="validate every k steps (0: never)")
     p.add_argument("--eval-windows", type=int, default=0, help="validation windows of --seq-len per validation")
     p.add_argument("--gen-series", type=int, default=0, help="series forecast by generation")
@@ -100,7 +101,8 @@ def add_plan_command(subparsers: Any) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     setup = count_setup(args)
-    plan = TrainingWorkload(steps=args.steps, batch=args.batch, seq_len=args.seq_len, eval_every=args.eval_every,
+    plan = TrainingWorkload(steps=args.steps, batch=args.batch, seq_len=args.seq_len,
+                            grad_accum_steps=args.grad_accum_steps, eval_every=args.eval_every,
                             eval_windows=args.eval_windows, gen_series=args.gen_series,
                             gen_prompt_len=args.gen_prompt_len, gen_new_tokens=args.gen_new_tokens,
                             gen_samples=args.gen_samples)

@@ -34,6 +34,7 @@ from lora import load_adapter, save_adapter
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 OPTIMIZER_STATE = "optimizer.pt"
+SCHEDULER_STATE = "scheduler.pt"
 RNG_STATE = "rng_state.pt"
 TRAINER_STATE = "trainer_state.json"
 RUN_CONFIG = "run_config.json"
@@ -160,6 +161,7 @@ def save_checkpoint(
     rng_states: list[dict[str, Any]],
     run_config: dict[str, Any],
     keep: int,
+    scheduler: Any = None,
 ) -> Checkpoint:
     """Write the checkpoint of ``state.step`` atomically, then keep only the newest ``keep``.
 
@@ -179,6 +181,8 @@ def save_checkpoint(
     try:
         save_adapter(model, staging / ADAPTER)
         torch.save(optimizer.state_dict(), staging / OPTIMIZER_STATE)
+        if scheduler is not None:
+            torch.save(scheduler.state_dict(), staging / SCHEDULER_STATE)
         torch.save(rng_states, staging / RNG_STATE)
         (staging / RUN_CONFIG).write_text(json.dumps(run_config, indent=2, sort_keys=True) + "\n")
         (staging / TRAINER_STATE).write_text(json.dumps(state.to_dict(), indent=2) + "\n")
@@ -192,16 +196,25 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    checkpoint: Checkpoint, *, model: nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0
+    checkpoint: Checkpoint, *, model: nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0,
+    scheduler: Any = None,
 ) -> None:
-    """Load ``checkpoint`` into ``model`` (adapter) and ``optimizer``, and restore rank
-    ``rank``'s RNG states. Check the trainer state against the run before calling this."""
+    """Load ``checkpoint`` into ``model`` (adapter), ``optimizer`` and the learning-rate
+    ``scheduler``, and restore rank ``rank``'s RNG states. Check the trainer state against the
+    run before calling this. A checkpoint written before schedules existed has no scheduler
+    state: the schedule (a pure function of the step) is stepped to its step instead."""
     rng_states = torch.load(checkpoint.path / RNG_STATE, weights_only=True)
     if rank >= len(rng_states):
         raise ValueError(f"checkpoint {checkpoint.path} holds RNG states of {len(rng_states)} ranks; "
                          f"rank {rank} has none")
     load_adapter(model, checkpoint.path / ADAPTER)
     optimizer.load_state_dict(torch.load(checkpoint.path / OPTIMIZER_STATE, weights_only=True))
+    if scheduler is not None:
+        if (checkpoint.path / SCHEDULER_STATE).is_file():
+            scheduler.load_state_dict(torch.load(checkpoint.path / SCHEDULER_STATE, weights_only=True))
+        else:
+            for _ in range(checkpoint.step):
+                scheduler.step()
     restore_rng_state(rng_states[rank])
 
 

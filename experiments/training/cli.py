@@ -22,7 +22,7 @@ from experiments.data import ALPHA_RULES, DataConfig, prepare_data
 from experiments.training.distributed import make_accelerator
 from experiments.models.loading import TINY_MODEL, load_model_and_tokenizer
 from experiments.training.loop import train
-from experiments.training.config import BudgetConfig, TrainConfig
+from experiments.training.config import LR_SCHEDULES, MIXED_PRECISION, BudgetConfig, TrainConfig
 from flopcount.cli import flops_argument
 from flopcount.count.conventions import CONVENTIONS
 
@@ -46,22 +46,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start even if the budget cannot pay for every step (the run stops cleanly, with a "
                              "checkpoint, when it runs out); by default such a run is refused before it starts")
 
-    defaults = TrainConfig(experiment="-", steps=0)
+    defaults = TrainConfig()
     training = parser.add_argument_group("training")
     training.add_argument("--steps", type=int, required=True, help="optimizer steps in total")
-    training.add_argument("--batch-size", type=int, default=defaults.batch_size, help="windows per rank")
-    training.add_argument("--context", type=int, default=defaults.context, help="tokens per window")
-    training.add_argument("--learning-rate", "--lr", type=float, default=defaults.learning_rate)
-    training.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
+    training.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                          help="windows per rank per micro-batch (default %(default)s)")
+    training.add_argument("--grad-accum-steps", type=int, default=defaults.grad_accum_steps,
+                          help="micro-batches per optimizer step, each charged before it runs (default %(default)s)")
+    training.add_argument("--context", type=int, default=defaults.context, help="tokens per window (default %(default)s)")
+    training.add_argument("--learning-rate", "--lr", type=float, default=defaults.learning_rate,
+                          help="peak Adam learning rate (default %(default)s)")
+    training.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults.lr_schedule,
+                          help="learning-rate schedule after warmup: constant, or linear / cosine decay to 0 at the "
+                               "last step (default %(default)s)")
+    training.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps,
+                          help="optimizer steps of linear warmup from 0 (default %(default)s)")
+    training.add_argument("--mixed-precision", choices=MIXED_PRECISION, default=None,
+                          help="autocast through accelerate; LoRA weights and Adam state stay float32, FLOP charges "
+                               "do not change (default: bf16 on a GPU that supports it, else no)")
+    training.add_argument("--lora-rank", type=int, default=defaults.lora_rank, help="default %(default)s")
     training.add_argument("--lora-alpha", type=float, default=None, help="default: the rank (scaling 1)")
-    training.add_argument("--lora-targets", default=",".join(defaults.lora_targets), help="comma-separated")
+    training.add_argument("--lora-targets", default=",".join(defaults.lora_targets),
+                          help="comma-separated projections (default %(default)s)")
     training.add_argument("--lm-head-bias", action="store_true", help="also train an lm_head bias")
-    training.add_argument("--eval-every", type=int, default=defaults.eval_every, help="0: never")
+    training.add_argument("--eval-every", type=int, default=defaults.eval_every,
+                          help="validate every k optimizer steps and after the last; 0: never (default %(default)s)")
     training.add_argument("--eval-windows", type=int, default=None, help="default: every validation window")
-    training.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
-    training.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints)
-    training.add_argument("--seed", type=int, default=defaults.seed)
-    training.add_argument("--max-grad-norm", type=float, default=None)
+    training.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+                          help="default %(default)s")
+    training.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints,
+                          help="newest checkpoints kept (default %(default)s)")
+    training.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
+    training.add_argument("--max-grad-norm", type=float, default=None, help="clip the global gradient norm (default: no)")
 
     data_defaults = DataConfig()
     data = parser.add_argument_group("data")
@@ -92,6 +108,8 @@ def configs(args: argparse.Namespace) -> tuple[TrainConfig, DataConfig, BudgetCo
         lora_targets=targets, lm_head_bias=args.lm_head_bias, eval_every=args.eval_every,
         eval_windows=args.eval_windows, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints, seed=args.seed, max_grad_norm=args.max_grad_norm,
+        grad_accum_steps=args.grad_accum_steps, mixed_precision=args.mixed_precision, lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
     )  # fmt: skip
     data_config = DataConfig(path=args.data, simulate_systems=args.simulate_systems, simulate_seed=args.simulate_seed,
                              split_seed=args.split_seed, test_ids=test_ids, alpha_rule=args.alpha_rule,
@@ -105,7 +123,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Load the model and data, train, print the result; exit status 0 (finished or stopped
     by the budget)."""
     train_config, data_config, budget = configs(args)
-    accelerator = make_accelerator(cpu=True if args.cpu else None)
+    accelerator = make_accelerator(cpu=True if args.cpu else None, mixed_precision=train_config.mixed_precision)
     loaded = load_model_and_tokenizer(args.model, args.tokenizer)
     data = prepare_data(data_config, loaded.tokenizer)
     result = train(loaded.model, data, train_config, args.run_dir, budget, accelerator=accelerator,

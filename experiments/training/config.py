@@ -24,8 +24,14 @@ class TrainConfig:
 
     ``experiment`` (the ledger name) and ``steps`` (optimizer steps in total) are None in a
     plan's ``[training]`` defaults and set per run (:meth:`for_run`); ``train`` needs both.
-    Each step is on ``batch_size`` windows of ``context`` tokens per rank (global batch
-    ``batch_size × world size``). Adam at ``learning_rate`` on the LoRA parameters only (rank
+    Each optimizer step accumulates ``grad_accum_steps`` micro-batches of ``batch_size``
+    windows of ``context`` tokens per rank (global batch ``batch_size × world size ×
+    grad_accum_steps``); every micro-batch is charged before it runs. ``mixed_precision``:
+    ``"no"``, ``"bf16"`` or ``"fp16"`` autocast through accelerate (None: bf16 on a CUDA
+    device that supports it, else no); the LoRA weights and Adam state stay float32 and the
+    FLOP charges do not depend on it. The learning rate follows ``lr_schedule``
+    (``"constant"``, ``"linear"`` or ``"cosine"`` decay to 0 at the last step, transformers'
+    schedules) after ``warmup_steps`` of linear warmup. Adam at ``learning_rate`` on the LoRA parameters only (rank
     ``lora_rank``, ``lora_alpha`` None = rank, on ``lora_targets``, plus a trainable lm_head
     bias if ``lm_head_bias``). Validation after every ``eval_every`` steps and after the last
     (0: never) on all validation windows (``eval_windows`` None), or on a fixed subset of
@@ -49,6 +55,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     max_grad_norm: float | None = None
+    grad_accum_steps: int = 1
+    mixed_precision: str | None = None
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.experiment is not None and (not isinstance(self.experiment, str) or not self.experiment.strip()):
@@ -56,7 +66,8 @@ class TrainConfig:
         if self.steps is not None:
             _check_int("steps", self.steps, 0)
         for name, minimum in (("batch_size", 1), ("context", 2), ("lora_rank", 1), ("eval_every", 0),
-                              ("checkpoint_every", 1), ("keep_checkpoints", 1), ("seed", 0)):
+                              ("checkpoint_every", 1), ("keep_checkpoints", 1), ("seed", 0), ("grad_accum_steps", 1),
+                              ("warmup_steps", 0)):
             _check_int(name, getattr(self, name), minimum)
         if self.eval_windows is not None:
             _check_int("eval_windows", self.eval_windows, 1)
@@ -65,6 +76,11 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.learning_rate must be > 0 and finite, got {self.learning_rate!r}")
         if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
             raise ValueError(f"TrainConfig.max_grad_norm must be finite and > 0, or None; got {self.max_grad_norm!r}")
+        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"TrainConfig.mixed_precision must be one of {MIXED_PRECISION} (or unset: bf16 on a "
+                             f"GPU that supports it, else no), got {self.mixed_precision!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         targets = (self.lora_targets,) if isinstance(self.lora_targets, str) else tuple(self.lora_targets)
         object.__setattr__(self, "lora_targets", targets)
         self.lora_config()  # validates rank, alpha and targets
@@ -89,7 +105,8 @@ class TrainConfig:
         if self.steps is None:
             raise ValueError(f"TrainConfig {self.experiment!r} has no steps: set them with for_run()")
         return TrainingWorkload(steps=self.steps, batch=self.batch_size * world_size, seq_len=self.context,
-                                eval_every=self.eval_every, eval_windows=eval_windows)
+                                grad_accum_steps=self.grad_accum_steps, eval_every=self.eval_every,
+                                eval_windows=eval_windows)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "lora_targets": list(self.lora_targets)}
@@ -104,6 +121,8 @@ class TrainConfig:
         return cls(**{**values, "lora_targets": tuple(values.get("lora_targets", DEFAULT_TARGETS))})
 
 
+MIXED_PRECISION = ("no", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "linear", "cosine")
 RUN_IDENTITY = ("experiment", "steps")
 """The ``TrainConfig`` fields that name one run rather than set a hyperparameter."""
 

@@ -11,18 +11,40 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list
 
 T = TypeVar("T")
 
 
-def make_accelerator(cpu: bool | None = None) -> Accelerator:
+def resolve_mixed_precision(mixed_precision: str | None, cpu: bool) -> str:
+    """``mixed_precision`` itself, or for None: ``"bf16"`` on a CUDA device that supports it,
+    else ``"no"``. fp16 autocast needs a GPU (its loss scaling is CUDA's)."""
+    if mixed_precision is None:
+        return "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if mixed_precision == "fp16" and cpu:
+        raise ValueError("mixed_precision 'fp16' needs a CUDA device; on CPU use 'bf16' or 'no'")
+    return mixed_precision
+
+
+def make_accelerator(cpu: bool | None = None, mixed_precision: str | None = None) -> Accelerator:
     """An ``Accelerator`` for ``train``: on CPU (gloo when distributed) unless a GPU is present
-    or ``cpu=False``. Accelerate needs ``cpu=True`` to form a gloo group under ``torchrun``."""
+    or ``cpu=False``, with accelerate's autocast for ``mixed_precision`` (see
+    :func:`resolve_mixed_precision`). Accelerate needs ``cpu=True`` to form a gloo group under
+    ``torchrun``.
+
+    Accelerate keeps one process-wide state and refuses a second precision; a single process
+    (a plan's runs, or tests) may train runs of different precisions one after another, so
+    there the state is reset first. Under ``torchrun`` every run of a launch must share one.
+    """
     if cpu is None:
         cpu = not torch.cuda.is_available()
-    return Accelerator(cpu=cpu)
+    precision = resolve_mixed_precision(mixed_precision, cpu)
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()  # the one process-wide setting; safe with no process group
+    return Accelerator(cpu=cpu, mixed_precision=precision)
 
 
 def on_main(accelerator: Accelerator, action: Callable[[], T]) -> T:

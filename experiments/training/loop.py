@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from tqdm.auto import tqdm
+from transformers import get_scheduler
 
 from experiments.training.batching import Batch, WindowOrder, windows_digest
 from experiments.training.checkpoint import TrainerState, capture_rng_state, checkpoint_path, load_checkpoint, save_checkpoint
-from experiments.training.distributed import make_accelerator, on_main
+from experiments.training.distributed import make_accelerator, on_main, resolve_mixed_precision
 from experiments.training.validation import validate, validation_indices
 from experiments.training.loss import count_targets, token_cross_entropy
 from experiments.training.metrics_log import METRICS_FILE, MetricsLog
@@ -59,22 +61,47 @@ from lora.adapter import base_model_info
 logger = logging.getLogger(__name__)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, accelerator: Accelerator,
-               *, global_targets: int, max_grad_norm: float | None = None) -> torch.Tensor:
-    """One optimizer step on this rank's ``batch``; returns its summed nats (detached).
+def accumulate_gradients(model: nn.Module, batch: Batch, accelerator: Accelerator, *, global_targets: int,
+                         sync: bool = True) -> torch.Tensor:
+    """Forward and backward of one micro-batch on this rank; returns its summed nats (detached).
 
-    ``global_targets``: non-padding targets in the global batch (all ranks), so that the
-    gradient, after DDP's average over ranks, is that of the global token-weighted mean.
+    ``global_targets``: non-padding targets in all micro-batches of the optimizer step on all
+    ranks, so that the accumulated gradient, after DDP's average over ranks, is that of the
+    global token-weighted mean. ``sync`` False skips DDP's gradient all-reduce (every
+    micro-batch but the last of a step).
     """
     model.train()
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, T, V)
-    nats, _ = token_cross_entropy(logits, batch.labels)
-    accelerator.backward(nats * (accelerator.num_processes / max(global_targets, 1)))
+    with (nullcontext() if sync else accelerator.no_sync(model)):
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, T, V)
+        nats, _ = token_cross_entropy(logits, batch.labels)
+        accelerator.backward(nats * (accelerator.num_processes / max(global_targets, 1)))
+    return nats.detach()
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, accelerator: Accelerator, *,
+                   scheduler: LRScheduler | None = None, max_grad_norm: float | None = None) -> None:
+    """Clip (optionally), step the optimizer and the learning-rate schedule, zero the gradients."""
     if max_grad_norm is not None:
         accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return nats.detach()
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, accelerator: Accelerator,
+               *, global_targets: int, max_grad_norm: float | None = None) -> torch.Tensor:
+    """One optimizer step on one micro-batch (no accumulation); returns its summed nats."""
+    nats = accumulate_gradients(model, batch, accelerator, global_targets=global_targets)
+    optimizer_step(model, optimizer, accelerator, max_grad_norm=max_grad_norm)
+    return nats
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> LRScheduler:
+    """The learning-rate schedule of ``config`` (transformers' ``get_scheduler``): constant,
+    linear or cosine decay over ``steps`` optimizer steps after ``warmup_steps`` of warmup."""
+    name = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[config.lr_schedule]
+    return get_scheduler(name, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps)
 
 
 def ensure_lora(model: nn.Module, lora: LoRAConfig) -> None:
@@ -99,9 +126,10 @@ def run_config(config: TrainConfig, data, model: nn.Module) -> dict[str, Any]:
 class _Run:
     """The state of one ``train`` call; rank 0 alone has ``budget``, ``log`` and ``bar``."""
 
-    def __init__(self, model, optimizer, accelerator: Accelerator, data, config: TrainConfig,
+    def __init__(self, model, optimizer, scheduler: LRScheduler, accelerator: Accelerator, data, config: TrainConfig,
                  run_dir: Path, state: TrainerState, run_record: dict[str, Any], saved_step: int | None) -> None:
         self.model, self.optimizer, self.accelerator, self.config = model, optimizer, accelerator, config
+        self.scheduler = scheduler
         self.run_dir, self.state, self.run_record = run_dir, state, run_record
         self.unwrapped = accelerator.unwrap_model(model)
         self.train_windows = data.train_windows(config.context)
@@ -140,27 +168,54 @@ class _Run:
 
     # -- one step, one validation, one checkpoint -------------------------------------------
 
-    def train_step(self, step: int, indices: np.ndarray, tokens: int) -> None:
-        """Step ``step`` on the windows ``indices`` (W, B) holding ``tokens`` non-padding tokens."""
+    def micro_batches(self, step: int) -> list[np.ndarray]:
+        """Window indices (W, B) of each micro-batch of optimizer step ``step``: micro-batch
+        ``i`` is position ``(step - 1) * grad_accum_steps + i + 1`` of the data order, so one
+        process of batch ``W * B`` reads the same windows as ``W`` ranks of batch ``B``."""
+        accum, world_size = self.config.grad_accum_steps, self.accelerator.num_processes
+        first = (step - 1) * accum + 1
+        return [self.order.step(first + i, self.config.batch_size, world_size) for i in range(accum)]
+
+    def train_step(self, step: int, micro: list[np.ndarray]) -> str | None:
+        """Optimizer step ``step`` over the micro-batches ``micro``, each charged before it runs;
+        returns the refusal if the budget stops it (the step's gradients are then discarded)."""
         config, world_size = self.config, self.accelerator.num_processes
-        global_targets = count_targets(self.train_windows.labels[indices.ravel()])
-        batch = Batch.from_windows(self.train_windows, indices[self.accelerator.process_index], self.accelerator.device)
-        nats = train_step(self.model, self.optimizer, batch, self.accelerator,
-                          global_targets=global_targets, max_grad_norm=config.max_grad_norm)
+        labels = self.train_windows.labels
+        global_targets = sum(count_targets(labels[indices.ravel()]) for indices in micro)
+        nats, tokens, flops = torch.zeros(()), 0, 0
+        for number, indices in enumerate(micro, start=1):
+            micro_tokens = int(self.train_windows.attention_mask[indices.ravel()].sum())
+            refusal = self.pay(lambda budget: budget.charge_training_step(
+                batch=config.batch_size * world_size, seq_len=config.context, step=step, tokens=micro_tokens,
+                payload={"micro_batch": number, "of": len(micro)} if len(micro) > 1 else None))
+            if refusal:
+                self.optimizer.zero_grad(set_to_none=True)
+                return refusal
+            flops += self.last_charge.flops if self.last_charge is not None else 0
+            tokens += micro_tokens
+            batch = Batch.from_windows(self.train_windows, indices[self.accelerator.process_index],
+                                       self.accelerator.device)
+            nats = nats + accumulate_gradients(self.model, batch, self.accelerator, global_targets=global_targets,
+                                               sync=number == len(micro)).cpu()
+        lr = self.scheduler.get_last_lr()[0]
+        optimizer_step(self.model, self.optimizer, self.accelerator, scheduler=self.scheduler,
+                       max_grad_norm=config.max_grad_norm)
         if world_size > 1:
-            nats = self.accelerator.reduce(nats, "sum")
+            nats = self.accelerator.reduce(nats.to(self.accelerator.device), "sum").cpu()
         self.last_loss = float(nats) / max(global_targets, 1)
         self.state = replace(self.state, step=step)
         if self.log is not None:
             paid = self.last_charge
-            self.log.write("train", step=step, loss=self.last_loss, lr=self.optimizer.param_groups[0]["lr"],
-                           tokens=tokens, flops_step=paid.flops, flops_spent_total=self.budget.spent,
+            self.log.write("train", step=step, loss=self.last_loss, lr=lr, tokens=tokens,
+                           micro_batches=len(micro), flops_step=flops, flops_spent_total=self.budget.spent,
                            rerun=paid.is_rerun, elapsed_s=round(time.perf_counter() - self.started, 6),
                            session=paid.session_id)
+        return None
 
     def validate(self, step: int) -> None:
-        metrics = validate(self.unwrapped, self.val_windows, self.val_indices, self.config.batch_size,
-                           self.accelerator)
+        with self.accelerator.autocast():
+            metrics = validate(self.unwrapped, self.val_windows, self.val_indices, self.config.batch_size,
+                               self.accelerator)
         loss = metrics.cross_entropy_nats
         best = self.state.best_val_loss
         if best is None or loss < best:
@@ -178,7 +233,7 @@ class _Run:
         rng_states = gather_object([capture_rng_state()])
         if self.accelerator.is_main_process:
             save_checkpoint(self.run_dir, self.state, model=self.unwrapped, optimizer=self.optimizer,
-                            rng_states=rng_states, run_config=self.run_record, keep=self.config.keep_checkpoints)
+                            scheduler=self.scheduler, rng_states=rng_states, run_config=self.run_record, keep=self.config.keep_checkpoints)
         self.accelerator.wait_for_everyone()
         self.saved_step = self.state.step
 
@@ -194,17 +249,13 @@ class _Run:
 
     def run(self) -> str | None:
         """Steps ``state.step + 1 .. config.steps``; returns the stop reason, or None when done."""
-        config, world_size = self.config, self.accelerator.num_processes
+        config = self.config
         validates = self.val_windows is not None
         val_tokens = int(self.val_windows.attention_mask[self.val_indices].sum()) if validates else 0
         for step in range(self.state.step + 1, config.steps + 1):
-            indices = self.order.step(step, config.batch_size, world_size)  # (W, B)
-            tokens = int(self.train_windows.attention_mask[indices.ravel()].sum())
-            refusal = self.pay(lambda budget: budget.charge_training_step(
-                batch=config.batch_size * world_size, seq_len=config.context, step=step, tokens=tokens))
+            refusal = self.train_step(step, self.micro_batches(step))
             if refusal:
                 return refusal
-            self.train_step(step, indices, tokens)
             if self.workload.validates_after(step):
                 refusal = self.pay(lambda budget: budget.charge_forward(
                     batch=len(self.val_indices), seq_len=config.context, step=step, tokens=val_tokens))
@@ -245,7 +296,11 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
     if config.experiment is None or config.steps is None:
         raise ValueError(f"train needs a TrainConfig with an experiment name and steps (TrainConfig.for_run), got "
                          f"experiment={config.experiment!r}, steps={config.steps!r}")
-    accelerator = accelerator or make_accelerator()
+    accelerator = accelerator or make_accelerator(mixed_precision=config.mixed_precision)
+    precision = resolve_mixed_precision(config.mixed_precision, cpu=accelerator.device.type == "cpu")
+    if accelerator.mixed_precision != precision:
+        raise ValueError(f"the accelerator autocasts {accelerator.mixed_precision!r} but the run asks for {precision!r}: "
+                         f"pass make_accelerator(mixed_precision={config.mixed_precision!r})")
     rank, world_size = accelerator.process_index, accelerator.num_processes
     run_dir = Path(run_dir)
     set_seed(config.seed)
@@ -255,13 +310,15 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
 
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=config.learning_rate)
     model, optimizer = accelerator.prepare(model, optimizer)
+    scheduler = make_scheduler(optimizer, config)  # stepped once per optimizer step, on every rank
     fresh = TrainerState(step=0, seed=config.seed, data_order_seed=config.seed, world_size=world_size,
                          config_hash=config_hash(record),
                          train_windows_digest=windows_digest(data.train_windows(config.context)))
     if checkpoint is not None:
         _check_resumable(checkpoint.state, fresh, checkpoint.path)
-        load_checkpoint(checkpoint, model=accelerator.unwrap_model(model), optimizer=optimizer, rank=rank)
-    run = _Run(model, optimizer, accelerator, data, config, run_dir, fresh if checkpoint is None else checkpoint.state,
+        load_checkpoint(checkpoint, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
+                        rank=rank)
+    run = _Run(model, optimizer, scheduler, accelerator, data, config, run_dir, fresh if checkpoint is None else checkpoint.state,
                record, saved_step=None if checkpoint is None else checkpoint.step)
 
     with ExitStack() as stack:

@@ -21,8 +21,8 @@ class TrainingWorkload:
     """The work of a planned fine-tuning run (what the budget prices).
 
     Attributes:
-        steps: optimiser steps, each on ``batch`` sequences of ``seq_len`` tokens (the
-            global batch: all processes together).
+        steps: optimiser steps, each of ``grad_accum_steps`` micro-batches of ``batch``
+            sequences of ``seq_len`` tokens (``batch``: all processes together).
         eval_every: validate after every ``eval_every`` steps and after the last (0: never).
         eval_windows: validation windows (one forward of ``seq_len`` tokens each) per validation.
         gen_series: series forecast by generation at the end; each is ``gen_samples`` samples
@@ -32,6 +32,7 @@ class TrainingWorkload:
     steps: int
     batch: int
     seq_len: int
+    grad_accum_steps: int = 1
     eval_every: int = 0
     eval_windows: int = 0
     gen_series: int = 0
@@ -40,7 +41,7 @@ class TrainingWorkload:
     gen_samples: int = 1
 
     def __post_init__(self) -> None:
-        for name, minimum in (("steps", 0), ("batch", 1), ("seq_len", 1), ("eval_every", 0),
+        for name, minimum in (("steps", 0), ("batch", 1), ("seq_len", 1), ("grad_accum_steps", 1), ("eval_every", 0),
                               ("eval_windows", 0), ("gen_series", 0), ("gen_samples", 1)):
             check_count(f"TrainingWorkload.{name}", getattr(self, name), minimum)
         if self.gen_series:
@@ -82,7 +83,8 @@ class RunEstimate:
     """FLOPs of a ``TrainingWorkload`` under one ``CountSetup`` (exact ints).
 
     Attributes:
-        per_step: one training step (``training_step_flops``).
+        per_micro_batch: one micro-batch (``training_step_flops`` of ``batch x seq_len``).
+        per_step: one optimizer step (``grad_accum_steps`` micro-batches).
         per_validation: one validation (``eval_windows`` forwards of ``seq_len``).
         per_generation: one series' generation (prefill + decoding, all samples).
         training, validation, generation: the totals of each phase.
@@ -91,6 +93,7 @@ class RunEstimate:
     workload: TrainingWorkload
     model: str
     convention: str
+    per_micro_batch: int
     per_step: int
     per_validation: int
     per_generation: int
@@ -117,7 +120,8 @@ class RunEstimate:
 def estimate_run(setup: CountSetup | Any, workload: TrainingWorkload) -> RunEstimate:
     """FLOPs of ``workload`` under ``setup`` (or a model alone: coursework, no LoRA)."""
     setup = as_setup(setup)
-    per_step = training_step_flops(setup, workload.batch, workload.seq_len)
+    per_micro_batch = training_step_flops(setup, workload.batch, workload.seq_len)
+    per_step = workload.grad_accum_steps * per_micro_batch
     per_validation = workload.eval_windows * forward_flops(setup, workload.seq_len, 1).total
     per_generation = 0
     if workload.gen_series:
@@ -125,7 +129,7 @@ def estimate_run(setup: CountSetup | Any, workload: TrainingWorkload) -> RunEsti
                                           workload.gen_samples).total
     return RunEstimate(
         workload=workload, model=setup.model, convention=setup.convention.name,
-        per_step=per_step, per_validation=per_validation, per_generation=per_generation,
+        per_micro_batch=per_micro_batch, per_step=per_step, per_validation=per_validation, per_generation=per_generation,
         training=workload.steps * per_step,
         validation=workload.validations_through(workload.steps) * per_validation,
         generation=workload.gen_series * per_generation,

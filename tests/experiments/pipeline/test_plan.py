@@ -141,3 +141,17 @@ def test_values_a_run_would_refuse_are_refused_when_the_plan_loads(tmp_path, edi
     """Not after the first stages have spent FLOPs: every run's config is built at load time."""
     with pytest.raises(PlanError, match=message):
         load_plan(write_plan(tmp_path, edit(MINIMAL)))
+
+
+def test_the_trainer_options_parse_into_the_training_config_and_bad_values_are_refused(tmp_path):
+    text = MINIMAL.replace("[budget]", '[training]\nmixed_precision = "bf16"\nlr_schedule = "cosine"\n'
+                                       'warmup_steps = 2\ngrad_accum_steps = 2\n[budget]')
+    plan = load_plan(write_plan(tmp_path, text))
+    assert (plan.training.mixed_precision, plan.training.lr_schedule, plan.training.warmup_steps,
+            plan.training.grad_accum_steps) == ("bf16", "cosine", 2, 2)
+    for bad, message in (('mixed_precision = "fp8"', "mixed_precision must be one of"),
+                         ('lr_schedule = "step"', "lr_schedule must be one of"),
+                         ("grad_accum_steps = 0", "grad_accum_steps must be an integer >= 1"),
+                         ("learning_rate = inf", "learning_rate must be a finite number")):
+        with pytest.raises(PlanError, match=rf"\[training\].*{message}"):
+            load_plan(write_plan(tmp_path, MINIMAL.replace("[budget]", f"[training]\n{bad}\n[budget]"), "bad.toml"))

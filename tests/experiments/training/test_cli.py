@@ -42,3 +42,20 @@ def test_bad_numbers_are_refused_by_the_parser(tmp_path):
     with pytest.raises(SystemExit):
         main(["--run-dir", str(tmp_path), "--experiment", "e", "--steps", "1", "--budget", "lots",
               "--ledger", str(tmp_path / "l.sqlite")])
+
+
+def test_the_trainer_options_are_documented_and_reach_the_config(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--mixed-precision {no,bf16,fp16}", "--lr-schedule {constant,linear,cosine}", "--warmup-steps",
+                 "--grad-accum-steps", "(default 1)", "(default constant)"):
+        assert flag in text
+    parser = argparse.ArgumentParser()
+    add_train_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", "--run-dir", str(tmp_path), "--experiment", "e", "--steps", "5", "--budget",
+                              "1e15", "--ledger", str(tmp_path / "l.sqlite"), "--mixed-precision", "bf16",
+                              "--lr-schedule", "linear", "--warmup-steps", "3", "--grad-accum-steps", "4"])
+    config = configs(args)[0]
+    assert (config.mixed_precision, config.lr_schedule, config.warmup_steps, config.grad_accum_steps) == (
+        "bf16", "linear", 3, 4)

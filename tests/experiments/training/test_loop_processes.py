@@ -144,3 +144,31 @@ def test_two_process_ddp_charges_each_global_batch_once_and_matches_one_process(
     single_adapter, ddp_adapter = adapter_tensors(single.checkpoint), adapter_tensors(Path(result["checkpoint"]))
     for name, tensor in single_adapter.items():
         torch.testing.assert_close(ddp_adapter[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_ddp_with_accumulation_is_one_process_of_the_same_global_batch(tiny_model_dir, tmp_path, qwen_tokenizer):
+    """2 ranks x batch 2 x 2 micro-batches = 1 process x batch 4 x 2 micro-batches: the same
+    windows, the same charges (each micro-batch charged before it runs), the same losses."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    arguments = cli_arguments(tiny_model_dir, tmp_path / "ddp", tmp_path / "ddp.sqlite", steps=2, eval_every=2,
+                              eval_windows=2) + ["--grad-accum-steps", "2"]
+    result = finish(start(launcher, arguments, tmp_path))
+    assert (result["status"], result["steps_done"]) == ("finished", 2)
+    single_arguments = cli_arguments(tiny_model_dir, tmp_path / "single", tmp_path / "single.sqlite", steps=2,
+                                     batch_size=4, eval_every=2, eval_windows=2) + ["--grad-accum-steps", "2"]
+    single = finish(start([sys.executable], single_arguments, tmp_path))
+
+    ddp_charges, _ = ledger_charges(tmp_path / "ddp.sqlite")
+    single_charges, _ = ledger_charges(tmp_path / "single.sqlite")
+    described = lambda charges: [(c.phase, c.step, c.flops, c.tokens) for c in charges]  # noqa: E731
+    assert described(ddp_charges) == described(single_charges)
+    assert [(c.phase, c.step) for c in ddp_charges] == [("train", 1), ("train", 1), ("train", 2), ("train", 2),
+                                                        ("validation", 2)]
+    model = load_model(tiny_model_dir)
+    assert {c.flops for c in ddp_charges if c.phase == "train"} == {
+        training_step_flops(CountSetup.of(model.config, lora_rank=4), 4, CONTEXT)}
+    losses = lambda run_dir: [r.get("loss", r.get("val_loss")) for r in read_metrics(run_dir / "metrics.jsonl")]  # noqa: E731
+    assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=1e-5)
+    single_adapter, ddp_adapter = adapter_tensors(Path(single["checkpoint"])), adapter_tensors(Path(result["checkpoint"]))
+    for name, tensor in single_adapter.items():
+        torch.testing.assert_close(ddp_adapter[name], tensor, rtol=1e-4, atol=1e-6)
