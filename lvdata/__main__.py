@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from lvdata.defaults import default_tokenizer_source, load_dataset
 from lvdata.io import DatasetError
@@ -20,11 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--tokenizer", help="tokenizer directory or hub id (default: ../shared Qwen2.5)")
     summary.add_argument("--seed", type=int, default=0, help="split seed (and simulate seed) [0]")
     summary.add_argument("--plot", help="also write a PNG histogram of token lengths here")
+    summary.add_argument("--force", action="store_true", help="replace an existing --plot file")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.plot and Path(args.plot).exists() and not args.force:
+        print(f"error: {args.plot} exists; not overwriting it (pass --force to replace it)", file=sys.stderr)
+        return 2
     try:
         dataset = load_dataset(args.data, seed=args.seed)
         tokenizer = load_tokenizer(args.tokenizer or default_tokenizer_source())

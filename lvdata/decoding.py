@@ -26,6 +26,8 @@ How text is split and classified (``;`` and ``,`` stand for the format's separat
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -127,8 +129,13 @@ def decode(
     truncated = False
     for index, segment in enumerate(segments):
         if patterns.step.fullmatch(segment):
-            rows[index] = [float(field) for field in segment.split(fmt.value_sep)]
-            n_valid += 1
+            parsed = [float(field) for field in segment.split(fmt.value_sep)]
+            overflowing = sum(not math.isfinite(value * alpha) for value in parsed)
+            if overflowing:  # well-formed digits, but not a finite number in original units
+                malformed += overflowing
+            else:
+                rows[index] = parsed
+                n_valid += 1
         elif index == unterminated_index and patterns.truncated_step.fullmatch(segment):
             truncated = True
         else:

@@ -146,3 +146,12 @@ def test_inserting_foreign_text_invalidates_only_the_step_it_lands_in(steps, dat
     assert np.isnan(result.values[hit_step]).all()
     others = np.arange(len(values)) != hit_step
     np.testing.assert_allclose(result.values[others], decode(text).values[others])
+
+
+def test_a_number_too_large_for_a_float_is_malformed_never_inf():
+    result = decode("9" * 400 + ".00,0.50;0.10,0.20")
+    assert np.isnan(result.values[0]).all() and result.values[1].tolist() == [0.1, 0.2]
+    assert (result.diagnostics.n_valid, result.diagnostics.malformed_numbers) == (1, 1)
+    assert not result.diagnostics.ok
+    scaled = decode("1" + "0" * 307 + ".00,1.00", alpha=1e10)  # finite text, infinite once scaled back by alpha
+    assert np.isnan(scaled.values).all() and scaled.diagnostics.malformed_numbers == 1

@@ -83,3 +83,12 @@ def test_summary_cli_reports_a_bad_file_without_a_traceback(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {bad}: not an HDF5 file"
+
+
+def test_summary_cli_never_overwrites_a_plot_without_force(tmp_path):
+    plot = tmp_path / "mine.png"
+    plot.write_bytes(b"the user's own figure")
+    command = [sys.executable, "-m", "lvdata", "summary", "--data", str(tmp_path / "missing.h5"), "--plot", str(plot)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert result.returncode == 2 and "not overwriting it (pass --force" in result.stderr
+    assert plot.read_bytes() == b"the user's own figure"
