@@ -195,8 +195,10 @@ def read_adapter(model: nn.Module, directory: str | os.PathLike) -> StoredAdapte
     kind = _format_of(directory)
     config, _ = read_adapter_config(directory, model)
     current = injected_config(model)
-    if current is not None and current != config:
-        raise ValueError(f"model already carries LoRA {current}, but the adapter at {directory} has {config}")
+    if current is not None:
+        if not same_adapter(current, config):
+            raise ValueError(f"model already carries LoRA {current}, but the adapter at {directory} has {config}")
+        config = current  # the same adapter, perhaps with its targets in another order
     if any(isinstance(m, LoRALinear) and m.merged for m in model.modules()):
         raise RuntimeError("load_adapter(): the model's LoRA layers are merged; unmerge() them before loading")
     shapes = adapter_shapes(model, config)
@@ -218,6 +220,12 @@ def read_adapter(model: nn.Module, directory: str | os.PathLike) -> StoredAdapte
         check_tensors(bias, {head_bias: shapes[head_bias]}, bias_path)
         tensors.update(bias)
     return StoredAdapter(directory, f"{FORMAT_NAME}/{FORMAT_VERSION}", config, tensors)
+
+
+def same_adapter(a: LoRAConfig, b: LoRAConfig) -> bool:
+    """Whether two configs give the same adapter: equal but for the order of their targets."""
+    return (a.r, a.alpha, a.dropout, a.lm_head_bias, set(a.targets)) == (b.r, b.alpha, b.dropout, b.lm_head_bias,
+                                                                       set(b.targets))
 
 
 def _format_of(directory: Path) -> str:
@@ -261,7 +269,7 @@ def _check_peft_config_agrees(directory: Path, config: LoRAConfig, model: nn.Mod
     if not path.is_file():
         return
     theirs = _peft_config(read_json(path, "peft adapter config"), model, directory)
-    if config.lm_head_bias or theirs != LoRAConfig(config.r, config.alpha, config.dropout, config.targets):
+    if config.lm_head_bias or not same_adapter(theirs, config):
         raise ValueError(f"{path} describes {theirs} but {directory / ADAPTER_METADATA} has {config}: the files "
                          "come from different saves")
 

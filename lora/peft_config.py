@@ -112,7 +112,12 @@ def _peft_fields(source: Any) -> tuple[dict[str, Any], nn.Module | None]:
         configs = source.peft_config
         active = getattr(source, "active_adapter", None)
         active = active if isinstance(active, str) else next(iter(configs))
-        base = source.get_base_model() if hasattr(source, "get_base_model") else getattr(source, "model", None)
+        if hasattr(source, "get_base_model"):  # PeftModel
+            base = source.get_base_model()
+        elif hasattr(source, "targeted_module_names"):  # a peft tuner model (LoraModel): the model it wraps
+            base = source.model
+        else:  # a transformers model carrying peft adapters (model.load_adapter): itself
+            base = source
         return _peft_fields(configs[active])[0], base
     if hasattr(source, "to_dict") and hasattr(source, "peft_type"):  # a PeftConfig: the fields peft saves
         return dict(source.to_dict()), None

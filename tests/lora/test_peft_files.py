@@ -22,10 +22,12 @@ from lora import (
     inject,
     injected_config,
     load_adapter,
+    lora_config_from_peft,
     lora_state_dict,
     read_adapter_config,
     save_adapter,
 )
+from lora.adapter import same_adapter
 from lora.adapter_files import base_model_info
 
 pytestmark = [pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"),
@@ -203,3 +205,28 @@ def test_a_peft_adapter_saved_as_pickle_is_refused_with_how_to_convert(make_qwen
                                                                                    safe_serialization=False)
     with pytest.raises(ValueError, match="safe_serialization=True"):
         load_adapter(make_qwen2(seed=SEED), tmp_path)
+
+
+def test_targets_in_another_order_are_the_same_adapter(make_qwen2, token_batch, tmp_path):
+    ours = trained(make_qwen2, r=4, targets=("v_proj", "q_proj")).eval()
+    save_adapter(ours, tmp_path / "ours")
+    peft_trained(make_qwen2, LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"])).save_pretrained(
+        tmp_path / "peft")
+    for directory in ("ours", "peft"):
+        for injected in (None, ("v_proj", "q_proj"), ("q_proj", "v_proj")):
+            model = make_qwen2(seed=SEED)
+            if injected:
+                inject(model, r=4, targets=injected)
+            assert set(load_adapter(model, tmp_path / directory).config.targets) == {"q_proj", "v_proj"}
+    fresh = make_qwen2(seed=SEED)
+    load_adapter(fresh, tmp_path / "ours")
+    assert torch.equal(fresh(token_batch).logits, ours(token_batch).logits)
+
+
+def test_transformers_own_peft_integration_loads_a_saved_adapter_too(make_qwen2, token_batch, tmp_path):
+    ours = trained(make_qwen2, r=2, alpha=4, targets=("q_proj", "o_proj", "up_proj")).eval()
+    save_adapter(ours, tmp_path)
+    theirs = make_qwen2(seed=SEED)
+    theirs.load_adapter(str(tmp_path))  # transformers.integrations.peft
+    assert_same_logits(ours, theirs.eval(), token_batch)
+    assert same_adapter(lora_config_from_peft(theirs), injected_config(ours))
