@@ -128,6 +128,11 @@ def _output_projection(model: nn.Module) -> tuple[str, nn.Linear]:
     return name, head
 
 
+def output_projection_name(model: nn.Module) -> str:
+    """Qualified name of the model's output projection (``lm_head`` for a causal LM)."""
+    return _output_projection(model)[0]
+
+
 def _target_modules(model: nn.Module, targets: Iterable[str]) -> dict[str, nn.Module]:
     """Qualified name -> module for every linear layer (plain or already wrapped) named in targets."""
     targets = set(targets)

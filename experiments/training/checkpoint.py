@@ -3,7 +3,7 @@
 Layout of a run directory::
 
     run_dir/checkpoints/step-00000100/
-        adapter/                  lora.save_adapter (adapter.safetensors + adapter_config.json)
+        adapter/                  lora.save_adapter (peft files + llmtime_adapter.json)
         optimizer.pt              optimizer.state_dict()
         rng_state.pt              RNG states of every rank (torch, numpy, python, cuda)
         trainer_state.json        TrainerState: step, seeds, config hash, validation losses

@@ -1,7 +1,9 @@
 """Persistent FLOP ledger: every FLOP charged against a budget, in one SQLite file.
 
-Units: FLOPs and tokens are exact Python ints (SQLite INTEGER, 64-bit); times are Unix
-seconds. The file layout lives in :mod:`flopcount.ledger.sqlite_file`.
+Units: FLOPs and tokens are exact Python ints; times are Unix seconds. FLOP counts (limit,
+charges, totals) may be of any size up to :data:`~flopcount.ledger.exact.MAX_FLOPS` (10**38 - 1)
+and are stored and summed exactly, never as floats (see :mod:`flopcount.ledger.exact`); steps
+and tokens are 64-bit. The file layout lives in :mod:`flopcount.ledger.sqlite_file`.
 
 Guarantees:
 
@@ -39,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from flopcount.ledger.exact import SQLITE_INTEGER_MAX, decode_flops, encode_flops, register_functions
 from flopcount.ledger.sqlite_file import (
     END_STATUSES,
     PHASES,
@@ -108,6 +111,7 @@ class Ledger:
         except sqlite3.Error as error:
             raise LedgerError(f"cannot open ledger {self.path}: {error}") from error
         try:
+            register_functions(self._connection)
             self.limit = read_limit(self._connection, self.path)
             if limit is not None and limit != self.limit:
                 raise LedgerError(
@@ -259,7 +263,7 @@ class Ledger:
         one transaction. Raises ``LedgerError`` for a charge that is not an open reservation
         and ``ValueError`` for a cost above the reservation (that work was never guarded)."""
         flops = as_count(flops, "settled cost (FLOPs)")
-        tokens = as_count(tokens, "tokens")
+        tokens = as_count(tokens, "tokens", SQLITE_INTEGER_MAX)
         now = time.time()
         with self._transaction() as db:
             row = db.execute("SELECT flops, reserved_flops, settled_at FROM charges WHERE id = ?",
@@ -267,7 +271,7 @@ class Ledger:
             if row is None or row[1] is None:
                 what = "no charge" if row is None else "an ordinary charge, not a reservation"
                 raise LedgerError(f"ledger {self.path}: charge {charge_id} is {what}; only reservations settle")
-            charged, reserved, settled_at = row
+            charged, reserved, settled_at = decode_flops(row[0]), decode_flops(row[1]), row[2]
             if settled_at is not None:
                 raise LedgerError(f"ledger {self.path}: reservation {charge_id} was already settled at {charged} FLOPs")
             if flops > reserved:
@@ -275,9 +279,10 @@ class Ledger:
                     f"reservation {charge_id} reserved {reserved} FLOPs but the work cost {flops}: "
                     "the excess was never guarded by the budget (reserve the maximum the work can cost)"
                 )
+            spent = self._spent(db)
             db.execute("UPDATE charges SET flops = ?, tokens = ?, settled_at = ? WHERE id = ?",
-                       (flops, tokens, now, charge_id))
-            db.execute("UPDATE running_total SET spent = spent - ?", (reserved - flops,))
+                       (encode_flops(flops), tokens, now, charge_id))
+            db.execute("UPDATE running_total SET spent = ?", (encode_flops(spent - (reserved - flops)),))
         return next(charge for charge in self._charges_where("c.id = :id", {"id": charge_id}))
 
     def _commit(
@@ -286,15 +291,15 @@ class Ledger:
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
         flops = as_count(flops, "charge (FLOPs)")
-        step = as_count(step, "step")
-        tokens = as_count(tokens, "tokens")
+        step = as_count(step, "step", SQLITE_INTEGER_MAX)
+        tokens = as_count(tokens, "tokens", SQLITE_INTEGER_MAX)
         payload_json = None if payload is None else json.dumps(payload)
         if payload_json is not None and len(payload_json) > MAX_PAYLOAD_CHARS:
             raise ValueError(f"payload is {len(payload_json)} chars as JSON; at most {MAX_PAYLOAD_CHARS}")
         reserved = flops if reservation else None
         now = time.time()
         with self._transaction() as db:
-            (spent,) = db.execute("SELECT spent FROM running_total").fetchone()
+            spent = self._spent(db)
             if spent + flops > self.limit:
                 raise BudgetExceeded(flops, spent, self.limit, session.experiment, phase, step)
             earlier, this_session = db.execute(
@@ -307,9 +312,10 @@ class Ledger:
             charge_id = db.execute(
                 "INSERT INTO charges (experiment_id, session_id, phase, step, tokens, flops,"
                 " is_rerun, payload, created_at, reserved_flops) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session.experiment_id, session.id, phase, step, tokens, flops, is_rerun, payload_json, now, reserved),
+                (session.experiment_id, session.id, phase, step, tokens, encode_flops(flops), is_rerun, payload_json,
+                 now, None if reserved is None else encode_flops(reserved)),
             ).lastrowid
-            db.execute("UPDATE running_total SET spent = spent + ?", (flops,))
+            db.execute("UPDATE running_total SET spent = ?", (encode_flops(spent + flops),))
         return Charge(charge_id, session.experiment, session.id, phase, step, tokens, flops, is_rerun, payload, now,
                       reserved_flops=reserved)
 
@@ -318,7 +324,7 @@ class Ledger:
     @property
     def spent(self) -> int:
         """FLOPs charged so far by every experiment."""
-        return self._read_one("SELECT spent FROM running_total")
+        return decode_flops(self._read_one("SELECT spent FROM running_total"))
 
     @property
     def remaining(self) -> int:
@@ -328,10 +334,10 @@ class Ledger:
     def spent_by_experiment(self) -> dict[str, int]:
         """FLOPs charged per experiment, in start order."""
         rows = self._read(
-            "SELECT e.name, COALESCE(SUM(c.flops), 0) FROM experiments e"
+            "SELECT e.name, exact_sum(c.flops) FROM experiments e"
             " LEFT JOIN charges c ON c.experiment_id = e.id GROUP BY e.id ORDER BY e.id"
         )
-        return dict(rows)
+        return {name: decode_flops(flops) for name, flops in rows}
 
     def charges(self, experiment: str | None = None) -> list[Charge]:
         """Every charge (of ``experiment``, or of all), in commit order."""
@@ -345,25 +351,27 @@ class Ledger:
             parameters,
         )
         return [
-            Charge(*row[:7], bool(row[7]), None if row[8] is None else json.loads(row[8]), *row[9:])
+            Charge(*row[:6], decode_flops(row[6]), bool(row[7]), None if row[8] is None else json.loads(row[8]),
+                   row[9], decode_flops(row[10]), row[11])
             for row in rows
         ]
 
     def snapshot(self) -> LedgerSnapshot:
         """Every experiment's usage and the running total, read in one consistent view."""
         with self._transaction("DEFERRED") as db:
-            spent = db.execute("SELECT spent FROM running_total").fetchone()[0]
+            spent = self._spent(db)
             experiments = db.execute(
                 "SELECT e.id, e.name, e.status, e.stop_reason, e.model, e.convention, e.config,"
                 " e.started_at, e.ended_at, COUNT(s.id) FROM experiments e"
                 " LEFT JOIN sessions s ON s.experiment_id = e.id GROUP BY e.id ORDER BY e.id"
             ).fetchall()
             by_phase = db.execute(
-                "SELECT experiment_id, phase, SUM(flops), SUM(tokens),"
-                " SUM(CASE WHEN is_rerun THEN flops ELSE 0 END), COUNT(DISTINCT step),"
+                "SELECT experiment_id, phase, exact_sum(flops), exact_sum(tokens),"
+                " exact_sum(CASE WHEN is_rerun THEN flops ELSE 0 END), COUNT(DISTINCT step),"
                 " SUM(reserved_flops IS NOT NULL AND settled_at IS NULL)"
                 " FROM charges GROUP BY experiment_id, phase"
             ).fetchall()
+        by_phase = [(*row[:2], *map(decode_flops, row[2:5]), *row[5:]) for row in by_phase]
         usage = []
         for experiment_id, name, status, reason, model, convention, config, start, end, sessions in experiments:
             rows = {row[1]: row[2:] for row in by_phase if row[0] == experiment_id}
@@ -392,8 +400,8 @@ class Ledger:
         equals the sum of the charges."""
         with self._transaction("DEFERRED") as db:
             problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-            running = db.execute("SELECT spent FROM running_total").fetchone()[0]
-            summed = db.execute("SELECT COALESCE(SUM(flops), 0) FROM charges").fetchone()[0]
+            running = self._spent(db)
+            summed = decode_flops(db.execute("SELECT COALESCE(exact_sum(flops), 0) FROM charges").fetchone()[0])
         if problems != ["ok"]:
             raise LedgerError(f"ledger {self.path} is corrupt: {'; '.join(problems)}")
         if running != summed:
@@ -401,6 +409,11 @@ class Ledger:
                 f"ledger {self.path} is inconsistent: running total {running} FLOPs, "
                 f"but its charges sum to {summed} FLOPs"
             )
+
+    @staticmethod
+    def _spent(db: sqlite3.Connection) -> int:
+        """The running total, FLOPs (read inside the caller's transaction)."""
+        return decode_flops(db.execute("SELECT spent FROM running_total").fetchone()[0])
 
     def _read(self, sql: str, parameters: dict[str, Any] | tuple = ()) -> list[tuple]:
         try:

@@ -8,8 +8,10 @@ existing file is checked from its raw header bytes before SQLite opens it: a for
 corrupt file is refused without being touched.
 
 Schema history: version 2 added the reservation columns of ``charges`` (``reserved_flops``,
-``settled_at``); a version-1 ledger is upgraded in place, in one transaction, when opened
-(:func:`upgrade_schema`), its charges kept as they are.
+``settled_at``); version 3 stores FLOP counts of any size exactly (INTEGER while they fit in
+64 bits, canonical decimal TEXT beyond: see :mod:`flopcount.ledger.exact`). A ledger of an
+older version is upgraded in place, in one transaction, when opened (:func:`upgrade_schema`),
+every value kept as it is.
 """
 
 from __future__ import annotations
@@ -21,11 +23,21 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from flopcount.ledger.exact import (
+    MAX_FLOPS,
+    SQLITE_INTEGER_MAX,
+    at_least,
+    decode_flops,
+    encode_flops,
+    exact_count_check,
+)
+
+__all__ = ["MAX_FLOPS", "SQLITE_INTEGER_MAX"]  # re-exported: argument checks import them from here
+
 APPLICATION_ID = 0x464C4F50  # b"FLOP", at byte 68 of the SQLite header
-SCHEMA_VERSION = 2  # PRAGMA user_version, at byte 60 of the SQLite header
-UPGRADABLE_VERSIONS = (1,)  # older schema versions upgrade_schema() brings up to date
+SCHEMA_VERSION = 3  # PRAGMA user_version, at byte 60 of the SQLite header
+UPGRADABLE_VERSIONS = (1, 2)  # older schema versions upgrade_schema() brings up to date
 FORMAT_NAME = "flopcount-ledger"
-MAX_FLOPS = 2**63 - 1  # the largest SQLite INTEGER
 PHASES = ("train", "validation", "generation")
 END_STATUSES = ("finished", "stopped", "failed")
 STATUSES = ("running", *END_STATUSES)
@@ -39,24 +51,47 @@ def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{value}'" for value in values)
 
 
-# Columns of ``charges`` added by schema version 2: a *reservation* is a charge committed at
-# the most its work can cost, then settled to the exact cost (see ``Ledger.reserve``).
-RESERVATION_COLUMNS = (
+# FLOP columns have no declared type (no affinity: SQLite stores INTEGER and TEXT as given)
+# and hold exact counts in the encoding of flopcount.ledger.exact.
+RUNNING_TOTAL_TABLE = f"""
+CREATE TABLE {{name}} (  -- one row: the exact sum of charges.flops, kept so the limit check is O(1)
+    id    INTEGER PRIMARY KEY CHECK (id = 0),
+    spent NOT NULL CHECK ({exact_count_check("spent")})
+)"""
+# A *reservation* (schema version 2) is a charge committed at the most its work can cost, then
+# settled to the exact cost (see ``Ledger.reserve``).
+CHARGES_TABLE = f"""
+CREATE TABLE {{name}} (
+    id             INTEGER PRIMARY KEY,
+    experiment_id  INTEGER NOT NULL REFERENCES experiments (id),
+    session_id     INTEGER NOT NULL REFERENCES sessions (id),
+    phase          TEXT NOT NULL CHECK (phase IN ({_sql_list(PHASES)})),
+    step           INTEGER NOT NULL CHECK (typeof(step) = 'integer' AND step >= 0),
+    tokens         INTEGER NOT NULL CHECK (typeof(tokens) = 'integer' AND tokens >= 0),
+    flops          NOT NULL CHECK ({exact_count_check("flops")}),
+    is_rerun       INTEGER NOT NULL CHECK (is_rerun IN (0, 1)),
+    payload        TEXT,           -- optional small JSON document from the caller
+    created_at     REAL NOT NULL,
+    reserved_flops CHECK (reserved_flops IS NULL  -- NULL: ordinary charge
+                          OR (({exact_count_check("reserved_flops")}) AND {at_least("reserved_flops", "flops")})),
+    settled_at     REAL CHECK (settled_at IS NULL OR reserved_flops IS NOT NULL)  -- NULL: not settled
+)"""
+CHARGE_COLUMNS = ("id, experiment_id, session_id, phase, step, tokens, flops, is_rerun, payload, created_at,"
+                  " reserved_flops, settled_at")
+CHARGES_INDEX = "CREATE INDEX charges_by_step ON charges (experiment_id, phase, step)"
+# Columns of ``charges`` added by schema version 2 (how upgrade_schema() extends a version-1 table).
+V2_RESERVATION_COLUMNS = (
     "reserved_flops INTEGER CHECK (reserved_flops IS NULL"
-    " OR (typeof(reserved_flops) = 'integer' AND reserved_flops >= flops))",  # NULL: ordinary charge
-    "settled_at REAL CHECK (settled_at IS NULL OR reserved_flops IS NOT NULL)",  # NULL: not settled
+    " OR (typeof(reserved_flops) = 'integer' AND reserved_flops >= flops))",
+    "settled_at REAL CHECK (settled_at IS NULL OR reserved_flops IS NOT NULL)",
 )
-
 
 SCHEMA = f"""
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
-    value NOT NULL
+    value NOT NULL  -- no affinity; limit_flops is a count encoded as in flopcount.ledger.exact
 );
-CREATE TABLE running_total (  -- one row: SUM(charges.flops), kept so the limit check is O(1)
-    id    INTEGER PRIMARY KEY CHECK (id = 0),
-    spent INTEGER NOT NULL CHECK (typeof(spent) = 'integer' AND spent >= 0)
-);
+{RUNNING_TOTAL_TABLE.format(name="running_total")};
 CREATE TABLE experiments (
     id            INTEGER PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
@@ -78,21 +113,8 @@ CREATE TABLE sessions (  -- one row per Budget.__enter__: tells first executions
     ended_at      REAL,           -- NULL: still running, or killed
     exit_status   TEXT CHECK (exit_status IN ({_sql_list(END_STATUSES)}))
 );
-CREATE TABLE charges (
-    id            INTEGER PRIMARY KEY,
-    experiment_id INTEGER NOT NULL REFERENCES experiments (id),
-    session_id    INTEGER NOT NULL REFERENCES sessions (id),
-    phase         TEXT NOT NULL CHECK (phase IN ({_sql_list(PHASES)})),
-    step          INTEGER NOT NULL CHECK (typeof(step) = 'integer' AND step >= 0),
-    tokens        INTEGER NOT NULL CHECK (typeof(tokens) = 'integer' AND tokens >= 0),
-    flops         INTEGER NOT NULL CHECK (typeof(flops) = 'integer' AND flops >= 0),
-    is_rerun      INTEGER NOT NULL CHECK (is_rerun IN (0, 1)),
-    payload       TEXT,           -- optional small JSON document from the caller
-    created_at    REAL NOT NULL,
-    {RESERVATION_COLUMNS[0]},
-    {RESERVATION_COLUMNS[1]}
-);
-CREATE INDEX charges_by_step ON charges (experiment_id, phase, step);
+{CHARGES_TABLE.format(name="charges")};
+{CHARGES_INDEX};
 """
 
 
@@ -121,7 +143,7 @@ def create_ledger_file(path: Path, limit: int) -> None:
                 [
                     ("format", FORMAT_NAME),
                     ("schema_version", SCHEMA_VERSION),
-                    ("limit_flops", limit),
+                    ("limit_flops", encode_flops(limit)),
                     ("created_at", time.time()),
                 ],
             )
@@ -180,9 +202,15 @@ def read_limit(connection: sqlite3.Connection, path: Path) -> int:
         raise LedgerError(f"{path} is corrupt: {error}") from error
     if meta.get("format") != FORMAT_NAME:
         raise LedgerError(f"{path}: meta row 'format' is {meta.get('format')!r}, not {FORMAT_NAME!r}")
-    limit = meta.get("limit_flops")
-    if not isinstance(limit, int) or not 0 < limit <= MAX_FLOPS:
-        raise LedgerError(f"{path}: meta row 'limit_flops' is {limit!r}, not a positive integer")
+    stored = meta.get("limit_flops")
+    try:
+        limit = decode_flops(stored)
+        valid = limit is not None and 0 < limit <= MAX_FLOPS and encode_flops(limit) == stored
+    except ValueError:
+        valid = False
+    if not valid:
+        raise LedgerError(f"{path}: meta row 'limit_flops' is {stored!r}, not a positive integer "
+                          f"of at most {MAX_FLOPS}")
     return limit
 
 
@@ -190,15 +218,23 @@ def upgrade_schema(connection: sqlite3.Connection, path: Path) -> None:
     """Bring an opened ledger of an older schema version up to :data:`SCHEMA_VERSION`.
 
     One ``BEGIN IMMEDIATE`` transaction that re-reads the version under the write lock, so
-    concurrent openers upgrade once; existing charges keep their values (ordinary charges).
+    concurrent openers upgrade once, and a crash leaves the old version whole. Version 1 gets
+    the reservation columns (its charges become ordinary charges); versions 1 and 2 then get
+    ``charges`` and ``running_total`` rebuilt with the exact-count columns, every row copied
+    as it is (64-bit INTEGERs are already valid exact counts) and counted before and after.
     """
     try:
         connection.execute("BEGIN IMMEDIATE")
         try:
             (version,) = connection.execute("PRAGMA user_version").fetchone()
             if version == 1:
-                for column in RESERVATION_COLUMNS:
+                for column in V2_RESERVATION_COLUMNS:
                     connection.execute(f"ALTER TABLE charges ADD COLUMN {column}")
+            if version in (1, 2):
+                for table, definition, columns in (("charges", CHARGES_TABLE, CHARGE_COLUMNS),
+                                                   ("running_total", RUNNING_TOTAL_TABLE, "id, spent")):
+                    _rebuild_table(connection, table, definition, columns)
+                connection.execute(CHARGES_INDEX)
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
             connection.execute("COMMIT")
@@ -207,3 +243,16 @@ def upgrade_schema(connection: sqlite3.Connection, path: Path) -> None:
             raise
     except sqlite3.Error as error:
         raise LedgerError(f"cannot upgrade ledger {path} to schema version {SCHEMA_VERSION}: {error}") from error
+
+
+def _rebuild_table(connection: sqlite3.Connection, table: str, definition: str, columns: str) -> None:
+    """Replace ``table`` by one created from ``definition`` holding the same rows (SQLite
+    cannot change a column's type or CHECK in place). Runs inside the caller's transaction."""
+    (rows,) = connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+    connection.execute(definition.format(name=f"{table}_v{SCHEMA_VERSION}"))
+    connection.execute(f"INSERT INTO {table}_v{SCHEMA_VERSION} ({columns}) SELECT {columns} FROM {table}")
+    connection.execute(f"DROP TABLE {table}")  # also drops its indexes
+    connection.execute(f"ALTER TABLE {table}_v{SCHEMA_VERSION} RENAME TO {table}")
+    (copied,) = connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+    if copied != rows:
+        raise sqlite3.DatabaseError(f"table {table}: {rows} rows before the upgrade, {copied} after")

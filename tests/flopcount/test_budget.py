@@ -7,6 +7,7 @@ import pytest
 import flopcount
 from flopcount.budget import Budget, ExperimentCapExceeded, PlanDoesNotFit
 from flopcount.ledger.ledger import BudgetExceeded, Ledger, LedgerError
+from flopcount.ledger.sqlite_file import MAX_FLOPS
 
 MODEL = "qwen2.5-0.5b"
 LORA = {"lora_rank": 4, "lora_targets": ("q_proj", "v_proj")}
@@ -161,8 +162,8 @@ def test_a_budget_is_used_inside_its_with_block_only(ledger_path):
     assert guard.training_step_cost(4, 128) == STEP  # costs need no ledger
 
 
-@pytest.mark.parametrize("limit", [0, -1, 2**63, 2.5])
-def test_a_limit_that_is_not_a_positive_int64_is_refused_at_construction(ledger_path, limit):
+@pytest.mark.parametrize("limit", [0, -1, MAX_FLOPS + 1, 2.5])
+def test_a_limit_that_is_not_a_positive_integer_up_to_max_flops_is_refused_at_construction(ledger_path, limit):
     with pytest.raises(ValueError, match="limit"):
         budget(ledger_path, limit=limit)
     assert not ledger_path.exists()

@@ -1,4 +1,5 @@
-"""Adapter files: round trip into a fresh model, and every refusal (overwrite, mismatches)."""
+"""Adapter files: round trip into a fresh model, the files written, and every refusal
+(overwrite, mismatches). peft loading them, and this loading peft's: ``test_peft_files.py``."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from safetensors.torch import load_file, save_file
 
 from lora import (
     ADAPTER_CONFIG,
+    ADAPTER_METADATA,
     ADAPTER_WEIGHTS,
+    LM_HEAD_BIAS_WEIGHTS,
     LoRAConfig,
     LoRALinear,
     inject,
     injected_config,
     load_adapter,
     lora_state_dict,
+    peft_key,
     save_adapter,
 )
 
@@ -45,15 +49,30 @@ def test_round_trip_into_a_fresh_model_gives_identical_outputs(make_qwen2, token
     assert all(torch.equal(a, b) for a, b in zip(lora_state_dict(fresh).values(), lora_state_dict(trained).values()))
 
 
-def test_files_hold_only_adapter_tensors_and_the_config(make_qwen2, tmp_path):
-    model = trained_like(make_qwen2(), {"r": 2, "lm_head_bias": True})
+@pytest.mark.parametrize("lm_head_bias", [False, True])
+def test_files_hold_only_adapter_tensors_and_the_config(make_qwen2, tmp_path, lm_head_bias):
+    model = trained_like(make_qwen2(), {"r": 2, "lm_head_bias": lm_head_bias})
     save_adapter(model, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [ADAPTER_WEIGHTS, ADAPTER_CONFIG]  # no temp files left
-    assert set(load_file(tmp_path / ADAPTER_WEIGHTS)) == set(lora_state_dict(model))
-    document = json.loads((tmp_path / ADAPTER_CONFIG).read_text())
+    written = sorted(p.name for p in tmp_path.iterdir())  # and no temporary files left
+    lora_names = {name for name in lora_state_dict(model) if ".lora_" in name}
+    assert set(load_file(tmp_path / ADAPTER_WEIGHTS)) == {peft_key(name) for name in lora_names}
+    document = json.loads((tmp_path / ADAPTER_METADATA).read_text())
+    assert (document["format"], document["version"]) == ("llmtime-lora-adapter", 2)
     assert document["lora"] == {"r": 2, "alpha": 2.0, "dropout": 0.0, "targets": ["q_proj", "v_proj"],
-                                "lm_head_bias": True}
+                                "lm_head_bias": lm_head_bias}
     assert document["base_model"]["hidden_size"] == model.config.hidden_size
+    assert document["peft"]["loadable"] is not lm_head_bias
+    if lm_head_bias:  # no peft config: peft refuses the directory rather than drop the bias
+        assert written == [ADAPTER_WEIGHTS, ADAPTER_METADATA, LM_HEAD_BIAS_WEIGHTS]
+        assert set(load_file(tmp_path / LM_HEAD_BIAS_WEIGHTS)) == {"lm_head.bias"}
+        assert "lm_head" in document["peft"]["note"]
+    else:
+        assert written == [ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_METADATA]
+        peft_config = json.loads((tmp_path / ADAPTER_CONFIG).read_text())
+        assert {key: peft_config[key] for key in ("peft_type", "task_type", "r", "lora_alpha", "target_modules",
+                                                  "bias", "use_rslora", "use_dora")} == {
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 2, "lora_alpha": 2, "target_modules": ["q_proj", "v_proj"],
+            "bias": "none", "use_rslora": False, "use_dora": False}
 
 
 def test_loading_into_an_already_injected_model_with_the_same_config(make_qwen2, token_batch, tmp_path):
@@ -113,16 +132,17 @@ def rewrite_weights(path, edit) -> None:
 
 def test_tensor_shape_mismatch_names_the_tensor(make_qwen2, tmp_path):
     save_adapter(trained_like(make_qwen2()), tmp_path)
-    rewrite_weights(tmp_path / ADAPTER_WEIGHTS,
-                    lambda tensors: tensors.update({"model.layers.1.self_attn.v_proj.lora_B": torch.zeros(64, 4)}))
-    with pytest.raises(ValueError, match=r"model.layers.1.self_attn.v_proj.lora_B .* shape \(64, 4\).*expects \(32, 4\)"):
+    key = peft_key("model.layers.1.self_attn.v_proj.lora_B")
+    rewrite_weights(tmp_path / ADAPTER_WEIGHTS, lambda tensors: tensors.update({key: torch.zeros(64, 4)}))
+    with pytest.raises(ValueError, match=rf"{key} .* shape \(64, 4\).*expects \(32, 4\)"):
         load_adapter(make_qwen2(), tmp_path)
 
 
 def test_missing_tensor_is_named(make_qwen2, tmp_path):
     save_adapter(trained_like(make_qwen2()), tmp_path)
-    rewrite_weights(tmp_path / ADAPTER_WEIGHTS, lambda tensors: tensors.pop("model.layers.0.self_attn.q_proj.lora_A"))
-    with pytest.raises(ValueError, match=r"missing tensors \['model.layers.0.self_attn.q_proj.lora_A'\]"):
+    key = peft_key("model.layers.0.self_attn.q_proj.lora_A")
+    rewrite_weights(tmp_path / ADAPTER_WEIGHTS, lambda tensors: tensors.pop(key))
+    with pytest.raises(ValueError, match=rf"missing tensors \['{key}'\]"):
         load_adapter(make_qwen2(), tmp_path)
 
 

@@ -19,7 +19,7 @@ from experiments.training.run_dir import ConfigMismatch
 from experiments.training.loop import ensure_lora, train
 from experiments.training.config import BudgetConfig, TrainConfig
 from flopcount import CountSetup, Ledger, PlanDoesNotFit, forward_flops, training_step_flops
-from lora import LoRAConfig, inject
+from lora import ADAPTER_WEIGHTS, LoRAConfig, inject
 
 CONTEXT = 64
 BIG = 10**17
@@ -167,7 +167,7 @@ def test_the_seed_makes_a_run_reproducible(data, tmp_path):
     def adapter(seed: int, name: str) -> dict[str, torch.Tensor]:
         result = train(build_tiny_model(), data, config(steps=2, eval_every=0, seed=seed, experiment=name),
                        tmp_path / name, BudgetConfig(BIG, tmp_path / "ledger.sqlite"), progress=False)
-        return load_file(result.checkpoint / "adapter" / "adapter.safetensors")
+        return load_file(result.checkpoint / "adapter" / ADAPTER_WEIGHTS)
 
     first, again, other = adapter(0, "a"), adapter(0, "b"), adapter(1, "c")  # three experiments, one ledger
     assert all(torch.equal(again[name], tensor) for name, tensor in first.items())

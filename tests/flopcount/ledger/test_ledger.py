@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flopcount.ledger.ledger import BudgetExceeded, Ledger, LedgerError
-from flopcount.ledger.sqlite_file import APPLICATION_ID, PHASES, SCHEMA_VERSION
+from flopcount.ledger.sqlite_file import APPLICATION_ID, MAX_FLOPS, PHASES, SCHEMA_VERSION
 
 SETTINGS = {"lora_rank": 4}
 
@@ -52,10 +52,10 @@ def test_float_limit_that_is_a_whole_number_is_stored_exactly(path):
 
 @pytest.mark.parametrize(
     "limit, error",
-    [(0, ValueError), (-5, ValueError), (2**63, ValueError), (1.5e3 + 0.25, ValueError),
-     (True, TypeError), ("1e17", TypeError)],
+    [(0, ValueError), (-5, ValueError), (MAX_FLOPS + 1, ValueError), (1.5e3 + 0.25, ValueError),
+     (float("inf"), ValueError), (True, TypeError), ("1e17", TypeError)],
 )  # fmt: skip
-def test_a_limit_that_is_not_a_positive_64_bit_integer_is_refused(path, limit, error):
+def test_a_limit_that_is_not_a_positive_integer_up_to_max_flops_is_refused(path, limit, error):
     with pytest.raises(error, match="limit"):
         Ledger(path, limit)
     assert not path.exists()

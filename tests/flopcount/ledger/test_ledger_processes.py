@@ -109,11 +109,12 @@ def test_kills_at_full_charging_speed_never_leave_a_half_written_charge(tmp_path
         assert steps == list(range(len(steps))) and len(steps) >= kill_after
 
 
-def run_concurrently(ledger: Path, workers: int, steps: int, limit: int) -> list[list[str]]:
-    """Start ``workers`` children on a ledger that does not exist yet; release them at once."""
+def run_concurrently(ledger: Path, workers: int, steps: int, limit: int, *args: object) -> list[list[str]]:
+    """Start ``workers`` children on a ledger that does not exist yet (or an old one to
+    upgrade); release them at once. ``args`` go to every worker."""
     go = ledger.with_name("go")
     children = [
-        start_worker(ledger, f"sweep-{index}", "--stop-step", steps, "--go-file", go, limit=limit)
+        start_worker(ledger, f"sweep-{index}", "--stop-step", steps, "--go-file", go, *args, limit=limit)
         for index in range(workers)
     ]
     for child in children:
@@ -148,3 +149,31 @@ def test_concurrent_processes_never_spend_past_the_limit(tmp_path):
         assert ledger.spent == 1234 * STEP <= limit
         assert len(ledger.charges()) == reported == 1234
     assert any(line.startswith("refused ") for lines in outputs for line in lines)
+
+
+def test_concurrent_charges_of_1e24_flops_stay_exact_and_never_pass_a_1e27_limit(tmp_path):
+    ledger_path = tmp_path / "big.sqlite"
+    charge = 3 * 10**24 + 1  # exact ints only: 1 FLOP would vanish in a float sum at this size
+    limit = 250 * charge + charge // 2
+    outputs = run_concurrently(ledger_path, 3, 120, limit, "--charge-flops", charge)
+    reported = sum(len(committed(lines)) for lines in outputs)
+    assert any(line.startswith("refused ") for lines in outputs for line in lines)
+    with Ledger(ledger_path) as ledger:
+        ledger.check()
+        assert reported == len(ledger.charges()) == 250
+        assert ledger.spent == 250 * charge and ledger.remaining == charge // 2
+        assert sum(ledger.spent_by_experiment().values()) == 250 * charge
+    report = audit_report(ledger_path)
+    assert report.total == 250 * charge and report.to_dict()["remaining"] == charge // 2
+
+
+def test_processes_opening_an_old_ledger_at_once_upgrade_it_once_and_lose_no_charge(old_ledger):
+    ledger_path = old_ledger(1, charges=old_ledger.charges[1:])  # room left: about 2**62 FLOPs
+    old_total = sum(c[5] for c in old_ledger.charges[1:])
+    outputs = run_concurrently(ledger_path, 3, 100, old_ledger.top, "--charge-flops", 10**9 + 7)
+    assert [len(committed(lines)) for lines in outputs] == [100] * 3
+    with Ledger(ledger_path) as ledger:
+        ledger.check()
+        assert ledger.spent == old_total + 300 * (10**9 + 7)
+        old = [c for c in ledger.charges() if c.id <= len(old_ledger.charges) - 1]
+        assert [c.flops for c in old] == [c[5] for c in old_ledger.charges[1:]]
