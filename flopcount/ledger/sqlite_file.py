@@ -32,7 +32,7 @@ from flopcount.ledger.exact import (
     exact_count_check,
 )
 
-__all__ = ["MAX_FLOPS", "SQLITE_INTEGER_MAX"]  # re-exported: argument checks import them from here
+__all__ = ["MAX_FLOPS", "SQLITE_INTEGER_MAX"]  # re-exported: the value checks (values.py) import them from here
 
 APPLICATION_ID = 0x464C4F50  # b"FLOP", at byte 68 of the SQLite header
 SCHEMA_VERSION = 3  # PRAGMA user_version, at byte 60 of the SQLite header

@@ -16,7 +16,8 @@ from flopcount.budget import Budget, ExperimentCapExceeded, PlanDoesNotFit
 from flopcount.ledger.ledger import BudgetExceeded
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL, LORA = "qwen2.5-0.5b", {"lora_rank": 4, "lora_targets": ("q_proj", "v_proj")}
+MODEL = "qwen2.5-0.5b"
+SETUP = flopcount.CountSetup.of(MODEL, lora_rank=4, lora_targets=("q_proj", "v_proj"))
 E26, E27 = 10**26, 10**27
 
 
@@ -26,14 +27,14 @@ def ledger_path(tmp_path):
 
 
 def test_a_budget_of_1e27_takes_charges_of_1e26_caps_them_and_audits_exact_ints(ledger_path):
-    with Budget(1e27, ledger_path, "pretrain", MODEL, experiment_limit=6e26, **LORA) as guard:
+    with Budget(1e27, ledger_path, "pretrain", SETUP, experiment_limit=6e26) as guard:
         assert guard.limit == E27
         for step in range(6):
             guard.charge("train", 1e26, step=step, tokens=2048)
         with pytest.raises(ExperimentCapExceeded) as capped:
             guard.charge("train", 1, step=6)
         assert (capped.value.spent, capped.value.limit) == (6 * E26, 6 * E26)
-    with Budget(1e27, ledger_path, "final", MODEL, **LORA) as guard:
+    with Budget(1e27, ledger_path, "final", SETUP) as guard:
         assert guard.spent == 6 * E26 and guard.remaining == 4 * E26
         assert guard.can_afford(4 * E26) and not guard.can_afford(4 * E26 + 1)
         guard.charge("validation", 4 * E26 - 3, step=0)
@@ -55,7 +56,7 @@ def test_a_budget_of_1e27_takes_charges_of_1e26_caps_them_and_audits_exact_ints(
 
 
 def test_the_audit_cli_prints_exact_ints_beyond_64_bits(ledger_path):
-    with Budget(E27, ledger_path, "big", MODEL, **LORA) as guard:
+    with Budget(E27, ledger_path, "big", SETUP) as guard:
         guard.charge("train", E26 + 1, step=0)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-m", "flopcount", "audit", "--ledger", str(ledger_path), "--json"],
@@ -66,9 +67,9 @@ def test_the_audit_cli_prints_exact_ints_beyond_64_bits(ledger_path):
 
 
 def test_preflight_with_a_1e27_budget_sizes_a_plan_exactly(ledger_path):
-    plan = flopcount.RunPlan(steps=10**12, batch=4, seq_len=512, **LORA)
-    step = flopcount.training_step_flops(MODEL, 4, 512, **LORA)
-    with Budget(E27, ledger_path, "sized", MODEL, **LORA) as guard:
+    plan = flopcount.TrainingWorkload(steps=10**12, batch=4, seq_len=512)
+    step = flopcount.training_step_flops(SETUP, 4, 512)
+    with Budget(E27, ledger_path, "sized", SETUP) as guard:
         guard.charge("train", E27 - 1000 * step - 5, step=0)
         with pytest.raises(PlanDoesNotFit) as refused:
             guard.preflight(plan)

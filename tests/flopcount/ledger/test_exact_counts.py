@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flopcount.count.arguments import as_count, as_limit
+from flopcount.ledger.values import as_count, as_limit
 from flopcount.ledger.exact import MAX_FLOPS, SQLITE_INTEGER_MAX, decode_flops, encode_flops
 from flopcount.ledger.ledger import BudgetExceeded, Ledger, LedgerError
 
