@@ -129,3 +129,17 @@ def test_the_peft_config_written_reads_back_as_the_same_lora_config():
 
 def test_the_countable_targets_are_the_flop_counts_projections():
     assert COUNTABLE_TARGETS == PROJECTIONS
+
+
+def test_a_count_setup_is_built_from_a_peft_lora_config():
+    from peft import LoraConfig
+
+    from flopcount import CountSetup, training_step_flops
+
+    peft_config = LoraConfig(r=8, lora_alpha=16, target_modules=["v_proj", "q_proj"], task_type="CAUSAL_LM")
+    setup = CountSetup.from_lora("qwen2.5-0.5b", lora_config_from_peft(peft_config), "exact")
+    assert setup == CountSetup.of("qwen2.5-0.5b", "exact", lora_rank=8, lora_targets=("q_proj", "v_proj"))
+    everything = CountSetup.from_lora("qwen2.5-0.5b", lora_config_from_peft(
+        LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")))
+    assert len(everything.lora_targets) == 7
+    assert training_step_flops(everything, 1, 64) > training_step_flops(setup, 1, 64) > 0
