@@ -197,11 +197,15 @@ class _Run:
                                        self.accelerator.device)
             nats = nats + accumulate_gradients(self.model, batch, self.accelerator, global_targets=global_targets,
                                                sync=number == len(micro)).cpu()
+        if world_size > 1:
+            nats = self.accelerator.reduce(nats.to(self.accelerator.device), "sum").cpu()
+        if not torch.isfinite(nats):  # the same verdict on every rank: nats is the global sum
+            self.optimizer.zero_grad(set_to_none=True)
+            return (f"non-finite training loss at step {step} (learning rate too high?); the adapter of step "
+                    f"{self.state.step}, the last finite one, is kept")
         lr = self.scheduler.get_last_lr()[0]
         optimizer_step(self.model, self.optimizer, self.accelerator, scheduler=self.scheduler,
                        max_grad_norm=config.max_grad_norm)
-        if world_size > 1:
-            nats = self.accelerator.reduce(nats.to(self.accelerator.device), "sum").cpu()
         self.last_loss = float(nats) / max(global_targets, 1)
         self.state = replace(self.state, step=step)
         if self.log is not None:

@@ -143,3 +143,25 @@ def test_accumulating_two_micro_batches_is_one_batch_of_twice_the_size(data, tmp
     b = load_file(checkpoint_path(tmp_path / "whole", 3) / ADAPTER / ADAPTER_WEIGHTS)
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_non_finite_loss_stops_the_run_cleanly_with_the_last_finite_adapter(data, tmp_path):
+    """The loss of step 3 turns NaN (a forward hook on the real model's lm_head): the step is
+    not applied, the run stops with the reason in the ledger and keeps step 2's adapter."""
+    model, calls = build_tiny_model(), []
+
+    def poison(module, args, output):
+        calls.append(1)
+        return output * float("nan") if len(calls) == 3 else output
+
+    model.lm_head.register_forward_hook(poison)
+    result = train(model, data, config(steps=6, eval_every=0, checkpoint_every=1), tmp_path / "nan",
+                   BudgetConfig(10**17, tmp_path / "nan.sqlite"), progress=False)
+    assert (result.status, result.steps_done) == ("stopped", 2)
+    assert result.stop_reason.startswith("non-finite training loss at step 3")
+    assert result.checkpoint == checkpoint_path(tmp_path / "nan", 2)
+    weights = load_file(result.checkpoint / ADAPTER / ADAPTER_WEIGHTS)
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+    with Ledger(tmp_path / "nan.sqlite") as ledger:
+        (usage,) = ledger.snapshot().experiments
+    assert usage.status == "stopped" and usage.stop_reason == result.stop_reason
