@@ -8,7 +8,14 @@
 
 Every stage command runs the plan's stage of that kind into ``--out`` (the stages it takes its
 setting from must have finished there); ``run`` runs them all in order and resumes an
-interrupted run directory.
+interrupted run directory. ``--set section.key=value`` (repeatable) changes one plan value,
+checked exactly like the TOML; ``--data`` and ``--model`` point at your own files. The data
+file is found from ``--data``, then ``$LLMTIME_DATA``, then the plan.
+
+exit status: 0 done; 2 usage error; 3 bad input (plan, data, model, run directory); 4 stopped
+by the budget (the plan does not fit, or a run stopped when its share ran out); 5 stopped for
+another reason (a non-finite loss); 130 interrupted (Ctrl-C: re-run the same command to resume).
+Errors are one line; --debug shows the traceback.
 """
 
 from __future__ import annotations
@@ -16,12 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from experiments.pipeline.plan import STAGE_KINDS, PlanError, load_plan, shipped_plans
-from experiments.training.cli import add_train_command
+from experiments.training.cli import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_STOPPED, add_train_command
+from experiments.training.interrupts import RunInterrupted
+from experiments.training.run_dir import ConfigMismatch
 from flopcount import BudgetExceeded, LedgerError, PlanDoesNotFit
+from lvdata import DatasetError
+from lvdata.tokens import TokenizerLoadError
+
+DATA_ENV = "LLMTIME_DATA"
 
 _STAGE_HELP = {
     "baseline": "the untrained model and the non-LLM baselines forecast the test split",
@@ -35,6 +50,8 @@ _STAGE_HELP = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True)
 
     run = subparsers.add_parser("run", help="run a whole plan in order (or project it with --dry-run)",
@@ -42,13 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                                             "then write report.md. Re-running resumes.")
     _plan_arguments(run, out_required=False)
     run.add_argument("--dry-run", action="store_true", help="print the projected FLOPs of every stage and exit")
-    run.add_argument("--json", action="store_true", help="with --dry-run: print a JSON object")
+    run.add_argument("--json", action="store_true",
+                     help="print a JSON object: the projection (--dry-run) or every stage's status and FLOPs")
     run.set_defaults(func=_run)
 
     for kind, text in _STAGE_HELP.items():
         stage = subparsers.add_parser(kind, help=text, description=f"Run the plan's {kind} stage: {text}.")
         _plan_arguments(stage, out_required=True)
         stage.add_argument("--stage", help=f"the stage's name, if the plan has several of kind {kind!r}")
+        stage.add_argument("--json", action="store_true", help="print every stage's status and FLOPs as JSON")
         stage.set_defaults(func=_run_stage, kind=kind)
 
     add_train_command(subparsers)
@@ -66,12 +85,57 @@ def _plan_arguments(parser: argparse.ArgumentParser, out_required: bool) -> None
                         help=f"a shipped plan ({', '.join(shipped_plans())}) or a path to a plan TOML file")
     parser.add_argument("--out", type=Path, required=out_required, help="the run directory (created if missing)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change one plan value (TOML syntax; repeatable), e.g. training.learning_rate=2e-3")
+    parser.add_argument("--data", help=f"the HDF5 trajectories (default: ${DATA_ENV}, then the plan's [data] path)")
+    parser.add_argument("--model", help="a hub id or a local model directory (default: the plan's [model] source)")
+
+
+def plan_of(args: argparse.Namespace):
+    """The plan with ``--data`` (or ``$LLMTIME_DATA``), ``--model`` and every ``--set`` applied."""
+    overrides = list(args.overrides)
+    data = args.data or os.environ.get(DATA_ENV)
+    if data:
+        overrides.append(f"data.path={json.dumps(str(Path(data).expanduser().resolve()))}")
+    if args.model:
+        model = Path(args.model).expanduser()
+        overrides.append(f"model.source={json.dumps(str(model.resolve()) if model.exists() else args.model)}")
+    return load_plan(args.plan, overrides)
+
+
+def _summary(plan, out: Path) -> dict:
+    """What ran: every stage's status and the FLOPs the ledger holds for it."""
+    from experiments.pipeline.report import stage_flops
+    from experiments.pipeline.results import LEDGER_FILE, Results
+    from flopcount import audit_report
+
+    audit, stages = audit_report(out / LEDGER_FILE), Results.read(out).document["stages"]
+    return {"plan": plan.name, "out": str(out), "limit": audit.limit, "spent": audit.total,
+            "stages": [{"name": name, "kind": record.get("kind"), "status": record.get("status"),
+                        "flops": stage_flops(audit, name),
+                        "runs": [{"experiment": e["experiment"], "status": e.get("status"),
+                                  "stop_reason": e.get("stop_reason")} for e in record.get("runs", [])]}
+                       for name, record in stages.items()]}
+
+
+def _finish(plan, out: Path, as_json: bool) -> int:
+    """Print what ran (``--json``: the summary) and the exit status of the runs' outcome."""
+    summary = _summary(plan, out)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"report: {out / 'report.md'}")
+    reasons = [run["stop_reason"] or "" for stage in summary["stages"] for run in stage["runs"]
+               if run["status"] == "stopped"]
+    if any("exhausted" in reason for reason in reasons):
+        return EXIT_BUDGET
+    return EXIT_STOPPED if reasons else 0
 
 
 def _run(args: argparse.Namespace) -> int:
     from experiments.pipeline.runner import dry_run, run_plan
 
-    plan = load_plan(args.plan)
+    plan = plan_of(args)
     if args.dry_run:
         projection = dry_run(plan)
         if args.json:
@@ -79,18 +143,17 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print(f"plan {plan.name!r}: {plan.description}\n\n{projection.to_markdown()}")
             print("\nfits the budget" if projection.fits else "\nDOES NOT FIT the budget")
-        return 0 if projection.fits else 1
+        return 0 if projection.fits else EXIT_BUDGET
     if args.out is None:
-        raise SystemExit("error: --out is required unless --dry-run is given")
+        raise PlanError("--out is required unless --dry-run is given")
     run_plan(plan, args.out, progress=not args.no_progress)
-    print(f"report: {args.out / 'report.md'}")
-    return 0
+    return _finish(plan, args.out, args.json)
 
 
 def _run_stage(args: argparse.Namespace) -> int:
     from experiments.pipeline.runner import run_plan
 
-    plan = load_plan(args.plan)
+    plan = plan_of(args)
     candidates = [stage.name for stage in plan.stages if stage.kind == args.kind]
     if args.stage:
         if args.stage not in candidates:
@@ -100,7 +163,7 @@ def _run_stage(args: argparse.Namespace) -> int:
         raise PlanError(f"plan {plan.name!r} has {len(candidates)} stages of kind {args.kind!r} ({candidates}): "
                         "name one with --stage")
     run_plan(plan, args.out, only=candidates, progress=not args.no_progress)
-    return 0
+    return _finish(plan, args.out, args.json)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -110,14 +173,42 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+BAD_INPUT = (PlanError, DatasetError, TokenizerLoadError, ConfigMismatch, LedgerError, FileNotFoundError,
+             FileExistsError, NotADirectoryError, IsADirectoryError, ValueError)
+OVER_BUDGET = (PlanDoesNotFit, BudgetExceeded)  # PlanOverBudget is a PlanError: matched first, below
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; map the project's errors to one line and an exit status (see --help)."""
+    from experiments.pipeline.runner import PlanOverBudget
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (PlanError, PlanDoesNotFit, BudgetExceeded, LedgerError, FileNotFoundError) as error:
+    except (RunInterrupted, KeyboardInterrupt) as interrupt:
+        if args.debug:
+            raise
+        where = f" ({interrupt})" if str(interrupt) else ""
+        print(f"interrupted{where}: run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (PlanOverBudget, *OVER_BUDGET) as error:
+        if args.debug:
+            raise
+        print(f"stopped by the budget: {error}", file=sys.stderr)
+        return EXIT_BUDGET
+    except BAD_INPUT as error:
+        if args.debug:
+            raise
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+
+
+def _version() -> str:
+    try:
+        return version("llmtime-budget")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 __all__ = ["STAGE_KINDS", "build_parser", "main"]

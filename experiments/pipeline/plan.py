@@ -36,6 +36,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from experiments.data import DataConfig
@@ -108,6 +109,7 @@ class Plan:
     training: TrainConfig
     forecast: ForecastPlan
     stages: tuple[StageSpec, ...]
+    text: str = ""  # what identifies the plan in a run directory: the TOML text, plus any --set lines
 
     def stage(self, name: str) -> StageSpec:
         for stage in self.stages:
@@ -122,17 +124,46 @@ def shipped_plans() -> dict[str, Path]:
     return {path.stem: path for path in sorted(folder.glob("*.toml"))}
 
 
-def load_plan(name_or_path: str | Path) -> Plan:
-    """Read and check a plan: a shipped plan's name or a path to a TOML file."""
+def load_plan(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Plan:
+    """Read and check a plan: a shipped plan's name or a path to a TOML file, with
+    ``overrides`` (``"section.key=value"``, the value in TOML syntax; a bare word is a string)
+    applied before it is checked, so they are validated exactly like the file."""
     shipped = shipped_plans()
     path = shipped.get(str(name_or_path)) or Path(name_or_path)
     if not path.is_file():
         raise PlanError(f"no plan {str(name_or_path)!r}: not a file, and not a shipped plan ({', '.join(shipped)})")
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        document = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise PlanError(f"{path}: not valid TOML: {error}") from None
-    return parse_plan(document, path)
+    for override in overrides:
+        apply_override(document, override, path)
+    plan = parse_plan(document, path)
+    lines = "".join(f"\n# --set {override}" for override in overrides)
+    return replace(plan, text=text + lines)
+
+
+def apply_override(document: dict[str, Any], override: str, path: Path) -> None:
+    """Set ``section.key`` of a parsed plan to ``value`` (``override`` is ``section.key=value``)."""
+    key, equals, raw = override.partition("=")
+    section_name, dot, name = key.strip().partition(".")
+    if not equals or not dot or not name or "." in name:
+        raise PlanError(f"--set {override!r}: expected section.key=value, e.g. training.learning_rate=2e-3")
+    if section_name not in SETTABLE_SECTIONS:
+        raise PlanError(f"--set {override!r}: section {section_name!r} cannot be set; choose from "
+                        f"{', '.join(SETTABLE_SECTIONS)}")
+    try:
+        value = tomllib.loads(f"value = {raw.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word: a string
+    table = document.setdefault(section_name, {})
+    if not isinstance(table, dict):
+        raise PlanError(f"{path}: [{section_name}] must be a table")
+    table[name] = value
+
+
+SETTABLE_SECTIONS = ("model", "data", "budget", "training", "forecast")
 
 
 def parse_plan(document: dict[str, Any], path: Path) -> Plan:
@@ -160,7 +191,8 @@ def parse_plan(document: dict[str, Any], path: Path) -> Plan:
     name = document.get("name", path.stem)
     if not isinstance(name, str) or not isinstance(document.get("description", ""), str):
         raise PlanError(f"{where}: name and description must be strings")
-    return Plan(name, document.get("description", ""), path, model, data, budget, training, forecast, stages)
+    return Plan(name, document.get("description", ""), path, model, data, budget, training, forecast, stages,
+                text=path.read_text(encoding="utf-8") if path.is_file() else "")
 
 
 def run_configs(plan: Plan, stage: StageSpec, chosen: TrainConfig | None = None) -> list[TrainConfig]:

@@ -51,7 +51,7 @@ def dry_run(plan: Plan) -> PlanProjection:
 def open_run(plan: Plan, out_dir: Path, *, progress: bool = True) -> PlanWorkspace:
     """Bind ``plan`` to ``out_dir`` (created if needed; refused if it holds another plan's run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = Results.open(out_dir, plan.name, plan.path.read_text(encoding="utf-8"))
+    results = Results.open(out_dir, plan.name, plan.text)
     return PlanWorkspace(plan, out_dir, results, progress)
 
 

@@ -23,6 +23,7 @@ from experiments.training.distributed import make_accelerator
 from experiments.models.loading import TINY_MODEL, load_model_and_tokenizer
 from experiments.training.loop import train
 from experiments.training.config import LR_SCHEDULES, MIXED_PRECISION, BudgetConfig, TrainConfig
+from flopcount import BudgetExceeded, LedgerError, PlanDoesNotFit
 from flopcount.cli import flops_argument
 from flopcount.count.conventions import CONVENTIONS
 
@@ -119,9 +120,21 @@ def configs(args: argparse.Namespace) -> tuple[TrainConfig, DataConfig, BudgetCo
     return train_config, data_config, budget
 
 
+EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_STOPPED, EXIT_INTERRUPTED = 3, 4, 5, 130
+"""Exit statuses beyond 0 (done) and 2 (usage, argparse's): bad input; stopped by the budget;
+stopped for another reason (a non-finite loss); interrupted by Ctrl-C (resumable)."""
+
+
+def exit_status(result) -> int:
+    """The exit status of a finished ``train`` call: 0, or why it stopped."""
+    if result.status != "stopped":
+        return 0
+    return EXIT_BUDGET if "exhausted" in (result.stop_reason or "") else EXIT_STOPPED
+
+
 def run_train(args: argparse.Namespace) -> int:
-    """Load the model and data, train, print the result; exit status 0 (finished or stopped
-    by the budget)."""
+    """Load the model and data, train, print the result; the exit status says whether the
+    run finished (0), the budget stopped it (4) or something else did (5)."""
     train_config, data_config, budget = configs(args)
     accelerator = make_accelerator(cpu=True if args.cpu else None, mixed_precision=train_config.mixed_precision)
     loaded = load_model_and_tokenizer(args.model, args.tokenizer)
@@ -135,7 +148,7 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             print(f"{train_config.experiment}: {result.status} after step {result.steps_done}"
                   f"{f' ({result.stop_reason})' if result.stop_reason else ''}; checkpoint {result.checkpoint}")
-    return 0
+    return exit_status(result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,9 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run_train(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except KeyboardInterrupt as interrupt:
+        print(f"interrupted ({interrupt}): run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (PlanDoesNotFit, BudgetExceeded) as error:
+        print(f"{parser.prog}: stopped by the budget: {error}", file=sys.stderr)
+        return EXIT_BUDGET
+    except (ValueError, OSError, LedgerError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

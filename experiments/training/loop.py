@@ -48,6 +48,7 @@ from transformers import get_scheduler
 from experiments.training.batching import Batch, WindowOrder, windows_digest
 from experiments.training.checkpoint import TrainerState, capture_rng_state, checkpoint_path, load_checkpoint, save_checkpoint
 from experiments.training.distributed import make_accelerator, on_main, resolve_mixed_precision
+from experiments.training.interrupts import INTERRUPTED, InterruptFlag, RunInterrupted
 from experiments.training.validation import validate, validation_indices
 from experiments.training.loss import count_targets, token_cross_entropy
 from experiments.training.metrics_log import METRICS_FILE, MetricsLog
@@ -59,8 +60,6 @@ from lora import LoRAConfig, inject, injected_config, lora_state_dict, trainable
 from lora.adapter import base_model_info
 
 logger = logging.getLogger(__name__)
-
-
 def accumulate_gradients(model: nn.Module, batch: Batch, accelerator: Accelerator, *, global_targets: int,
                          sync: bool = True) -> torch.Tensor:
     """Forward and backward of one micro-batch on this rank; returns its summed nats (detached).
@@ -148,6 +147,14 @@ class _Run:
         self.last_charge: Charge | None = None  # rank 0: the charge paying for the current work
         self.last_loss: float | None = None
         self.started = time.perf_counter()
+        self.interrupt = InterruptFlag()
+
+    def interrupted(self) -> bool:
+        """Whether Ctrl-C (SIGINT) came since the last step; every rank agrees (rank 0's word)."""
+        flag = self.interrupt.raised
+        if self.accelerator.num_processes > 1:
+            flag = on_main(self.accelerator, lambda: self.interrupt.raised)
+        return flag
 
     # -- the guard ---------------------------------------------------------------------------
 
@@ -257,6 +264,8 @@ class _Run:
         validates = self.val_windows is not None
         val_tokens = int(self.val_windows.attention_mask[self.val_indices].sum()) if validates else 0
         for step in range(self.state.step + 1, config.steps + 1):
+            if self.interrupted():
+                return f"{INTERRUPTED} after step {self.state.step}"
             refusal = self.train_step(step, self.micro_batches(step))
             if refusal:
                 return refusal
@@ -340,11 +349,15 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
                                                    desc=config.experiment, unit="step"))
 
         on_main(accelerator, open_guard)
-        stop_reason = run.run()
+        with run.interrupt:
+            stop_reason = run.run()
         run.save()
         if stop_reason is not None:
             on_main(accelerator, lambda: run.budget.finish("stopped", stop_reason))
         charged, session = on_main(accelerator, lambda: (run.charged, run.session))
+    if stop_reason is not None and stop_reason.startswith(INTERRUPTED):
+        raise RunInterrupted(f"{config.experiment}: {stop_reason}; checkpoint {checkpoint_path(run_dir, run.state.step)}",
+                             step=run.state.step)
 
     state = run.state
     return TrainResult(

@@ -56,15 +56,54 @@ def test_a_bad_plan_is_a_clear_error_not_a_traceback(tmp_path):
     plan = tmp_path / "bad.toml"
     plan.write_text('[model]\nsource = "tiny"\nlayers = 3\n[budget]\nlimit = 1e12\n[[stages]]\nkind = "baseline"\n')
     finished = run_cli("run", "--plan", str(plan), "--dry-run")
-    assert finished.returncode == 2
+    assert finished.returncode == 3  # bad input (2 is argparse's usage error)
     assert "unknown key(s) ['layers']" in finished.stderr and "Traceback" not in finished.stderr
+    assert len(finished.stderr.strip().splitlines()) == 1
 
 
 def test_run_without_out_or_dry_run_is_refused(capsys):
-    with pytest.raises(SystemExit, match="--out is required"):
-        main(["run", "--plan", "demo"])
+    assert main(["run", "--plan", "demo"]) == 3
+    assert "--out is required" in capsys.readouterr().err
 
 
 def test_report_of_a_directory_without_results_is_a_clear_error(tmp_path, capsys):
-    assert main(["report", "--out", str(tmp_path)]) == 2
+    assert main(["report", "--out", str(tmp_path)]) == 3
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_set_data_and_model_override_the_plan_and_are_checked_like_the_toml(tmp_path, capsys):
+    from experiments.cli import build_parser, plan_of
+
+    data = tmp_path / "mine.h5"
+    args = build_parser().parse_args(["run", "--plan", "demo", "--dry-run", "--set", "training.learning_rate=2e-3",
+                                      "--set", "forecast.series=2", "--data", str(data), "--model", "my/model"])
+    plan = plan_of(args)
+    assert (plan.training.learning_rate, plan.forecast.series) == (2e-3, 2)
+    assert plan.data.path == str(data.resolve()) and plan.model.source == "my/model"
+    assert "# --set training.learning_rate=2e-3" in plan.text  # another run-directory identity
+    for bad, named in (("training.learnig_rate=1", "learnig_rate"), ("training.lora_rank=zero", "lora_rank"),
+                       ("optimizer.lr=1", "section 'optimizer'"), ("learning_rate=1", "section.key=value")):
+        assert main(["run", "--plan", "demo", "--dry-run", "--set", bad]) == 3
+        assert named in capsys.readouterr().err
+
+
+def test_the_data_file_comes_from_the_environment_when_no_flag_names_it(tmp_path, monkeypatch):
+    from experiments.cli import build_parser, plan_of
+
+    monkeypatch.setenv("LLMTIME_DATA", str(tmp_path / "env.h5"))
+    assert plan_of(build_parser().parse_args(["run", "--plan", "demo"])).data.path == str(tmp_path / "env.h5")
+    flag = plan_of(build_parser().parse_args(["run", "--plan", "demo", "--data", str(tmp_path / "flag.h5")]))
+    assert flag.data.path == str(tmp_path / "flag.h5")
+
+
+def test_version_and_documented_exit_statuses(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("python -m experiments ")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "4 stopped\nby the budget" in text or "4 stopped by the budget" in " ".join(text.split())
+    with pytest.raises(SystemExit) as usage:
+        main(["run", "--no-such-flag"])
+    assert usage.value.code == 2

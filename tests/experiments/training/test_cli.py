@@ -28,13 +28,13 @@ def test_the_command_registers_in_a_parent_cli_and_builds_the_configs(tmp_path):
     assert not configs(parser.parse_args([*args_list, "--allow-partial"]))[2].require_fit
 
 
-def test_a_rerun_with_another_config_exits_2_naming_the_field(tiny_model_dir, tmp_path, capsys):
+def test_a_rerun_with_another_config_exits_3_naming_the_field(tiny_model_dir, tmp_path, capsys):
     common = ["--model", str(tiny_model_dir), "--run-dir", str(tmp_path / "run"), "--experiment", "e",
               "--budget", "1e17", "--ledger", str(tmp_path / "l.sqlite"), "--steps", "0", "--context", "32",
               "--simulate-systems", "6", "--no-progress"]
     assert main(common) == 0
     assert "e: finished after step 0" in capsys.readouterr().out
-    assert main([*common, "--seed", "1"]) == 2
+    assert main([*common, "--seed", "1"]) == 3
     assert "train.seed: 0 -> 1" in capsys.readouterr().err
 
 

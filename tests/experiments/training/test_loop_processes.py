@@ -172,3 +172,27 @@ def test_ddp_with_accumulation_is_one_process_of_the_same_global_batch(tiny_mode
     single_adapter, ddp_adapter = adapter_tensors(Path(single["checkpoint"])), adapter_tensors(Path(result["checkpoint"]))
     for name, tensor in single_adapter.items():
         torch.testing.assert_close(ddp_adapter[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_ctrl_c_checkpoints_the_last_step_records_the_interruption_and_exits_130(tiny_model_dir, tmp_path):
+    run_dir, ledger = tmp_path / "run", tmp_path / "run.sqlite"
+    arguments = cli_arguments(tiny_model_dir, run_dir, ledger, steps=40, eval_every=0)
+    process = start([sys.executable], arguments, tmp_path)
+    deadline = time.monotonic() + 240
+    metrics = run_dir / "metrics.jsonl"
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file() and any(r["step"] >= 2 for r in read_metrics(metrics, kind="train")):
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].endswith("run the same command again to resume")
+    stopped_at = latest_checkpoint(run_dir).step
+    assert 2 <= stopped_at < 40
+    assert max(r["step"] for r in read_metrics(metrics, kind="train")) == stopped_at  # no step lost, none half-done
+    _, usage = ledger_charges(ledger)
+    assert (usage.status, usage.stop_reason) == ("stopped", f"interrupted (Ctrl-C) after step {stopped_at}")
+    resumed = finish(start([sys.executable], cli_arguments(tiny_model_dir, run_dir, ledger, steps=40, eval_every=0),
+                           tmp_path))
+    assert (resumed["status"], resumed["resumed_from"], resumed["steps_done"]) == ("finished", stopped_at, 40)
