@@ -104,6 +104,7 @@ class Ledger:
             self._connection.execute("PRAGMA foreign_keys = ON")
             if self._read_one("PRAGMA user_version") < SCHEMA_VERSION:
                 upgrade_schema(self._connection, self.path)
+            self._check_running_total()
         except BaseException:
             self._connection.close()
             raise
@@ -385,10 +386,21 @@ class Ledger:
             summed = decode_flops(db.execute("SELECT COALESCE(exact_sum(flops), 0) FROM charges").fetchone()[0])
         if problems != ["ok"]:
             raise LedgerError(f"ledger {self.path} is corrupt: {'; '.join(problems)}")
+        self._raise_unless_equal(running, summed)
+
+    def _check_running_total(self) -> None:
+        """On opening: the running total the limit check trusts must be the sum of the charges
+        (an edited total would let charges pass the limit)."""
+        with self._transaction("DEFERRED") as db:
+            running = self._spent(db)
+            summed = decode_flops(db.execute("SELECT COALESCE(exact_sum(flops), 0) FROM charges").fetchone()[0])
+        self._raise_unless_equal(running, summed)
+
+    def _raise_unless_equal(self, running: int, summed: int) -> None:
         if running != summed:
             raise LedgerError(
-                f"ledger {self.path} is inconsistent: running total {running} FLOPs, "
-                f"but its charges sum to {summed} FLOPs"
+                f"ledger {self.path} is inconsistent: running total {running} FLOPs, but its charges sum to "
+                f"{summed} FLOPs (was the file edited?); refusing to charge it"
             )
 
     @staticmethod

@@ -16,6 +16,7 @@ every value kept as it is.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import sqlite3
@@ -132,6 +133,7 @@ def create_ledger_file(path: Path, limit: int) -> None:
     if not path.parent.is_dir():
         raise LedgerError(f"cannot create ledger {path}: directory {path.parent} does not exist")
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    created_at = time.time()
     try:
         with closing(sqlite3.connect(temporary, isolation_level=None)) as connection:
             connection.execute("PRAGMA journal_mode = WAL")
@@ -144,7 +146,8 @@ def create_ledger_file(path: Path, limit: int) -> None:
                     ("format", FORMAT_NAME),
                     ("schema_version", SCHEMA_VERSION),
                     ("limit_flops", encode_flops(limit)),
-                    ("created_at", time.time()),
+                    ("created_at", created_at),
+                    ("limit_record", limit_record(limit, created_at)),
                 ],
             )
             connection.execute("INSERT INTO running_total (id, spent) VALUES (0, 0)")
@@ -211,7 +214,18 @@ def read_limit(connection: sqlite3.Connection, path: Path) -> int:
     if not valid:
         raise LedgerError(f"{path}: meta row 'limit_flops' is {stored!r}, not a positive integer "
                           f"of at most {MAX_FLOPS}")
+    record = meta.get("limit_record")
+    if record is not None and record != limit_record(limit, meta.get("created_at")):
+        raise LedgerError(f"{path}: the limit {limit} FLOPs ({limit:.4g}) is not the one the ledger was created "
+                          "with (meta row 'limit_flops' was edited); refusing to charge it. Restore the file from "
+                          "a backup, or start a new ledger")
     return limit
+
+
+def limit_record(limit: int, created_at: object) -> str:
+    """The record of how a ledger's limit was set: a digest of the limit and the creation time,
+    written once at creation, so an edited ``limit_flops`` is caught when the ledger opens."""
+    return hashlib.sha256(f"{FORMAT_NAME}:{encode_flops(limit)}:{created_at!r}".encode()).hexdigest()
 
 
 def upgrade_schema(connection: sqlite3.Connection, path: Path) -> None:

@@ -149,8 +149,8 @@ def test_check_finds_a_running_total_off_by_one_flop_at_1e27(path):
     with closing(sqlite3.connect(path)) as connection:
         connection.execute(raw_update, (str(E26 + 2),))
         connection.commit()
-    with Ledger(path) as ledger, pytest.raises(LedgerError, match=f"running total {E26 + 2} FLOPs.*sum to {E26 + 1}"):
-        ledger.check()
+    with pytest.raises(LedgerError, match=f"running total {E26 + 2} FLOPs.*sum to {E26 + 1}"):
+        Ledger(path)  # refused on opening
 
 
 def test_a_corrupt_stored_limit_is_refused(path):

@@ -217,8 +217,8 @@ def test_check_detects_a_running_total_that_disagrees_with_the_charges(path):
         ledger.charge(open_session(ledger), "train", 50, step=0, tokens=1)
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE running_total SET spent = 49")
-    with Ledger(path) as ledger, pytest.raises(LedgerError, match="running total 49 FLOPs.*sum to 50"):
-        ledger.check()
+    with pytest.raises(LedgerError, match="running total 49 FLOPs.*sum to 50"):
+        Ledger(path)  # refused on opening now, before anything can be charged
 
 
 def test_another_run_under_a_recorded_name_is_refused_not_counted_as_a_rerun(path):
@@ -235,3 +235,26 @@ def test_another_run_under_a_recorded_name_is_refused_not_counted_as_a_rerun(pat
         assert ledger.charge(resumed, "train", 10, step=1, tokens=4).is_rerun
         assert ledger.spent == 20
     assert raw(path, "SELECT COUNT(*) FROM sessions") == [(2,)]
+
+
+def test_an_edited_running_total_or_limit_is_refused_when_the_ledger_opens(tmp_path):
+    import sqlite3
+
+    from flopcount import Budget
+
+    path = tmp_path / "ledger.sqlite"
+    with Budget(5e12, path, "exp", "qwen2.5-0.5b") as guard:
+        guard.charge("train", 4 * 10**12, step=0)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE running_total SET spent = 0")
+    with pytest.raises(LedgerError, match="running total 0 FLOPs, but its charges sum to 4000000000000"):
+        Budget(5e12, path, "exp", "qwen2.5-0.5b").__enter__()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE running_total SET spent = 4000000000000")
+        db.execute("UPDATE meta SET value = 9000000000000 WHERE key = 'limit_flops'")
+    with pytest.raises(LedgerError, match="not the one the ledger was created with"):
+        Ledger(path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = 5000000000000 WHERE key = 'limit_flops'")
+    with Ledger(path) as ledger:  # restored: accepted, nothing lost
+        assert (ledger.limit, ledger.spent) == (5 * 10**12, 4 * 10**12)
