@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from flopcount.count.setup import CountSetup
 
 COMPONENTS: tuple[str, ...] = (
-    "embed", "pos_add", "input_norm", "q_proj", "k_proj", "v_proj", "rope", "attn_scores",
+    "embed", "pos_add", "input_norm", "q_proj", "k_proj", "v_proj", "qk_norm", "rope", "attn_scores",
     "attn_mask", "softmax", "attn_values", "o_proj", "attn_residual", "post_attn_norm",
     "mlp_gate", "mlp_up", "mlp_act", "mlp_mul", "mlp_down", "mlp_residual", "final_norm",
     "lm_head", "lora",
@@ -117,6 +117,14 @@ def count_norm(ctx: CountContext) -> OpCount:
     return f.rmsnorm(ctx.work.tokens, ctx.shape.hidden_size)
 
 
+def count_qk_norm(ctx: CountContext) -> OpCount:
+    """Qwen3: RMSNorm over every query head and every key head (``hd`` wide) of every token,
+    before RoPE (keys as wide as queries when GQA is counted as MHA)."""
+    if not ctx.shape.qk_norm:
+        return ZERO
+    return f.rmsnorm(ctx.work.tokens * (ctx.shape.num_heads + ctx.kv_heads), ctx.shape.head_dim)
+
+
 def count_rope(ctx: CountContext) -> OpCount:
     """Exact: RoPE on every q head and every (real) k head of every token; never on v."""
     if not ctx.convention.rope_elementwise:
@@ -190,6 +198,7 @@ LAYER_COMPONENTS: dict[str, ComponentFn] = {
     "q_proj": _projection("q_proj"),
     "k_proj": _projection("k_proj"),
     "v_proj": _projection("v_proj"),
+    "qk_norm": count_qk_norm,
     "rope": count_rope,
     "attn_scores": count_attn_scores,
     "attn_mask": count_attn_mask,

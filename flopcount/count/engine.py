@@ -14,6 +14,7 @@ from flopcount.count.arguments import check_count
 from flopcount.count.components import LAYER_COMPONENTS, POST_COMPONENTS, PRE_COMPONENTS, CountContext, Workload
 from flopcount.count.flop_report import FlopEntry, FlopReport, GenerationReport
 from flopcount.count.setup import CountSetup, as_setup
+from flopcount.count.shape import check_window
 
 
 def forward_flops(
@@ -41,6 +42,7 @@ def forward_flops(
     check_count("past_len", past_len, minimum=0)
     if logits not in ("all", "last"):
         raise ValueError(f"logits must be 'all' or 'last', got {logits!r}")
+    check_window(setup.shape, past_len + seq_len)
     tokens = batch * seq_len
     work = Workload(
         tokens=tokens,
@@ -81,6 +83,7 @@ def generation_flops(
     check_count("new_tokens", new_tokens, minimum=1)
     check_count("samples", samples, minimum=1)
     check_count("batch", batch, minimum=1)
+    check_window(setup.shape, prompt_len + new_tokens - 1)
     sequences = batch * samples
     prefill_tokens = sequences * prompt_len
     prefill_work = Workload(

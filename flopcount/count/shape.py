@@ -18,11 +18,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ModelShape:
-    """Architecture of a Qwen2-family decoder (SwiGLU MLP, RMSNorm, RoPE, optional GQA).
+    """Architecture of a Llama-style decoder (SwiGLU MLP, RMSNorm, RoPE, optional GQA): the
+    Qwen2/Qwen2.5, Qwen3, Llama 2/3 and Mistral families.
 
     Widths are in elements: ``hidden_size`` (d), ``head_dim`` (hd), ``intermediate_size``
     (MLP width), ``vocab_size`` (V). ``num_kv_heads < num_heads`` means grouped-query
-    attention. ``qkv_bias`` / ``o_bias`` / ``mlp_bias`` say which projections add a bias.
+    attention. ``qkv_bias`` / ``o_bias`` / ``mlp_bias`` say which projections add a bias;
+    ``qk_norm``: an RMSNorm over each query and key head before RoPE (Qwen3);
+    ``sliding_window``: keys a query may see when that attention is on (Mistral), None when off
+    (a count that would need it is refused: the dense count would overstate the work).
     """
 
     hidden_size: int
@@ -36,6 +40,8 @@ class ModelShape:
     qkv_bias: bool
     o_bias: bool = False
     mlp_bias: bool = False
+    qk_norm: bool = False
+    sliding_window: int | None = None
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -77,8 +83,35 @@ PRESETS: dict[str, ModelShape] = {
         hidden_size=3584, num_layers=28, num_heads=28, num_kv_heads=4, head_dim=128,
         intermediate_size=18944, vocab_size=152064, tie_word_embeddings=False, qkv_bias=True,
         name="qwen2.5-7b"),
+    "qwen3-0.6b": ModelShape(
+        hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8, head_dim=128,
+        intermediate_size=3072, vocab_size=151936, tie_word_embeddings=True, qkv_bias=False, qk_norm=True,
+        name="qwen3-0.6b"),
+    "qwen3-8b": ModelShape(
+        hidden_size=4096, num_layers=36, num_heads=32, num_kv_heads=8, head_dim=128,
+        intermediate_size=12288, vocab_size=151936, tie_word_embeddings=False, qkv_bias=False, qk_norm=True,
+        name="qwen3-8b"),
+    "llama-2-7b": ModelShape(
+        hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=32, head_dim=128,
+        intermediate_size=11008, vocab_size=32000, tie_word_embeddings=False, qkv_bias=False,
+        name="llama-2-7b"),
+    "llama-3.2-1b": ModelShape(
+        hidden_size=2048, num_layers=16, num_heads=32, num_kv_heads=8, head_dim=64,
+        intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True, qkv_bias=False,
+        name="llama-3.2-1b"),
+    "llama-3.1-8b": ModelShape(
+        hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=8, head_dim=128,
+        intermediate_size=14336, vocab_size=128256, tie_word_embeddings=False, qkv_bias=False,
+        name="llama-3.1-8b"),
+    "mistral-7b-v0.1": ModelShape(
+        hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=8, head_dim=128,
+        intermediate_size=14336, vocab_size=32000, tie_word_embeddings=False, qkv_bias=False,
+        sliding_window=4096, name="mistral-7b-v0.1"),
 }
-"""Literal hyperparameters of the Qwen2.5 base/instruct models (both share a shape)."""
+"""Literal hyperparameters from the published configs (base and instruct share a shape)."""
+
+FAMILIES = ("qwen2", "qwen3", "llama", "mistral")
+"""``model_type`` values the analytic model prices; any other is refused by name."""
 
 _HUB_ALIAS = re.compile(r"^qwen/qwen2\.5-(0\.5b|1\.5b|3b|7b)(-instruct)?$", re.IGNORECASE)
 
@@ -143,24 +176,36 @@ def _shape_from_hub(hub_id: str) -> ModelShape:
 def shape_from_config(config: Any, default_name: str = "") -> ModelShape:
     """Build a ``ModelShape`` from a ``PretrainedConfig`` or a config.json dict.
 
-    Qwen2 (``model_type == "qwen2"``) hard-codes bias on q/k/v and none on o_proj; other
-    Qwen2-family configs say it with ``attention_bias``. The MLP must be SwiGLU with SiLU.
+    Qwen2 (``model_type == "qwen2"``) hard-codes bias on q/k/v and none on o_proj; Qwen3,
+    Llama and Mistral say it with ``attention_bias``. Qwen3 adds q/k RMSNorm. The MLP must be
+    SwiGLU with SiLU. Anything the count does not price is refused with an error naming it:
+    another ``model_type``, another activation, mixture-of-experts layers, per-layer
+    attention types.
     """
     fields = config if isinstance(config, dict) else config.to_dict()
     where = fields.get("_name_or_path") or default_name or fields.get("model_type", "config")
 
     def need(key: str) -> Any:
         if fields.get(key) is None:
-            raise ValueError(f"model config {where!r} has no {key!r}: not a Qwen2-family decoder config")
+            raise ValueError(f"model config {where!r} has no {key!r}: not a decoder config the count knows")
         return fields[key]
 
+    family = fields.get("model_type", "qwen2")
+    if family not in FAMILIES:
+        raise ValueError(f"model config {where!r}: model_type {family!r} is not priced by the analytic model "
+                         f"(it prices {', '.join(FAMILIES)})")
     hidden, heads = need("hidden_size"), need("num_attention_heads")
     act = fields.get("hidden_act", "silu")
     if act != "silu":
-        raise ValueError(f"model config {where!r}: hidden_act {act!r} is not modelled (SwiGLU with SiLU only)")
-    if fields.get("use_sliding_window"):
-        raise ValueError(f"model config {where!r}: sliding-window attention is not modelled")
-    if fields.get("model_type") == "qwen2":
+        raise ValueError(f"model config {where!r}: hidden_act {act!r} has no formula (SwiGLU with SiLU only)")
+    experts = [key for key in ("num_experts", "num_local_experts", "n_routed_experts") if fields.get(key)]
+    if experts:
+        raise ValueError(f"model config {where!r}: mixture-of-experts layers ({experts[0]} = "
+                         f"{fields[experts[0]]}) are not priced")
+    layer_types = set(fields.get("layer_types") or ()) - {"full_attention", "sliding_attention"}
+    if layer_types:
+        raise ValueError(f"model config {where!r}: layer types {sorted(layer_types)} are not priced")
+    if family == "qwen2":
         qkv_bias, o_bias = True, False
     else:
         qkv_bias = o_bias = bool(fields.get("attention_bias", False))
@@ -176,5 +221,24 @@ def shape_from_config(config: Any, default_name: str = "") -> ModelShape:
         qkv_bias=qkv_bias,
         o_bias=o_bias,
         mlp_bias=bool(fields.get("mlp_bias", False)),
+        qk_norm=family == "qwen3",
+        sliding_window=_sliding_window(fields, family),
         name=str(where),
     )
+
+
+def _sliding_window(fields: dict[str, Any], family: str) -> int | None:
+    """The attention window when sliding-window attention is on, else None. Mistral turns it
+    on by giving ``sliding_window``; Qwen2/Qwen3 also need ``use_sliding_window``."""
+    window = fields.get("sliding_window")
+    if not window or (family in ("qwen2", "qwen3") and not fields.get("use_sliding_window")):
+        return None
+    return int(window)
+
+
+def check_window(shape: ModelShape, keys: int) -> None:
+    """Refuse a count in which a query attends to more than the sliding window: the model
+    would do less work than the dense count says, and the count does not model the band."""
+    if shape.sliding_window is not None and keys > shape.sliding_window:
+        raise ValueError(f"{shape.name or 'model'}: sliding-window attention (window {shape.sliding_window}) is "
+                         f"active at {keys} keys and is not priced; count at most {shape.sliding_window} tokens")

@@ -30,6 +30,7 @@ HOW_TRACED: dict[str, str] = {
     "rope": "layer: apply_rotary_pos_emb on q and k (neg, mul, add); pre: rotary_emb table (mul, cos, sin, mul)",
     "input_norm": "RMSNorm: pow, mean, add eps, rsqrt, 2 mul",
     "post_attn_norm": "RMSNorm: pow, mean, add eps, rsqrt, 2 mul",
+    "qk_norm": "Qwen3 q_norm / k_norm: RMSNorm over each head (hd wide)",
     "final_norm": "RMSNorm: pow, mean, add eps, rsqrt, 2 mul",
     "attn_scores": "q @ k^T matmul + the scale mul (sdpa: priced as its reference math)",
     "attn_mask": "additive causal mask: 1 add per score",
@@ -53,6 +54,7 @@ WHY_COURSEWORK_DIFFERS: dict[str, str] = {
     "attn_mask": "coursework treats causal masking as selection (free); exact adds the -inf mask",
     "softmax": "exact also counts the max (cmp) and the subtraction of the stable softmax",
     "lora": "LoRA on k/v targets is as wide as q under coursework",
+    "qk_norm": "coursework counts GQA as multi-head attention: a k_norm per query head",
     "lm_head": "prefill logits: coursework every position, exact (HF generate) the last one",
 }
 

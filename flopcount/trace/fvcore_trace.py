@@ -83,6 +83,7 @@ class ComponentPlacer:
             if module in parts:
                 return layer, component if self._is_base(node, module) else "lora"
         for module, component in (("input_layernorm", "input_norm"), ("post_attention_layernorm", "post_attn_norm"),
+                                  ("q_norm", "qk_norm"), ("k_norm", "qk_norm"),
                                   ("act_fn", "mlp_act")):
             if module in parts:
                 return layer, component

@@ -31,8 +31,9 @@ def test_presets_vocab_and_tying():
         [151936, 151936, 151936, 152064]
     assert [PRESETS[k].tie_word_embeddings for k in ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "qwen2.5-7b")] == \
         [True, True, True, False]
-    for shape in PRESETS.values():
-        assert shape.qkv_bias and not shape.o_bias and not shape.mlp_bias
+    for name, shape in PRESETS.items():
+        assert shape.qkv_bias == name.startswith("qwen2.5") and not shape.o_bias and not shape.mlp_bias
+        assert shape.qk_norm == name.startswith("qwen3")
 
 
 @pytest.mark.parametrize("alias, preset", [
