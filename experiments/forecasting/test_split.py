@@ -128,7 +128,9 @@ def evaluate_test_split(
         raise ValueError(f"k={k} plus m={m} exceeds the {data.trajectories.shape[1]} steps per trajectory")
     out_dir = Path(out_dir)
     plot_ids = _plot_ids(ids, n_plots)
-    _refuse_to_overwrite(out_dir, [*RESULT_FILES, *(f"forecast_{i}.png" for i in plot_ids)], overwrite)
+    figures = ["horizon_errors", *(f"forecast_{i}" for i in plot_ids)]
+    _refuse_to_overwrite(out_dir, [*RESULT_FILES, *(f"{name}.pdf" for name in figures),
+                                   *(f"forecast_{i}.png" for i in plot_ids)], overwrite)
 
     truth = data.trajectories[ids, k:k + m].astype(np.float64)  # (N, m, 2)
     results = TestSplitResults(ids=ids, metrics=[])
@@ -153,11 +155,18 @@ def evaluate_test_split(
         _write_json(out_dir / "results.json", results, validation, k, m),
         _write_text(out_dir / "results.md", results_table(results.metrics) + "\n"),
         _write_forecasts(out_dir / "forecasts.npz", results, truth),
-        plot_horizon_errors(out_dir / "horizon_errors.png", {r.method: r.horizon_mae for r in results.metrics},
+        plot_horizon_errors(out_dir / "horizon_errors.png", _absolute_errors(results, truth),
                             title=f"Mean absolute error against horizon ({len(ids)} test trajectories)"),
         *_plot_trajectories(out_dir, results, data, plot_ids, k, m),
     ]
     return results
+
+
+def _absolute_errors(results: TestSplitResults, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """Per method, ``|forecast - truth|`` ``(N, m, 2)`` of every trajectory (NaN where invalid)."""
+    forecasts = {name: output.values for name, output in results.llm.items()}
+    forecasts.update({name: result.forecast for name, result in results.baselines.items()})
+    return {name: np.abs(forecast - truth) for name, forecast in forecasts.items()}
 
 
 def _common_horizon(configs: list[ForecastConfig]) -> tuple[int, int]:

@@ -32,7 +32,7 @@ def write_report(out_dir: Path) -> Path:
     curves = {entry["experiment"]: read_metrics(out_dir / entry["metrics"])
               for record in stages.values() for entry in record.get("runs", []) if entry.get("metrics")}
     if curves:
-        plot_training_curves(figures / "training_curves.png", curves)
+        plot_training_curves(figures / "training_curves.png", curves, audit.limit)
     sections = [
         _header(results.document),
         _audit_section(audit, results.document),

@@ -1,4 +1,5 @@
-"""Training curves for the report: loss per step and validation loss of every run (PNG)."""
+"""Training curves for the report: every run's training and validation loss against the FLOPs
+the plan had spent, one panel per stage (PNG at 150 dpi and PDF)."""
 
 from __future__ import annotations
 
@@ -10,30 +11,59 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
+from experiments.forecasting.plots import PALETTE, save_figure  # noqa: E402
 
-def plot_training_curves(path: str | Path, curves: dict[str, list[dict[str, Any]]]) -> Path:
-    """One line per run: training loss (thin) and validation loss (markers), against the step.
+
+def stage_of(run: str) -> str:
+    """The stage a run belongs to: its ledger name up to the first ``/``."""
+    return run.split("/", 1)[0]
+
+
+def loss_against_flops(records: list[dict[str, Any]]) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """``(training, validation)`` points ``(cumulative FLOPs, loss in nats)`` of one run's
+    metrics: a training step at the ledger's total after its charge, a validation at that
+    total plus its own charge."""
+    train, validation, spent_after = [], [], {}
+    for record in records:
+        if record["kind"] == "train" and record.get("loss") is not None:
+            spent_after[record["step"]] = record["flops_spent_total"]
+            train.append((record["flops_spent_total"], record["loss"]))
+        elif record["kind"] == "validation" and record.get("val_loss") is not None and record["step"] in spent_after:
+            validation.append((spent_after[record["step"]] + record.get("flops", 0), record["val_loss"]))
+    return train, validation
+
+
+def plot_training_curves(path: str | Path, curves: dict[str, list[dict[str, Any]]], limit: int) -> Path:
+    """One panel per training stage: each run's training loss (thin line) and validation loss
+    (markers) against the FLOPs spent by the whole plan, with the share of ``limit`` (FLOPs)
+    on the top axis.
 
     ``curves``: run name -> records of ``experiments.training.metrics_log.read_metrics``.
     """
     path = Path(path)
-    figure, (train_axis, validation_axis) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    palette = plt.get_cmap("tab20").colors  # distinct colours for up to 20 runs
-    for index, (name, records) in enumerate(curves.items()):
-        colour = palette[index % len(palette)]
-        train = [r for r in records if r["kind"] == "train" and r.get("loss") is not None]
-        validation = [r for r in records if r["kind"] == "validation" and r.get("val_loss") is not None]
-        if train:
-            train_axis.plot([r["step"] for r in train], [r["loss"] for r in train], color=colour, lw=0.8,
-                            label=name)
-        if validation:
-            validation_axis.plot([r["step"] for r in validation], [r["val_loss"] for r in validation], "o-",
-                                 color=colour, ms=3, label=name)
-    for axis, title in ((train_axis, "training loss"), (validation_axis, "validation loss")):
-        axis.set(title=title, xlabel="step", ylabel="nats per target token")
-        axis.grid(alpha=0.3)
-    validation_axis.legend(fontsize=6, ncol=2, loc="upper right")
+    stages: dict[str, list[str]] = {}
+    for name in curves:
+        stages.setdefault(stage_of(name), []).append(name)
+    columns = min(len(stages), 3)
+    rows = -(-len(stages) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.3 * rows), squeeze=False, sharey=True)
+    for axis, (stage, names) in zip(axes.flat, stages.items()):
+        for index, name in enumerate(names):
+            colour = PALETTE[index % len(PALETTE)]
+            train, validation = loss_against_flops(curves[name])
+            label = name.split("/", 1)[1] if "/" in name else name
+            if train:
+                axis.plot(*zip(*train), color=colour, lw=0.9, alpha=0.8, label=f"{label}")
+            if validation:
+                axis.plot(*zip(*validation), "o--", color=colour, ms=3.5, lw=0.8)
+        axis.set(title=f"stage {stage}", xlabel="FLOPs spent by the plan", ylabel="nats per target token")
+        axis.grid(alpha=0.25)
+        top = axis.secondary_xaxis("top", functions=(lambda x: 100 * x / limit, lambda p: p * limit / 100))
+        top.set_xlabel("share of the budget (%)", fontsize="small")
+        if len(names) > 1:
+            axis.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
+    for axis in list(axes.flat)[len(stages):]:
+        axis.set_visible(False)
+    figure.suptitle("Loss against FLOPs (line: training, dots: validation)")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

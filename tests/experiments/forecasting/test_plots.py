@@ -74,3 +74,25 @@ def test_horizon_error_plot_rejects_mismatched_methods(tmp_path):
         plot_horizon_errors(tmp_path / "h.png", {"a": np.zeros((50, 2)), "b": np.zeros((10, 2))})
     with pytest.raises(ValueError, match=r"errors of 'a' must have shape"):
         plot_horizon_errors(tmp_path / "h.png", {"a": np.zeros(50)})
+
+
+def test_every_figure_is_also_a_pdf_and_off_scale_or_empty_methods_do_not_break_it(trajectory, tmp_path):
+    time, truth = trajectory
+    forecasts = {"good": truth[50:].copy(), "exploded": np.full((50, 2), 1e6), "malformed": np.full((50, 2), np.nan)}
+    path = plot_forecast(tmp_path / "f.png", time, truth, forecasts, k=50)
+    assert png_size(path) == EXPECTED_SIZE
+    pdf = path.with_suffix(".pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
+    only_good = plot_forecast(tmp_path / "g.png", time, truth, {"good": truth[50:].copy()}, k=50)
+    # the exploded forecast is clipped at the truth's scale: the truth's pixels stay where they were
+    a, b = matplotlib.image.imread(path), matplotlib.image.imread(only_good)
+    assert (a[:, :, :3] < 0.2).all(axis=-1).sum() == pytest.approx((b[:, :, :3] < 0.2).all(axis=-1).sum(), rel=0.25)
+
+
+def test_horizon_errors_take_per_trajectory_errors_and_write_both_formats(tmp_path):
+    rng = np.random.default_rng(0)
+    errors = {"persistence": np.abs(rng.normal(0, 1, (20, 50, 2))) * np.arange(1, 51)[None, :, None],
+              "llm": np.abs(rng.normal(0, 0.1, (20, 50, 2)))}
+    errors["llm"][3, 7] = np.nan  # a malformed step counts as missing, not as zero
+    path = plot_horizon_errors(tmp_path / "h.png", errors)
+    assert png_size(path) == EXPECTED_SIZE and path.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
