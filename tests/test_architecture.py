@@ -18,6 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("flopcount.count",),
     ("flopcount.ledger", "lora"),
     ("flopcount.budget", "flopcount.trace", "flopcount.audit"),
+    ("flopcount.integrations",),
     ("flopcount", "flopcount.cli", "flopcount.__main__"),
     ("experiments.data",),
     ("experiments.models",),
