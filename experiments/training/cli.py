@@ -22,6 +22,7 @@ from experiments.data import ALPHA_RULES, DataConfig, prepare_data
 from experiments.training.distributed import make_accelerator
 from experiments.models.loading import TINY_MODEL, load_model_and_tokenizer
 from experiments.training.loop import train
+from experiments.training.trackers import TRACKERS
 from experiments.training.config import LR_SCHEDULES, MIXED_PRECISION, BudgetConfig, TrainConfig
 from flopcount import BudgetExceeded, LedgerError, PlanDoesNotFit
 from flopcount.cli import flops_argument
@@ -78,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints,
                           help="newest checkpoints kept (default %(default)s)")
     training.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
+    training.add_argument("--report-to", nargs="+", choices=(*TRACKERS, "none"), default=["none"],
+                          help="also log every metric and the FLOPs charged to these accelerate trackers, under "
+                               "RUN_DIR/trackers (default: none)")
     training.add_argument("--max-grad-norm", type=float, default=None, help="clip the global gradient norm (default: no)")
 
     data_defaults = DataConfig()
@@ -110,7 +114,7 @@ def configs(args: argparse.Namespace) -> tuple[TrainConfig, DataConfig, BudgetCo
         eval_windows=args.eval_windows, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints, seed=args.seed, max_grad_norm=args.max_grad_norm,
         grad_accum_steps=args.grad_accum_steps, mixed_precision=args.mixed_precision, lr_schedule=args.lr_schedule,
-        warmup_steps=args.warmup_steps,
+        warmup_steps=args.warmup_steps, report_to=tuple(args.report_to),
     )  # fmt: skip
     data_config = DataConfig(path=args.data, simulate_systems=args.simulate_systems, simulate_seed=args.simulate_seed,
                              split_seed=args.split_seed, test_ids=test_ids, alpha_rule=args.alpha_rule,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flopcount import CountSetup, TrainingWorkload
+from experiments.training.trackers import TRACKERS
 from lora import DEFAULT_TARGETS, LoRAConfig
 
 
@@ -37,7 +38,9 @@ class TrainConfig:
     (0: never) on all validation windows (``eval_windows`` None), or on a fixed subset of
     ``eval_windows`` of them drawn from ``seed``. A checkpoint every ``checkpoint_every`` steps
     and at the end; the newest ``keep_checkpoints`` are kept. ``max_grad_norm`` clips the global
-    gradient norm (None: no clipping). "Unset" is always None.
+    gradient norm (None: no clipping). ``report_to``: accelerate trackers that get every metrics
+    record too (``"tensorboard"``, ``"mlflow"``, ``"wandb"``; see ``experiments.training.trackers``).
+    "Unset" is always None.
     """
 
     experiment: str | None = None
@@ -59,6 +62,7 @@ class TrainConfig:
     mixed_precision: str | None = None
     lr_schedule: str = "constant"
     warmup_steps: int = 0
+    report_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.experiment is not None and (not isinstance(self.experiment, str) or not self.experiment.strip()):
@@ -81,6 +85,13 @@ class TrainConfig:
                              f"GPU that supports it, else no), got {self.mixed_precision!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        trackers = (self.report_to,) if isinstance(self.report_to, str) else tuple(self.report_to)
+        trackers = tuple(name for name in trackers if name != "none")
+        unknown = sorted(set(trackers) - set(TRACKERS))
+        if unknown or len(set(trackers)) != len(trackers):
+            raise ValueError(f"TrainConfig.report_to must be distinct names from {TRACKERS} (or 'none'), got "
+                             f"{list(self.report_to)}")
+        object.__setattr__(self, "report_to", trackers)
         targets = (self.lora_targets,) if isinstance(self.lora_targets, str) else tuple(self.lora_targets)
         object.__setattr__(self, "lora_targets", targets)
         self.lora_config()  # validates rank, alpha and targets
@@ -109,7 +120,7 @@ class TrainConfig:
                                 eval_windows=eval_windows)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "lora_targets": list(self.lora_targets)}
+        return {**asdict(self), "lora_targets": list(self.lora_targets), "report_to": list(self.report_to)}
 
     def settings(self) -> dict[str, Any]:
         """The hyperparameters alone (JSON-ready: no experiment name, no steps)."""
@@ -118,7 +129,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """The inverse of :meth:`to_dict` (and of :meth:`settings`)."""
-        return cls(**{**values, "lora_targets": tuple(values.get("lora_targets", DEFAULT_TARGETS))})
+        return cls(**{**values, "lora_targets": tuple(values.get("lora_targets", DEFAULT_TARGETS)),
+                      "report_to": tuple(values.get("report_to", ()))})
 
 
 MIXED_PRECISION = ("no", "bf16", "fp16")

@@ -52,6 +52,7 @@ from experiments.training.interrupts import INTERRUPTED, InterruptFlag, RunInter
 from experiments.training.validation import validate, validation_indices
 from experiments.training.loss import count_targets, token_cross_entropy
 from experiments.training.metrics_log import METRICS_FILE, MetricsLog
+from experiments.training.trackers import open_trackers
 from experiments.training.run_dir import config_hash, open_run_dir
 from experiments.training.config import BudgetConfig, TrainConfig, TrainResult
 from flopcount import Budget, BudgetExceeded, PlanDoesNotFit
@@ -235,7 +236,7 @@ class _Run:
         if self.log is not None:
             self.log.write("validation", step=step, val_loss=loss, val_ppl=metrics.perplexity,
                            val_tokens=metrics.n_tokens, flops=self.last_charge.flops,
-                           session=self.last_charge.session_id)
+                           flops_spent_total=self.budget.spent, session=self.last_charge.session_id)
 
     def save(self) -> None:
         """Checkpoint the last completed step (once per step); every rank must call it."""
@@ -343,7 +344,8 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
                 synchronous=budget.synchronous, experiment_limit=budget.experiment_limit,
             ))  # fmt: skip
             _preflight(run, budget.require_fit)
-            run.log = stack.enter_context(MetricsLog(run_dir / METRICS_FILE))
+            trackers = open_trackers(config.report_to, config.experiment, run_dir / "trackers", record)
+            run.log = stack.enter_context(MetricsLog(run_dir / METRICS_FILE, trackers))
             if progress:
                 run.bar = stack.enter_context(tqdm(total=config.steps, initial=run.state.step,
                                                    desc=config.experiment, unit="step"))

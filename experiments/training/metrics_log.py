@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from experiments.training.trackers import log_record
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -31,7 +33,8 @@ class MetricsLog:
     line of its own; complete lines are never changed.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], trackers: list | None = None) -> None:
+        self.trackers = list(trackers or [])  # accelerate trackers that get every record too
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _drop_torn_tail(self.path)
@@ -40,9 +43,13 @@ class MetricsLog:
     def write(self, kind: str, **fields: Any) -> None:
         self._file.write(json.dumps({"kind": kind, **fields}, allow_nan=True) + "\n")
         self._file.flush()
+        if self.trackers:
+            log_record(self.trackers, kind, fields)
 
     def close(self) -> None:
         self._file.close()
+        for tracker in self.trackers:
+            tracker.finish()
 
     def __enter__(self) -> MetricsLog:
         return self

@@ -165,3 +165,22 @@ def test_a_non_finite_loss_stops_the_run_cleanly_with_the_last_finite_adapter(da
     with Ledger(tmp_path / "nan.sqlite") as ledger:
         (usage,) = ledger.snapshot().experiments
     assert usage.status == "stopped" and usage.stop_reason == result.stop_reason
+
+
+def test_report_to_tensorboard_logs_every_metric_and_the_flops_charged(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, result = run(data, tmp_path, "tb", report_to=("tensorboard",))
+    (events,) = (tmp_path / "tb" / "trackers" / "lora").glob("events.out.tfevents.*")  # (hparams: a subfolder)
+    accumulator = EventAccumulator(str(events.parent))
+    accumulator.Reload()
+    scalars = lambda tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]  # noqa: E731
+    train = read_metrics(result.metrics_path, kind="train")
+    assert scalars("train/loss") == [(r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in train]
+    assert [v for _, v in scalars("train/flops_spent_total")] == pytest.approx([r["flops_spent_total"] for r in train])
+    with Ledger(tmp_path / "tb.sqlite") as ledger:
+        assert scalars("validation/flops_spent_total")[-1][1] == pytest.approx(ledger.spent)
+    assert [step for step, _ in scalars("validation/val_loss")] == [2, 4]
+    with pytest.raises(ValueError, match="report_to must be distinct names"):
+        TrainConfig(report_to=("tensorbored",))
+    assert TrainConfig(report_to=("none",)).report_to == ()
