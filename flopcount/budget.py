@@ -192,6 +192,25 @@ class Budget:
             self._costs[key] = _COUNTERS[kind](self.setup, **shape)
         return self._costs[key]
 
+    def _loss_cost(self, batch: int, seq_len: int) -> int:
+        """FLOPs of the loss in one forward (0 unless the convention prices it)."""
+        if not self.convention.loss:
+            return 0
+        key = ("loss", batch, seq_len)
+        if key not in self._costs:
+            self._costs[key] = forward_flops(self.setup, seq_len, batch).component("loss").flops
+        return self._costs[key]
+
+    @staticmethod
+    def _with_loss(payload: Any, loss_flops: int) -> Any:
+        """The payload with the charge's loss FLOPs (a decimal string: exact at any size), for
+        the audit to show apart; unchanged when the loss is not priced."""
+        if not loss_flops:
+            return payload
+        if payload is not None and not isinstance(payload, dict):
+            raise ValueError("with a convention that prices the loss, a charge's payload must be a dict")
+        return {**(payload or {}), "loss_flops": str(loss_flops)}
+
     # -- charging --------------------------------------------------------------------------
 
     def charge(self, phase: str, flops: int, *, step: int, tokens: int = 0, payload: Any = None) -> Charge:
@@ -221,6 +240,7 @@ class Budget:
         step runs. ``tokens`` defaults to ``batch * seq_len``."""
         flops = self.training_step_cost(batch, seq_len)
         tokens = batch * seq_len if tokens is None else tokens
+        payload = self._with_loss(payload, (1 + self.convention.backward_multiplier) * self._loss_cost(batch, seq_len))
         return self.charge("train", flops, step=step, tokens=tokens, payload=payload)
 
     def charge_forward(
@@ -229,6 +249,7 @@ class Budget:
         """Charge one validation forward pass at training step ``step`` (:meth:`forward_cost`)."""
         flops = self.forward_cost(batch, seq_len)
         tokens = batch * seq_len if tokens is None else tokens
+        payload = self._with_loss(payload, self._loss_cost(batch, seq_len))
         return self.charge("validation", flops, step=step, tokens=tokens, payload=payload)
 
     def reserve_generation(

@@ -30,7 +30,7 @@ _CSV_COLUMNS = (
     "experiment", "status", "stop_reason", "model", "convention", "sessions", "steps", "tokens",
     *(f"{phase}_flops" for phase in PHASES),
     "useful_flops", "rerun_flops", "total_flops", "share_of_budget", "cumulative_flops",
-    "remaining_after_flops", "unsettled_reservations",
+    "remaining_after_flops", "unsettled_reservations", "micro_batches", "loss_flops",
 )  # fmt: skip
 
 
@@ -54,6 +54,8 @@ class AuditRow:
     cumulative: int  # FLOPs spent by this and every earlier experiment
     remaining_after: int  # limit - cumulative
     unsettled_reservations: int = 0  # reservations charged at their maximum, never settled
+    micro_batches: int = 0  # training charges run once: optimizer steps x gradient accumulation
+    loss: int = 0  # FLOPs of the loss (cross-entropy), when the convention prices it; part of the phases
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class AuditReport:
                 row.name, row.status, row.stop_reason or "", row.model, row.convention,
                 row.sessions, row.steps, row.tokens, *(row.by_phase[phase] for phase in PHASES),
                 row.useful, row.rerun, row.total, f"{row.share:.6f}", row.cumulative,
-                row.remaining_after, row.unsettled_reservations,
+                row.remaining_after, row.unsettled_reservations, row.micro_batches, row.loss,
             ])  # fmt: skip
         return buffer.getvalue()
 
@@ -151,6 +153,13 @@ class AuditReport:
             f"({_percent(self.total / self.limit)}), of which {self.useful} useful and "
             f"{self.rerun} lost to re-runs after interruptions; remaining {self.remaining}."
         )
+        accumulated = [row for row in self.rows if row.micro_batches > row.steps]
+        if accumulated:
+            summary += " Micro-batches (gradient accumulation): " + ", ".join(
+                f"{row.name} {row.micro_batches:,} over {row.steps:,} optimizer steps" for row in accumulated) + "."
+        loss = sum(row.loss for row in self.rows)
+        if loss:
+            summary += f" Of the total, {loss} FLOPs ({_flops(loss)}) price the loss (cross-entropy), shown apart."
         unsettled = sum(row.unsettled_reservations for row in self.rows)
         if unsettled:
             summary += f" {unsettled} reservations were never settled and stay charged at their maximum."
@@ -211,6 +220,8 @@ def build_report(snapshot: LedgerSnapshot) -> AuditReport:
                 cumulative=cumulative,
                 remaining_after=snapshot.limit - cumulative,
                 unsettled_reservations=usage.unsettled_reservations,
+                micro_batches=usage.train_charges,
+                loss=usage.loss_flops,
             )
         )
     return AuditReport(str(snapshot.path), snapshot.limit, rows)

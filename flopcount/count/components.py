@@ -24,7 +24,7 @@ COMPONENTS: tuple[str, ...] = (
     "embed", "pos_add", "input_norm", "q_proj", "k_proj", "v_proj", "qk_norm", "rope", "attn_scores",
     "attn_mask", "softmax", "attn_values", "o_proj", "attn_residual", "post_attn_norm",
     "mlp_gate", "mlp_up", "mlp_act", "mlp_mul", "mlp_down", "mlp_residual", "final_norm",
-    "lm_head", "lora",
+    "lm_head", "lora", "loss",
 )
 """All component names, in report order. A component a convention lacks counts 0."""
 
@@ -54,6 +54,7 @@ class Workload:
     score_pairs: int
     logit_rows: int
     rope_positions: int
+    loss_rows: int = 0  # positions the loss is computed at (training and validation forwards)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,13 @@ def count_lm_head(ctx: CountContext) -> OpCount:
     return f.linear(ctx.work.logit_rows, ctx.shape.hidden_size, ctx.shape.vocab_size, bias)
 
 
+def count_loss(ctx: CountContext) -> OpCount:
+    """The cross-entropy at every scored position, when the convention prices the loss."""
+    if not ctx.convention.loss:
+        return ZERO
+    return f.cross_entropy(ctx.work.loss_rows, ctx.shape.vocab_size)
+
+
 def count_nothing(ctx: CountContext) -> OpCount:
     """Embedding lookup is indexing: 0 by the brief's rules."""
     return ZERO
@@ -219,4 +227,5 @@ LAYER_COMPONENTS: dict[str, ComponentFn] = {
 POST_COMPONENTS: dict[str, ComponentFn] = {
     "final_norm": count_norm,
     "lm_head": count_lm_head,
+    "loss": count_loss,
 }

@@ -15,7 +15,7 @@ mask, softmax with max-subtraction, no positional add; it is the one checked aga
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 
@@ -44,6 +44,10 @@ class Convention:
             ``logits_to_keep=1``). Decoding computes the last position only in both.
         backward_multiplier: backward pass = this x forward; a training step is
             ``(1 + backward_multiplier) x forward``.
+        loss: price the cross-entropy (log-softmax over the vocabulary, the gather, the mean)
+            at every position a training or validation forward scores (component ``loss``).
+            Off in both shipped conventions (the brief does not count it); the ``+loss``
+            variants turn it on, and the audit shows it apart.
     """
 
     name: str
@@ -56,6 +60,7 @@ class Convention:
     bias_adds: bool
     prefill_logits: Literal["all", "last"]
     backward_multiplier: int = 2
+    loss: bool = False
 
     def __post_init__(self) -> None:
         if self.prefill_logits not in ("all", "last"):
@@ -91,7 +96,10 @@ EXACT = Convention(
     prefill_logits="last",
 )
 
-CONVENTIONS: dict[str, Convention] = {c.name: c for c in (COURSEWORK, EXACT)}
+COURSEWORK_WITH_LOSS = replace(COURSEWORK, name="coursework+loss", loss=True)
+EXACT_WITH_LOSS = replace(EXACT, name="exact+loss", loss=True)
+
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (COURSEWORK, EXACT, COURSEWORK_WITH_LOSS, EXACT_WITH_LOSS)}
 
 
 def get_convention(convention: str | Convention) -> Convention:

@@ -49,6 +49,7 @@ def forward_flops(
         score_pairs=tokens * (past_len + seq_len),
         logit_rows=tokens if logits == "all" else batch,
         rope_positions=seq_len,  # position ids (1, seq_len) are shared by the batch
+        loss_rows=tokens if logits == "all" else 0,  # a forward over every position is a scored one
     )
     return _count(setup, work, batch=batch, seq_len=seq_len, past_len=past_len, logits=logits, phase="forward")
 

@@ -27,7 +27,7 @@ class FlopEntry(NamedTuple):
 
 
 def _pre_or_post(entry: FlopEntry) -> str:
-    return "post" if entry.component in ("final_norm", "lm_head") else "pre"
+    return "post" if entry.component in ("final_norm", "lm_head", "loss") else "pre"
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,18 @@ def softmax(rows: int, elements: int, max_subtraction: bool) -> OpCount:
     return count
 
 
+def cross_entropy(rows: int, vocab: int) -> OpCount:
+    """Mean cross-entropy of ``rows`` positions over a ``vocab``-wide output, as torch computes
+    it (``log_softmax`` then ``nll_loss``). Per row: the stable log-softmax (V-1 cmp for the
+    max, V sub, V exp, V-1 add for the sum, 1 log, V sub for ``x - max - log(sum)``), the gather
+    of the target (free: indexing) and its negation (1 neg); then the mean over rows (rows-1
+    add, 1 div)."""
+    if rows == 0:
+        return OpCount()
+    per_row = OpCount(cmp=vocab - 1, sub=2 * vocab, exp=vocab, add=vocab - 1, log=1, neg=1)
+    return per_row * rows + OpCount(add=rows - 1, div=1)
+
+
 def attention_scores(rows: int, pairs: int, head_dim: int) -> OpCount:
     """One head's ``(q @ k^T) * scaling`` for ``pairs`` (query, key) scores.
 

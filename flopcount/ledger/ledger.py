@@ -350,10 +350,11 @@ class Ledger:
             by_phase = db.execute(
                 "SELECT experiment_id, phase, exact_sum(flops), exact_sum(tokens),"
                 " exact_sum(CASE WHEN is_rerun THEN flops ELSE 0 END), COUNT(DISTINCT step),"
-                " SUM(reserved_flops IS NOT NULL AND settled_at IS NULL)"
+                " SUM(reserved_flops IS NOT NULL AND settled_at IS NULL), SUM(NOT is_rerun),"
+                " exact_sum(COALESCE(json_extract(payload, '$.loss_flops'), 0))"
                 " FROM charges GROUP BY experiment_id, phase"
             ).fetchall()
-        by_phase = [(*row[:2], *map(decode_flops, row[2:5]), *row[5:]) for row in by_phase]
+        by_phase = [(*row[:2], *map(decode_flops, row[2:5]), *row[5:8], decode_flops(row[8])) for row in by_phase]
         usage = []
         for experiment_id, name, status, reason, model, convention, config, start, end, sessions in experiments:
             rows = {row[1]: row[2:] for row in by_phase if row[0] == experiment_id}
@@ -373,6 +374,8 @@ class Ledger:
                     tokens_by_phase={phase: rows.get(phase, (0, 0))[1] for phase in PHASES},
                     rerun_flops=sum(row[2] for row in rows.values()),
                     unsettled_reservations=sum(row[4] for row in rows.values()),
+                    train_charges=rows.get("train", (0,) * 6)[5],
+                    loss_flops=sum(row[6] for row in rows.values()),
                 )
             )
         return LedgerSnapshot(self.path, self.limit, spent, usage)
@@ -398,10 +401,8 @@ class Ledger:
 
     def _raise_unless_equal(self, running: int, summed: int) -> None:
         if running != summed:
-            raise LedgerError(
-                f"ledger {self.path} is inconsistent: running total {running} FLOPs, but its charges sum to "
-                f"{summed} FLOPs (was the file edited?); refusing to charge it"
-            )
+            raise LedgerError(f"ledger {self.path} is inconsistent: running total {running} FLOPs, but its charges "
+                              f"sum to {summed} FLOPs (was the file edited?); refusing to charge it")
 
     @staticmethod
     def _spent(db: sqlite3.Connection) -> int:

@@ -57,6 +57,8 @@ class ExperimentUsage:
     tokens_by_phase: dict[str, int]
     rerun_flops: int  # part of the total spent re-running work lost to interruptions
     unsettled_reservations: int = 0  # reservations never settled, charged at their maximum
+    train_charges: int = 0  # first-run training charges: micro-batches (optimizer steps x accumulation)
+    loss_flops: int = 0  # part of the total pricing the loss (conventions that price it)
 
     @property
     def flops(self) -> int:

@@ -42,6 +42,7 @@ HOW_TRACED: dict[str, str] = {
     "mlp_mul": "act(gate) * up: aten::mul",
     "lm_head": "aten::linear on every position",
     "lora": "F.linear(x, A), F.linear(., B), scale mul, add",
+    "loss": "not traced: the models return logits; only the +loss conventions price the cross-entropy",
     **dict.fromkeys(("q_proj", "k_proj", "v_proj", "o_proj", "mlp_gate", "mlp_up", "mlp_down"),
                     "aten::linear: m*p*(2n-1) + bias adds"),
 }
@@ -131,7 +132,7 @@ def compare_reports(analytic: FlopReport, traced: TracedFlops, title: str) -> Co
     for a, t in zip(analytic.entries, traced.report.entries, strict=True):
         if (a.layer, a.component) != (t.layer, t.component):
             raise ValueError(f"reports are not aligned: {(a.layer, a.component)} vs {(t.layer, t.component)}")
-        place = str(a.layer) if a.layer is not None else ("post" if a.component in ("final_norm", "lm_head")
+        place = str(a.layer) if a.layer is not None else ("post" if a.component in ("final_norm", "lm_head", "loss")
                                                            else "pre")
         macs = traced.fvcore_macs.get((a.layer, a.component))
         muls = traced.matmul_muls.get((a.layer, a.component))
