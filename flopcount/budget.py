@@ -16,7 +16,7 @@ Usage::
 Costs come from the analytic model (:func:`flopcount.training_step_flops` and friends),
 never from timing. A charge is committed to the ledger *before* the work it pays for; one
 that would take the total spent by all experiments over the limit raises
-:class:`~flopcount.ledger.ledger.BudgetExceeded` and records nothing.
+:class:`~flopcount.ledger.errors.BudgetExceeded` and records nothing.
 
 DDP: create the ``Budget`` on rank 0 only, and charge the *global* batch (per-rank batch x
 world size); the other ranks never touch the ledger.
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +38,6 @@ from flopcount.count.engine import forward_flops, generation_flops, training_ste
 from flopcount.count.setup import CountSetup, as_setup
 from flopcount.count.shape import ModelShape
 from flopcount.count.workload import RunEstimate, TrainingWorkload, estimate_run, remaining_cost, steps_that_fit
-
-
-# The analytic counters behind the cost helpers, called with keyword shape arguments.
-_COUNTERS: dict[str, Callable[..., int]] = {
-    "train": training_step_flops,
-    "forward": lambda setup, **kwargs: forward_flops(setup, **kwargs).total,
-    "generation": lambda setup, **kwargs: generation_flops(setup, **kwargs).total,
-}
 
 
 class PlanDoesNotFit(Exception):
@@ -189,7 +180,12 @@ class Budget:
     def _cost(self, kind: str, **shape: int) -> int:
         key = (kind, *shape.items())
         if key not in self._costs:
-            self._costs[key] = _COUNTERS[kind](self.setup, **shape)
+            if kind == "train":
+                self._costs[key] = training_step_flops(self.setup, shape["batch"], shape["seq_len"])
+            elif kind == "forward":
+                self._costs[key] = forward_flops(self.setup, shape["seq_len"], shape["batch"]).total
+            else:
+                self._costs[key] = generation_flops(self.setup, **shape).total
         return self._costs[key]
 
     def _loss_cost(self, batch: int, seq_len: int) -> int:

@@ -15,7 +15,7 @@ from experiments.forecasting.metrics import (
 )
 from experiments.forecasting.physics_fit import FitConfig, LVFit, fit_lotka_volterra
 from experiments.forecasting.plots import plot_forecast, plot_horizon_errors
-from experiments.forecasting.test_split import ForecastPlan, TestSplitResults, evaluate_test_split
+from experiments.forecasting.held_out import ForecastPlan, TestSplitResults, evaluate_test_split
 
 __all__ = [
     "BASELINES", "SPECIES", "BaselineResult", "FitConfig", "ForecastConfig", "ForecastOutput", "ForecastPlan",

@@ -22,7 +22,7 @@ an unknown key, a wrong type or a missing table is an error naming the file and 
 Each table parses straight into the type the code uses: ``[training]`` and a stage's
 overrides into :class:`~experiments.training.config.TrainConfig`, ``[data]`` into
 :class:`~experiments.data.DataConfig`, ``[forecast]`` into
-:class:`~experiments.forecasting.test_split.ForecastPlan`; a value those types refuse stops the
+:class:`~experiments.forecasting.held_out.ForecastPlan`; a value those types refuse stops the
 plan when it loads, before any FLOP is spent. Unset values are left out of the TOML (None).
 
 Paths in ``[data]`` may start with ``{shared}`` (the ``../shared`` directory beside the project,
@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from experiments.data import DataConfig
-from experiments.forecasting.test_split import ForecastPlan
+from experiments.forecasting.held_out import ForecastPlan
 from experiments.pipeline.plan_schema import (
     SCALARS,
     PlanError,
@@ -52,7 +52,7 @@ from experiments.pipeline.plan_schema import (
     section,
     typed,
 )
-from experiments.training.config import RUN_IDENTITY, TrainConfig
+from experiments.training.config import RUN_IDENTITY, BudgetConfig, TrainConfig
 from flopcount.count.conventions import CONVENTIONS
 from lvdata.defaults import SHARED_DIR
 
@@ -69,14 +69,6 @@ class ModelSpec:
     source: str
     tokenizer: str | None = None
     dtype: str = "float32"
-
-
-@dataclass(frozen=True)
-class BudgetSpec:
-    """``limit`` in FLOPs over every experiment of the plan, priced by ``convention``."""
-
-    limit: int
-    convention: str = "coursework"
 
 
 @dataclass(frozen=True)
@@ -105,7 +97,7 @@ class Plan:
     path: Path
     model: ModelSpec
     data: DataConfig
-    budget: BudgetSpec
+    budget: BudgetConfig  # limit (FLOPs over every experiment of the plan) and convention; ledger: the run's
     training: TrainConfig
     forecast: ForecastPlan
     stages: tuple[StageSpec, ...]
@@ -176,7 +168,8 @@ def parse_plan(document: dict[str, Any], path: Path) -> Plan:
     limit = budget_table.get("limit")
     if isinstance(limit, float) and limit.is_integer():
         budget_table = {**budget_table, "limit": int(limit)}
-    budget = section(BudgetSpec, budget_table, f"{where} [budget]")
+    budget = section(BudgetConfig, budget_table, f"{where} [budget]",
+                     exclude={"ledger", "require_fit", "synchronous", "experiment_limit"})
     if budget.limit <= 0:
         raise PlanError(f"{where} [budget]: limit must be a positive number of FLOPs, got {budget.limit}")
     if budget.convention not in CONVENTIONS:

@@ -6,14 +6,15 @@ JSON-ready record ``results.json`` keeps for it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from experiments.forecasting.metrics import ValidationMetrics, results_table
-from experiments.forecasting.test_split import evaluate_test_split
-from experiments.pipeline.planner import selection_config
+from experiments.forecasting.held_out import evaluate_test_split
+from experiments.pipeline.planner import plan_model, selection_config
 from experiments.pipeline.results import run_config
 from experiments.pipeline.workspace import PlanWorkspace
 from experiments.training.checkpoint import ADAPTER
@@ -37,8 +38,7 @@ def budget_config(run: PlanWorkspace, entry: dict[str, Any]) -> BudgetConfig:
     """The plan's budget, with the run capped at the FLOPs the planner gave it: a run that
     resumes after a crash pays its re-runs out of its own share, never out of the later
     stages' (it stops cleanly, with a checkpoint, when its share is spent)."""
-    return BudgetConfig(run.plan.budget.limit, run.ledger_path, run.plan.budget.convention, require_fit=False,
-                        experiment_limit=entry["projected_flops"])
+    return replace(run.plan.budget, ledger=run.ledger_path, require_fit=False, experiment_limit=entry["projected_flops"])
 
 
 def run_training(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +136,7 @@ def score_at_common_context(run: PlanWorkspace, stage: StageSpec, record: dict[s
     windows = run.data.validation_windows(context)
     indices = validation_indices(len(windows), scoring.eval_windows, scoring.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    setup = scoring.count_setup(run.base_model().config, run.plan.budget.convention)
+    setup = scoring.count_setup(plan_model(run.plan), run.plan.budget.convention)
     budget = Budget(run.plan.budget.limit, run.ledger_path, scoring.experiment, setup,
                     config={"context": context, "windows": len(indices)})
     with budget:

@@ -151,8 +151,8 @@ class BudgetConfig:
     plan; the run stops cleanly at it as at the global limit.
     """
 
-    limit: int | float
-    ledger: str | os.PathLike[str]
+    limit: int
+    ledger: str | os.PathLike[str] | None = None  # None in a plan's [budget]: the run directory's ledger
     convention: str = "coursework"
     require_fit: bool = True
     synchronous: str = "FULL"

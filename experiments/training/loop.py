@@ -194,7 +194,7 @@ class _Run:
         for number, indices in enumerate(micro, start=1):
             micro_tokens = int(self.train_windows.attention_mask[indices.ravel()].sum())
             refusal = self.pay(lambda budget: budget.charge_training_step(
-                batch=config.batch_size * world_size, seq_len=config.context, step=step, tokens=micro_tokens,
+                batch=self.workload.batch, seq_len=self.workload.seq_len, step=step, tokens=micro_tokens,
                 payload={"micro_batch": number, "of": len(micro)} if len(micro) > 1 else None))
             if refusal:
                 self.optimizer.zero_grad(set_to_none=True)
@@ -272,7 +272,7 @@ class _Run:
                 return refusal
             if self.workload.validates_after(step):
                 refusal = self.pay(lambda budget: budget.charge_forward(
-                    batch=len(self.val_indices), seq_len=config.context, step=step, tokens=val_tokens))
+                    batch=self.workload.eval_windows, seq_len=self.workload.seq_len, step=step, tokens=val_tokens))
                 if refusal:
                     return refusal
                 self.validate(step)
@@ -307,6 +307,8 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
     injected model must carry the same LoRA). ``run_dir`` holds the run's ``run_config.json``,
     ``metrics.jsonl`` and ``checkpoints/``; an existing run directory of the same config is
     resumed from its latest checkpoint. Every rank must call ``train``."""
+    if budget.ledger is None:
+        raise ValueError("train needs a BudgetConfig with a ledger path")
     if config.experiment is None or config.steps is None:
         raise ValueError(f"train needs a TrainConfig with an experiment name and steps (TrainConfig.for_run), got "
                          f"experiment={config.experiment!r}, steps={config.steps!r}")

@@ -1,6 +1,6 @@
 """The analytic FLOP model: pure Python, no torch, no ledger.
 
-primitives (the price table) -> formulas (small per-op functions, baselines' formulas too) ->
+primitives (the price table) -> formulas (small per-op functions; the baselines' in baseline_formulas) ->
 components (the table of one function per named component) -> engine (forward, training step,
 generation) -> workload (a planned run, its estimate and the steps that fit a budget).
 ``CountSetup`` is what decides a count: model shape, convention, LoRA, lm_head bias.

@@ -53,10 +53,12 @@ class CountSetup:
     @classmethod
     def of(cls, model: Any, convention: str | Convention = "coursework", *, lora_rank: int = 0,
            lora_targets: tuple[str, ...] | list[str] = DEFAULT_LORA_TARGETS, lm_head_bias: bool = False) -> CountSetup:
-        """The setup of ``model`` (a ``CountSetup`` is returned as it is; anything
-        :func:`~flopcount.model_shape` accepts otherwise) with the given LoRA."""
+        """The setup of ``model`` (anything :func:`~flopcount.model_shape` accepts) under
+        ``convention`` with the given LoRA. A ``CountSetup`` is not a model: refused, so that a
+        convention or LoRA asked for is never silently ignored (use ``dataclasses.replace``)."""
         if isinstance(model, CountSetup):
-            return model
+            raise TypeError("CountSetup.of takes a model, not a CountSetup; use dataclasses.replace(setup, ...) to "
+                            "change one")
         return cls(model_shape(model), get_convention(convention), lora_rank, lora_targets, lm_head_bias)
 
     @classmethod
@@ -84,4 +86,4 @@ class CountSetup:
 def as_setup(setup_or_model: Any) -> CountSetup:
     """``setup_or_model`` itself if it is a ``CountSetup``, else the coursework setup of that
     model without adapters (the counting functions' first argument)."""
-    return CountSetup.of(setup_or_model)
+    return setup_or_model if isinstance(setup_or_model, CountSetup) else CountSetup.of(setup_or_model)

@@ -11,7 +11,7 @@ import pytest
 
 from experiments.forecasting.baselines import BASELINES
 from experiments.data import DataConfig, prepare_data
-from experiments.forecasting.test_split import evaluate_test_split
+from experiments.forecasting.held_out import evaluate_test_split
 from experiments.forecasting.generate import ForecastConfig
 from experiments.forecasting.metrics import ValidationMetrics
 from experiments.models.loading import build_tiny_model
