@@ -27,6 +27,7 @@ from experiments.models.loading import (
     QWEN_MODEL_ID,
     TINY_MODEL,
     LoadedModel,
+    build_random_model,
     build_tiny_model,
     default_tokenizer_source,
     load_model,
@@ -48,7 +49,7 @@ from experiments.training.config import BudgetConfig, TrainConfig, TrainResult
 
 __all__ = [
     # models
-    "QWEN_MODEL_ID", "TINY_MODEL", "LoadedModel", "build_tiny_model", "default_tokenizer_source", "load_model",
+    "QWEN_MODEL_ID", "TINY_MODEL", "LoadedModel", "build_random_model", "build_tiny_model", "default_tokenizer_source", "load_model",
     "load_model_and_tokenizer", "load_tokenizer", "save_tiny_model", "tiny_config",
     # data and training
     "BudgetConfig", "Checkpoint", "ConfigMismatch", "DataConfig", "ExperimentData", "MetricsLog", "TrainConfig",

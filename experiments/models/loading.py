@@ -53,13 +53,25 @@ def tiny_config() -> Qwen2Config:
     )
 
 
-def build_tiny_model(seed: int = 0) -> Qwen2ForCausalLM:
-    """A randomly initialised ``tiny`` model, identical for equal seeds (global RNG untouched)."""
+def build_random_model(config: Qwen2Config, seed: int = 0, dtype: torch.dtype = torch.float32) -> Qwen2ForCausalLM:
+    """A randomly initialised Qwen2 model of ``config``'s architecture, in eval mode.
+
+    E.g. Qwen2.5-0.5B's shipped ``config.json`` (``AutoConfig.from_pretrained``): FLOPs,
+    shapes and memory do not depend on the weight values. Identical for equal seeds (the global
+    RNG is untouched). Initialised in float32 whatever ``config.torch_dtype`` says, then cast
+    to ``dtype`` (the full-size model: about 2.0 GB in float32, 1.0 GB in bfloat16).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(tiny_config())
+        model = Qwen2ForCausalLM(config)
+    return model.to(dtype=dtype).eval()
+
+
+def build_tiny_model(seed: int = 0) -> Qwen2ForCausalLM:
+    """A randomly initialised ``tiny`` model, identical for equal seeds (global RNG untouched)."""
+    model = build_random_model(tiny_config(), seed)
     model.config.name_or_path = TINY_MODEL
-    return model.eval()
+    return model
 
 
 def save_tiny_model(

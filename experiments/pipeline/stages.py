@@ -150,17 +150,22 @@ def score_at_common_context(run: PlanRun, stage: StageSpec, record: dict[str, An
     first = record["runs"][0]["settings"]
     indices = validation_indices(len(windows), first["eval_windows"] or None, first["seed"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    budget = Budget(run.plan.budget.limit, run.ledger_path, f"{stage.name}/selection", model=run.base_model().config,
+    # One base model alive at a time: the first is loaded here (its config prices the scoring)
+    # and each is dropped before the next is loaded; two float32 copies of the full-size model
+    # would hold 4 GB at once.
+    model = run.base_model()
+    budget = Budget(run.plan.budget.limit, run.ledger_path, f"{stage.name}/selection", model=model.config,
                     convention=run.plan.budget.convention, lora_rank=first["lora_rank"],
                     lora_targets=tuple(first["lora_targets"]), config={"context": context, "windows": len(indices)})
     with budget:
         for number, entry in enumerate(record["runs"], start=1):
             if entry.get("selection_val_loss") is not None or not entry.get("checkpoint"):
                 continue
-            model = run.base_model()
+            model = run.base_model() if model is None else model
             load_adapter(model, run.out_dir / entry["checkpoint"] / ADAPTER)
             budget.charge_forward(batch=len(indices), seq_len=context, step=number)
             nats, tokens = loss_sums(model.to(device), windows, indices, first["batch_size"], device)
             entry.update(selection_val_loss=float(nats / tokens), selection_context=context)
             run.results.save()
+            model = None
     return f"lowest validation loss on the same {len(indices)} validation windows of {context} tokens"

@@ -121,3 +121,21 @@ def test_save_tiny_model_does_not_overwrite_a_model(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         save_tiny_model(tmp_path)
     assert (tmp_path / "config.json").read_text() == "{}"
+
+
+def test_build_random_model_follows_the_config_and_casts_only_at_the_end(qwen_assets):
+    from transformers import AutoConfig
+
+    from experiments.models.loading import build_random_model
+
+    config = AutoConfig.from_pretrained(qwen_assets)  # the shipped config says torch_dtype bfloat16
+    config.num_hidden_layers, config.vocab_size = 1, 1000  # the real widths, small enough to build here
+    rng_state = torch.get_rng_state()
+    model = build_random_model(config, seed=3)
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    assert model.dtype == torch.float32 and not model.training
+    assert model.model.layers[0].self_attn.k_proj.weight.shape == (2 * 64, 896)  # 2 KV heads of 64
+    assert model.model.layers[0].self_attn.q_proj.bias is not None
+    half = build_random_model(config, seed=3, dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16
+    assert same_weights(half, model.to(torch.bfloat16))  # the float32 initialisation, cast
