@@ -4,6 +4,10 @@ frozen parameters, LoRA injection, and clear errors for sources that cannot be l
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +36,8 @@ def test_tiny_config_keeps_the_real_architecture_and_vocabulary(qwen_assets, qwe
     tiny = tiny_config()
     for key in ("vocab_size", "tie_word_embeddings", "rms_norm_eps", "hidden_act", "model_type"):
         assert getattr(tiny, key) == real[key], key
-    assert tiny.rope_parameters["rope_theta"] == real["rope_theta"]
+    rope = getattr(tiny, "rope_parameters", None) or {"rope_theta": tiny.rope_theta}  # transformers 5 / 4.x
+    assert rope["rope_theta"] == real["rope_theta"]
     assert len(qwen_tokenizer) <= tiny.vocab_size
     assert tiny.num_attention_heads * tiny.head_dim == tiny.hidden_size
     assert tiny.num_key_value_heads < tiny.num_attention_heads  # grouped-query attention
@@ -108,6 +113,36 @@ def test_a_directory_without_weights_is_refused_clearly(qwen_assets, tmp_path):
 def test_an_unreachable_or_unknown_hub_id_fails_with_the_id_in_the_message():
     with pytest.raises(OSError, match="cannot load model 'no-such-org/no-such-model-llmtime'"):
         load_model("no-such-org/no-such-model-llmtime")
+
+
+LOAD_CACHED = """
+import sys, torch
+from experiments.models.loading import load_model
+model = load_model(sys.argv[1])
+torch.save(model.state_dict(), sys.argv[2])
+print(model.config.name_or_path)
+"""
+
+
+def test_a_hub_id_in_the_cache_loads_from_the_cache_alone(tiny_model_dir, tiny_model, tmp_path):
+    """The cache-first path, in the Hugging Face cache layout (refs/main -> snapshots/<commit>),
+    with the hub endpoint on a closed port: it loads, keeps the hub id as its name, and (with peft
+    installed) does not trip over transformers' own adapter_config.json lookup."""
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--llmtime-test--tiny"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": "http://127.0.0.1:9",
+           "OMP_NUM_THREADS": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run([sys.executable, "-c", LOAD_CACHED, "llmtime-test/tiny", str(tmp_path / "state.pt")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "llmtime-test/tiny"
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert state.keys() == tiny_model.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in tiny_model.state_dict().items())
 
 
 def test_tokenizer_with_more_ids_than_the_model_embeds_is_refused(qwen_assets, tmp_path):
