@@ -40,6 +40,7 @@ from experiments.models import (
     QWEN_MODEL_ID,
     TINY_MODEL,
     LoadedModel,
+    build_random_model,
     build_tiny_model,
     default_tokenizer_source,
     load_model,
@@ -86,7 +87,7 @@ __all__ = [
     # data
     "DataConfig", "ExperimentData", "load_or_simulate", "prepare_data",
     # models
-    "QWEN_MODEL_ID", "TINY_MODEL", "LoadedModel", "build_tiny_model", "default_tokenizer_source", "load_model",
+    "QWEN_MODEL_ID", "TINY_MODEL", "LoadedModel", "build_random_model", "build_tiny_model", "default_tokenizer_source", "load_model",
     "load_model_and_tokenizer", "load_tokenizer", "save_tiny_model", "tiny_config",
     # training
     "BudgetConfig", "Checkpoint", "ConfigMismatch", "MetricsLog", "TrainConfig", "TrainResult", "TrainerState",

@@ -4,6 +4,7 @@ from experiments.models.loading import (
     QWEN_MODEL_ID,
     TINY_MODEL,
     LoadedModel,
+    build_random_model,
     build_tiny_model,
     default_tokenizer_source,
     load_model,
@@ -14,6 +15,6 @@ from experiments.models.loading import (
 )
 
 __all__ = [
-    "QWEN_MODEL_ID", "TINY_MODEL", "LoadedModel", "build_tiny_model", "default_tokenizer_source", "load_model",
+    "QWEN_MODEL_ID", "TINY_MODEL", "LoadedModel", "build_random_model", "build_tiny_model", "default_tokenizer_source", "load_model",
     "load_model_and_tokenizer", "load_tokenizer", "save_tiny_model", "tiny_config",
 ]

@@ -53,13 +53,25 @@ def tiny_config() -> Qwen2Config:
     )
 
 
-def build_tiny_model(seed: int = 0) -> Qwen2ForCausalLM:
-    """A randomly initialised ``tiny`` model, identical for equal seeds (global RNG untouched)."""
+def build_random_model(config: Qwen2Config, seed: int = 0, dtype: torch.dtype = torch.float32) -> Qwen2ForCausalLM:
+    """A randomly initialised Qwen2 model of ``config``'s architecture, in eval mode.
+
+    E.g. Qwen2.5-0.5B's shipped ``config.json`` (``AutoConfig.from_pretrained``): FLOPs,
+    shapes and memory do not depend on the weight values. Identical for equal seeds (the global
+    RNG is untouched). Initialised in float32 whatever ``config.torch_dtype`` says, then cast
+    to ``dtype`` (the full-size model: about 2.0 GB in float32, 1.0 GB in bfloat16).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(tiny_config())
+        model = Qwen2ForCausalLM(config)
+    return model.to(dtype=dtype).eval()
+
+
+def build_tiny_model(seed: int = 0) -> Qwen2ForCausalLM:
+    """A randomly initialised ``tiny`` model, identical for equal seeds (global RNG untouched)."""
+    model = build_random_model(tiny_config(), seed)
     model.config.name_or_path = TINY_MODEL
-    return model.eval()
+    return model
 
 
 def save_tiny_model(
@@ -132,16 +144,30 @@ def _hub_unavailable_reason() -> str | None:
 
 
 def _from_pretrained(source: str, local_files_only: bool, **kwargs) -> PreTrainedModel:
-    # adapter_kwargs: transformers does not pass local_files_only on to its adapter_config.json lookup.
-    return AutoModelForCausalLM.from_pretrained(
-        source, local_files_only=local_files_only, adapter_kwargs={"local_files_only": local_files_only}, **kwargs
-    )
+    return AutoModelForCausalLM.from_pretrained(source, local_files_only=local_files_only, **kwargs)
+
+
+def _load_from_cache(source: str, **kwargs) -> PreTrainedModel:
+    """Hub id ``source`` from the local Hugging Face cache alone; ``OSError`` if it is not there.
+
+    Loaded from its cached snapshot directory, so no lookup leaves the machine: given the hub id
+    and ``local_files_only``, ``AutoModelForCausalLM`` still looks for an adapter_config.json on
+    the hub (it does not pass the flag on), and passing the flag in ``adapter_kwargs`` instead
+    collides with the one transformers 4.x passes itself (TypeError). ``name_or_path`` is set
+    back to the hub id, as a hub load sets it.
+    """
+    from huggingface_hub import snapshot_download
+
+    snapshot = snapshot_download(source, local_files_only=True)  # LocalEntryNotFoundError: an OSError
+    model = _from_pretrained(snapshot, local_files_only=True, **kwargs)
+    model.config.name_or_path = source
+    return model
 
 
 def _load_from_hub(source: str, **kwargs) -> PreTrainedModel:
     """Hub id: the local cache first, then the hub, failing fast and clearly when it is out of reach."""
     try:
-        return _from_pretrained(source, local_files_only=True, **kwargs)
+        return _load_from_cache(source, **kwargs)
     except OSError as not_cached:
         reason = _hub_unavailable_reason()
         if reason is not None:

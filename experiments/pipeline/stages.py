@@ -139,14 +139,16 @@ def score_at_common_context(run: PlanWorkspace, stage: StageSpec, record: dict[s
     setup = scoring.count_setup(plan_model(run.plan), run.plan.budget.convention)
     budget = Budget(run.plan.budget.limit, run.ledger_path, scoring.experiment, setup,
                     config={"context": context, "windows": len(indices)})
+    model = None  # one base model alive at a time: two float32 copies of the full-size model hold 4 GB
     with budget:
         for number, entry in enumerate(record["runs"], start=1):
             if entry.get("selection_val_loss") is not None or not entry.get("checkpoint"):
                 continue
-            model = run.base_model()
+            model = run.base_model() if model is None else model
             load_adapter(model, run.out_dir / entry["checkpoint"] / ADAPTER)
             budget.charge_forward(batch=len(indices), seq_len=context, step=number)
             nats, tokens = loss_sums(model.to(device), windows, indices, scoring.batch_size, device)
             entry.update(selection_val_loss=float(nats / tokens), selection_context=context)
             run.results.save()
+            model = None
     return f"lowest validation loss on the same {len(indices)} validation windows of {context} tokens"

@@ -105,14 +105,31 @@ def expected_matmul_flops(setup: CountSetup, batch: int, seq_len: int) -> dict[s
     return expected
 
 
+ROTARY_MODULE = "model.rotary_emb"
+
+
+def rope_table_product_flops(shape: ModelShape, positions: int) -> int:
+    """``2*m*n*p`` FLOPs of the RoPE angle table for ``positions`` positions when transformers
+    builds it as a matrix product, ``inv_freq (hd/2 x 1) @ positions (1 x L)`` per sequence (its
+    Qwen2 code up to 5.18); from 5.19 it broadcasts a multiply, which FlopCounterMode does not
+    count (0). The analytic ``rope_table`` holds the same ``hd/2`` multiplications per position
+    either way: a product with an inner size of 1 costs ``m*p*(2*1 - 1)``."""
+    return 2 * positions * (shape.head_dim // 2)
+
+
 def check_matmul_flops(model: nn.Module, input_ids: torch.Tensor) -> list[MatmulCheck]:
     """Measured vs expected (exact widths) matrix-product FLOPs for every module of
-    ``expected_matmul_flops``, plus the whole model; the LoRA is read from ``model``."""
+    ``expected_matmul_flops``, the rotary table (``rope_table_product_flops`` where the installed
+    transformers multiplies matrices for it, else 0), and the whole model; the LoRA is read
+    from ``model``."""
     batch, seq_len = input_ids.shape
     measured = matmul_flops_by_module(model, input_ids)
+    shape = model_shape(model)
     expected = expected_matmul_flops(setup_of(model, "exact"), batch, seq_len)
     layers = [k for k in expected if k.count(".") == 3]  # model.layers.i.{self_attn,mlp}
-    expected[""] = sum(expected[k] for k in layers) + expected["lm_head"]
+    # a forward without position ids builds one table, (1, seq_len), for the whole batch
+    expected[ROTARY_MODULE] = rope_table_product_flops(shape, seq_len) if measured.get(ROTARY_MODULE) else 0
+    expected[""] = sum(expected[k] for k in layers) + expected["lm_head"] + expected[ROTARY_MODULE]
     return [MatmulCheck(module, measured.get(module, 0), flops) for module, flops in expected.items()]
 
 

@@ -4,6 +4,10 @@ frozen parameters, LoRA injection, and clear errors for sources that cannot be l
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +36,8 @@ def test_tiny_config_keeps_the_real_architecture_and_vocabulary(qwen_assets, qwe
     tiny = tiny_config()
     for key in ("vocab_size", "tie_word_embeddings", "rms_norm_eps", "hidden_act", "model_type"):
         assert getattr(tiny, key) == real[key], key
-    assert tiny.rope_parameters["rope_theta"] == real["rope_theta"]
+    rope = getattr(tiny, "rope_parameters", None) or {"rope_theta": tiny.rope_theta}  # transformers 5 / 4.x
+    assert rope["rope_theta"] == real["rope_theta"]
     assert len(qwen_tokenizer) <= tiny.vocab_size
     assert tiny.num_attention_heads * tiny.head_dim == tiny.hidden_size
     assert tiny.num_key_value_heads < tiny.num_attention_heads  # grouped-query attention
@@ -110,6 +115,36 @@ def test_an_unreachable_or_unknown_hub_id_fails_with_the_id_in_the_message():
         load_model("no-such-org/no-such-model-llmtime")
 
 
+LOAD_CACHED = """
+import sys, torch
+from experiments.models.loading import load_model
+model = load_model(sys.argv[1])
+torch.save(model.state_dict(), sys.argv[2])
+print(model.config.name_or_path)
+"""
+
+
+def test_a_hub_id_in_the_cache_loads_from_the_cache_alone(tiny_model_dir, tiny_model, tmp_path):
+    """The cache-first path, in the Hugging Face cache layout (refs/main -> snapshots/<commit>),
+    with the hub endpoint on a closed port: it loads, keeps the hub id as its name, and (with peft
+    installed) does not trip over transformers' own adapter_config.json lookup."""
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--llmtime-test--tiny"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": "http://127.0.0.1:9",
+           "OMP_NUM_THREADS": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run([sys.executable, "-c", LOAD_CACHED, "llmtime-test/tiny", str(tmp_path / "state.pt")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "llmtime-test/tiny"
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert state.keys() == tiny_model.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in tiny_model.state_dict().items())
+
+
 def test_tokenizer_with_more_ids_than_the_model_embeds_is_refused(qwen_assets, tmp_path):
     Qwen2ForCausalLM(Qwen2Config(**{**tiny_config().to_dict(), "vocab_size": 1000})).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="151665 entries but model .* embeds only 1000 ids"):
@@ -121,3 +156,21 @@ def test_save_tiny_model_does_not_overwrite_a_model(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         save_tiny_model(tmp_path)
     assert (tmp_path / "config.json").read_text() == "{}"
+
+
+def test_build_random_model_follows_the_config_and_casts_only_at_the_end(qwen_assets):
+    from transformers import AutoConfig
+
+    from experiments.models.loading import build_random_model
+
+    config = AutoConfig.from_pretrained(qwen_assets)  # the shipped config says torch_dtype bfloat16
+    config.num_hidden_layers, config.vocab_size = 1, 1000  # the real widths, small enough to build here
+    rng_state = torch.get_rng_state()
+    model = build_random_model(config, seed=3)
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    assert model.dtype == torch.float32 and not model.training
+    assert model.model.layers[0].self_attn.k_proj.weight.shape == (2 * 64, 896)  # 2 KV heads of 64
+    assert model.model.layers[0].self_attn.q_proj.bias is not None
+    half = build_random_model(config, seed=3, dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16
+    assert same_weights(half, model.to(torch.bfloat16))  # the float32 initialisation, cast
