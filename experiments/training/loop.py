@@ -47,7 +47,8 @@ from experiments.training.batching import Batch, WindowOrder, windows_digest
 from experiments.training.checkpoint import TrainerState, capture_rng_state, checkpoint_path, load_checkpoint, save_checkpoint
 from experiments.training.distributed import make_accelerator, on_main
 from experiments.training.validation import validate, validation_indices
-from experiments.training.loss import count_targets, token_cross_entropy
+from experiments.training.loss import count_targets
+from experiments.models.distinct_rows import causal_lm_nats, distinct_rows_output
 from experiments.training.metrics_log import METRICS_FILE, MetricsLog
 from experiments.training.run_dir import config_hash, open_run_dir
 from experiments.training.config import BudgetConfig, TrainConfig, TrainResult
@@ -63,12 +64,14 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
                *, global_targets: int, max_grad_norm: float | None = None) -> torch.Tensor:
     """One optimizer step on this rank's ``batch``; returns its summed nats (detached).
 
+    The loss is over the full vocabulary; inside ``distinct_rows_output`` (as ``train`` runs,
+    for a frozen output layer with few distinct rows) it is computed, exactly, over those rows.
+
     ``global_targets``: non-padding targets in the global batch (all ranks), so that the
     gradient, after DDP's average over ranks, is that of the global token-weighted mean.
     """
     model.train()
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, T, V)
-    nats, _ = token_cross_entropy(logits, batch.labels)
+    nats, _ = causal_lm_nats(model, batch.input_ids, batch.attention_mask, batch.labels)
     accelerator.backward(nats * (accelerator.num_processes / max(global_targets, 1)))
     if max_grad_norm is not None:
         accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -279,6 +282,8 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
                record, saved_step=None if checkpoint is None else checkpoint.step)
 
     with ExitStack() as stack:
+        stack.enter_context(distinct_rows_output(run.unwrapped))  # exact, cheaper loss for a collapsed frozen head
+
         def open_guard() -> None:
             run.budget = stack.enter_context(Budget(
                 budget.limit, budget.ledger, config.experiment, model=run.unwrapped.config,

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from experiments.training.batching import Batch
-from experiments.training.loss import token_cross_entropy
+from experiments.models.distinct_rows import causal_lm_nats, distinct_rows_output
 from experiments.forecasting.metrics import ValidationMetrics
 
 
@@ -40,12 +40,12 @@ def loss_sums(model: nn.Module, windows, indices: np.ndarray, batch_size: int,
     nats = torch.zeros((), dtype=torch.float64, device=device)
     tokens = torch.zeros((), dtype=torch.int64, device=device)
     try:
-        for start in range(0, len(indices), batch_size):
-            batch = Batch.from_windows(windows, indices[start:start + batch_size], device)
-            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, T, V)
-            batch_nats, batch_tokens = token_cross_entropy(logits, batch.labels)
-            nats += batch_nats.double()
-            tokens += batch_tokens
+        with distinct_rows_output(model):  # exact; over the few distinct rows of a frozen head, when it has them
+            for start in range(0, len(indices), batch_size):
+                batch = Batch.from_windows(windows, indices[start:start + batch_size], device)
+                batch_nats, batch_tokens = causal_lm_nats(model, batch.input_ids, batch.attention_mask, batch.labels)
+                nats += batch_nats.double()
+                tokens += batch_tokens
     finally:
         model.train(was_training)
     return nats, tokens
