@@ -5,6 +5,7 @@
     python -m experiments sweep --plan coursework --out runs/cw      # one stage (its sources first)
     python -m experiments train --model tiny --steps 50 ...          # one standalone training run
     python -m experiments report --out runs/demo                     # rewrite report.md
+    python -m experiments pretrain-base                              # build the demo's llmtime-base model
 
 Every stage command runs the plan's stage of that kind into ``--out`` (the stages it takes its
 setting from must have finished there); ``run`` runs them all in order and resumes an
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 from experiments.pipeline.plan import STAGE_KINDS, PlanError, load_plan, shipped_plans
+from experiments.models.base_cli import add_base_dir_argument, add_pretrain_command, apply_base_dir
 from experiments.training.cli import add_train_command
 from flopcount import BudgetExceeded, LedgerError, PlanDoesNotFit
 
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         stage.set_defaults(func=_run_stage, kind=kind)
 
     add_train_command(subparsers)
+    add_pretrain_command(subparsers)
 
     report = subparsers.add_parser("report", help="write report.md of a run directory",
                                    description="Regenerate report.md and its figures from the run "
@@ -66,6 +69,7 @@ def _plan_arguments(parser: argparse.ArgumentParser, out_required: bool) -> None
                         help=f"a shipped plan ({', '.join(shipped_plans())}) or a path to a plan TOML file")
     parser.add_argument("--out", type=Path, required=out_required, help="the run directory (created if missing)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_base_dir_argument(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -113,6 +117,7 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
+    apply_base_dir(args)
     try:
         return args.func(args)
     except (PlanError, PlanDoesNotFit, BudgetExceeded, LedgerError, FileNotFoundError) as error:

@@ -32,15 +32,17 @@ from lvdata import default_tokenizer_source, load_tokenizer
 
 logger = logging.getLogger(__name__)
 ENV_VAR = "LLMTIME_BASE_DIR"
+_ANNOUNCED: set[Path] = set()  # base directories this process has said it reuses
 
 
 class NotABaseDirectory(FileExistsError):
     """The base directory exists and holds something that is not a base built by this tool."""
 
 
-def default_base_dir(recipe: BaseRecipe = DEMO_RECIPE) -> Path:
-    """For the demo's base (``recipe.name == "llmtime-base"``) ``$LLMTIME_BASE_DIR`` if set;
-    else ``$XDG_CACHE_HOME/llmtime-budget/<recipe.name>`` (``~/.cache/...``)."""
+def default_base_dir(recipe: BaseRecipe | None = None) -> Path:
+    """For the demo's base (a recipe named as :data:`DEMO_RECIPE`, the default) ``$LLMTIME_BASE_DIR``
+    if set; else ``$XDG_CACHE_HOME/llmtime-budget/<recipe.name>`` (``~/.cache/...``)."""
+    recipe = recipe or DEMO_RECIPE
     if recipe.name == DEMO_RECIPE.name and os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
@@ -71,11 +73,13 @@ def base_state(directory: Path, recipe: BaseRecipe, tokenizer_source: str | os.P
     return "complete" if record.get("status") == "complete" else "partial"
 
 
-def ensure_base(recipe: BaseRecipe = DEMO_RECIPE, directory: str | os.PathLike | None = None, *,
+def ensure_base(recipe: BaseRecipe | None = None, directory: str | os.PathLike | None = None, *,
                 tokenizer_source: str | os.PathLike | None = None, progress: bool = True,
                 rebuild: bool = False) -> Path:
-    """The directory of a finished base of ``recipe``: reused, resumed or (re)built (see the
-    module docstring). ``rebuild``: delete a base of ours there first, even a current one."""
+    """The directory of a finished base of ``recipe`` (default :data:`DEMO_RECIPE`): reused,
+    resumed or (re)built (see the module docstring). ``rebuild``: delete a base of ours there
+    first, even a current one."""
+    recipe = recipe or DEMO_RECIPE
     directory = Path(directory) if directory is not None else default_base_dir(recipe)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory) + ".lock"):
@@ -84,7 +88,10 @@ def ensure_base(recipe: BaseRecipe = DEMO_RECIPE, directory: str | os.PathLike |
             raise NotABaseDirectory(f"{directory} exists and is not an llmtime base (no {RECORD_FILE} of this tool): "
                                     f"not touching it; choose another directory with ${ENV_VAR} or --base-dir")
         if state == "complete" and not rebuild:
-            logger.debug("base %s: reusing %s", recipe.name, directory)
+            if directory not in _ANNOUNCED:  # once per process, not at every load
+                logger.info("base %s: reusing %s (recipe %s)", recipe.name, directory,
+                            expected_hash(recipe, tokenizer_source))
+                _ANNOUNCED.add(directory)
             return directory
         if state == "stale" or (rebuild and state != "absent"):
             logger.info("base %s: %s holds %s; deleting it to rebuild", recipe.name, directory,

@@ -121,8 +121,8 @@ class BaseRecipe:
 
 
 DEMO_RECIPE = BaseRecipe()
-TEST_RECIPE = BaseRecipe(name="llmtime-base-test", trajectories=2000, validation_trajectories=64, steps=200,
-                         warmup_steps=20, eval_every=100, eval_rows=16, checkpoint_every=100)
+TEST_RECIPE = BaseRecipe(name="llmtime-base-test", trajectories=4000, validation_trajectories=64, context=512,
+                         steps=500, warmup_steps=25, eval_every=250, eval_rows=16, checkpoint_every=250)
 RECIPES = {"demo": DEMO_RECIPE, "test": TEST_RECIPE}
 
 __all__ = ["BUILDER_VERSION", "DEMO_RECIPE", "RECIPES", "TEST_RECIPE", "BaseRecipe"]

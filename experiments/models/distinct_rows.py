@@ -16,8 +16,10 @@ patterns and then checks every row equals its group's representative bit for bit
 ``nn.Linear`` without bias whose weight is frozen, when its rows collapse at least
 ``MIN_COMPACTION``-fold. Inside it the model's ``lm_head`` is a :class:`DistinctRowsHead` (its
 logits are ``(B, T, U)``, one per distinct row); :func:`causal_lm_nats` then computes the loss
-from them, and from full logits otherwise. FLOP charges never depend on it: the convention
-prices a full forward, and the budget is charged from shapes, before the work.
+from them, and from full logits otherwise. For generation, ``full_logits=True`` computes the U
+rows' logits and gathers them into the full ``(B, T, V)`` ones: the same values, without the
+V x d product. FLOP charges never depend on it: the convention prices a full forward, and the
+budget is charged from shapes, before the work.
 """
 
 from __future__ import annotations
@@ -94,20 +96,35 @@ def _int_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 class DistinctRowsHead(nn.Module):
-    """Stands in for a frozen ``lm_head`` inside :func:`distinct_rows_output`: logits over the
-    distinct rows, ``(B, T, U)``, each carrying ``+log(multiplicity)``, so that their
-    log-sum-exp is the full layer's. The original layer is kept (not as a submodule) to be put
-    back; the buffers are not persistent, so state dicts are unchanged."""
+    """Stands in for a frozen ``lm_head`` inside :func:`distinct_rows_output`.
 
-    def __init__(self, original: nn.Linear, distinct: DistinctRows) -> None:
+    Default: logits over the distinct rows, ``(B, T, U)``, each carrying ``+log(multiplicity)``,
+    so that their log-sum-exp is the full layer's (for the loss, :meth:`token_cross_entropy`).
+    ``full_logits``: the full ``(B, T, V)`` logits, each token its row's, computed from the U
+    rows and gathered (for generation, whose processors and search read every token). The
+    original layer is kept (not as a submodule) to be put back; the buffers are not
+    persistent, so state dicts are unchanged."""
+
+    def __init__(self, original: nn.Linear, distinct: DistinctRows, full_logits: bool = False) -> None:
         super().__init__()
         self.__dict__["original"] = original  # not a submodule: no parameters, nothing saved
+        self.full_logits = full_logits
         self.register_buffer("rows", distinct.rows.clone(), persistent=False)  # (U, d)
         self.register_buffer("log_multiplicity", distinct.counts.to(distinct.rows.dtype).log(), persistent=False)
         self.register_buffer("row_of_token", distinct.row_of_token.clone(), persistent=False)  # (V,)
+        # full logits: every token takes the largest group's logit, then the K others are written
+        self.fill_row = int(distinct.counts.argmax())
+        scattered = (distinct.row_of_token != self.fill_row).nonzero().squeeze(1)
+        self.register_buffer("scattered_tokens", scattered, persistent=False)  # (K,)
+        self.register_buffer("scattered_rows", distinct.row_of_token[scattered], persistent=False)  # (K,)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T, U)
-        return F.linear(hidden, self.rows) + self.log_multiplicity
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T, U), or (B, T, V)
+        logits = F.linear(hidden, self.rows)  # (B, T, U)
+        if not self.full_logits:
+            return logits + self.log_multiplicity
+        full = logits.new_empty(*logits.shape[:-1], len(self.row_of_token))  # (B, T, V)
+        full.copy_(logits[..., self.fill_row:self.fill_row + 1].expand_as(full))
+        return full.index_copy_(-1, self.scattered_tokens, logits.index_select(-1, self.scattered_rows))
 
     def token_cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``experiments.training.loss.token_cross_entropy`` from this head's logits ``(B, T, U)``:
@@ -153,13 +170,16 @@ def installed_head(model: nn.Module) -> DistinctRowsHead | None:
 
 
 @contextmanager
-def distinct_rows_output(model: nn.Module) -> Iterator[DistinctRowsHead | None]:
-    """Within the block, ``model.lm_head`` is a :class:`DistinctRowsHead` if the output layer is
-    eligible (:func:`eligible_output_layer`) and its rows collapse at least ``MIN_COMPACTION``
-    fold; yields the head, or None (model unchanged). Re-entrant: inside another such block it
-    changes nothing. The original layer is restored on exit."""
+def distinct_rows_output(model: nn.Module, *, full_logits: bool = False) -> Iterator[DistinctRowsHead | None]:
+    """Within the block, ``model.lm_head`` is a :class:`DistinctRowsHead` (``full_logits``: one
+    that returns the full logits, for generation) if the output layer is eligible
+    (:func:`eligible_output_layer`) and its rows collapse at least ``MIN_COMPACTION`` fold;
+    yields the head, or None (model unchanged). Re-entrant: inside another such block of the
+    same kind it changes nothing. The original layer is restored on exit."""
     model = _model(model)
     if installed_head(model) is not None:
+        if installed_head(model).full_logits != full_logits:
+            raise RuntimeError("the model already carries a distinct-rows head of the other kind")
         yield installed_head(model)
         return
     original = eligible_output_layer(model) if hasattr(model, "lm_head") else None
@@ -169,7 +189,7 @@ def distinct_rows_output(model: nn.Module) -> Iterator[DistinctRowsHead | None]:
     if distinct is None:
         yield None
         return
-    head = DistinctRowsHead(original, distinct)
+    head = DistinctRowsHead(original, distinct, full_logits=full_logits)
     model.lm_head = head
     try:
         yield head
@@ -185,7 +205,7 @@ def causal_lm_nats(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
     the full logits. ``model`` may be DDP-wrapped: the forward goes through the wrapper."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V), or (B, T, U)
     head = installed_head(model)
-    if head is None:
+    if head is None or head.full_logits:
         return token_cross_entropy(logits, labels)
     return head.token_cross_entropy(logits, labels)
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from experiments.forecasting.grammar import LLMTimeGrammar
+from experiments.pipeline.learning import base_validation_flops
 from experiments.pipeline.plan import REST, Plan, StageSpec, run_settings, train_config
 from flopcount import (
     estimate_run,
@@ -242,7 +243,8 @@ def _project_stage(shape: ModelShape, plan: Plan, stage: StageSpec, shapes: Data
         return StageProjection(stage.name, stage.kind, forecast_flops(shape, plan, shapes),
                                note="untrained model, greedy + sampled; upper bound")
     if stage.kind == "evaluate":
-        flops = max(forecast_flops(shape, plan, shapes, lora) for lora in candidates)
+        flops = max(forecast_flops(shape, plan, shapes, lora) + base_validation_flops(shape, plan, lora, shapes)
+                    for lora in candidates)  # + the untrained base on the adapter's validation windows
         return StageProjection(stage.name, stage.kind, flops, note=f"adapter of {stage.source!r}; upper bound")
     options = [run_settings(plan, stage, chosen) for chosen in candidates]
     runs_per_option = len(options[0])
@@ -275,8 +277,9 @@ def _candidates(plan: Plan, source: str) -> list[dict[str, Any]]:
 
 
 def plan_model(plan: Plan) -> Any:
-    """What ``flopcount.model_shape`` reads the plan's model from (``tiny`` is a config here)."""
-    from experiments.models.loading import TINY_MODEL, tiny_config
+    """What ``flopcount.model_shape`` reads the plan's model from (``tiny`` and ``llmtime-base``,
+    the tiny architecture pretrained, are a config here: projecting builds nothing)."""
+    from experiments.models.loading import BASE_MODEL, TINY_MODEL, tiny_config
 
-    return tiny_config() if plan.model.source == TINY_MODEL else plan.model.source
+    return tiny_config() if plan.model.source in (TINY_MODEL, BASE_MODEL) else plan.model.source
 

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from experiments.data import ExperimentData, load_trajectories_for, prepare_data
-from experiments.models.loading import TINY_MODEL, load_model, load_tokenizer, default_tokenizer_source
+from experiments.models.base_cache import base_summary
+from experiments.models.loading import BASE_MODEL, TINY_MODEL, load_model, load_tokenizer, default_tokenizer_source
 from experiments.pipeline.plan import REST, Plan, PlanError, StageSpec, run_settings
 from experiments.pipeline.planner import (
     MEASUREMENT,
@@ -67,8 +68,9 @@ class PlanRun:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            source = self.plan.model.tokenizer or (
-                default_tokenizer_source() if self.plan.model.source == TINY_MODEL else self.plan.model.source)
+            source = self.plan.model.tokenizer or (default_tokenizer_source()
+                                                   if self.plan.model.source in (TINY_MODEL, BASE_MODEL)
+                                                   else self.plan.model.source)
             self._tokenizer = load_tokenizer(source)
         return self._tokenizer
 
@@ -151,7 +153,8 @@ def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progre
     check_fits(run, projection)
     run.results.document["plan_summary"] = {
         "description": plan.description, "model": plan.model.source, "data": run.data.source,
-        "limit": plan.budget.limit, "convention": plan.budget.convention}
+        "limit": plan.budget.limit, "convention": plan.budget.convention,
+        **base_summary(plan.model.source)}  # llmtime-base: built here on first use
     run.results.set("projection", projection.to_dict())
     if not run.results.finished(MEASUREMENT):
         run_measurement(run)

@@ -17,6 +17,7 @@ from experiments.training.validation import loss_sums, validation_indices
 from experiments.forecasting.generate import ForecastConfig
 from experiments.forecasting.metrics import ValidationMetrics, results_table
 from experiments.training.metrics_log import read_metrics
+from experiments.pipeline.learning import score_untrained_base
 from experiments.pipeline.plan import train_config
 from experiments.pipeline.planner import forecast_ids
 from experiments.training.loop import train
@@ -83,6 +84,7 @@ def run_forecast_stage(run: PlanRun, stage: StageSpec, source: dict[str, Any] | 
         lora = load_adapter(model, adapter).config
         adapter_flops = {"lora_rank": lora.r, "lora_targets": lora.targets, "lm_head_bias": lora.lm_head_bias}
         validation = _validation_of(run, entry)
+        record.update(base_validation=score_untrained_base(run, stage, entry))  # the same windows, untrained
         record.update(adapter=str(adapter.relative_to(run.out_dir)), experiment=entry["experiment"])
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     out = stage_dir(run, stage.name)

@@ -1,4 +1,5 @@
-"""Fixtures for the experiments tests: the ``tiny`` Qwen2 model, in memory and saved to disk."""
+"""Fixtures for the experiments tests: the ``tiny`` Qwen2 model, in memory and saved to disk, and a
+small pretrained base (``learned_base``)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,17 @@ def tiny_model_dir(qwen_assets, tmp_path_factory) -> Path:
 def tiny_model():
     """A fresh ``tiny`` model (seed 0, eval mode, parameters not frozen) in memory; tests may modify it."""
     return build_tiny_model(seed=0)
+
+
+@pytest.fixture(scope="session")
+def learned_base(qwen_assets, tmp_path_factory, worker_id) -> Path:
+    """A small base pretrained on simulated trajectories (``TEST_RECIPE``), built ONCE per test run:
+    pytest-xdist workers share one directory and wait for one build (``ensure_base`` locks it).
+    Read-only for the tests; load it with ``load_model``."""
+    from experiments.models.base_cache import ensure_base
+    from experiments.models.base_recipe import TEST_RECIPE
+
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # the workers' base directories share this run's parent
+        root = root.parent
+    return ensure_base(TEST_RECIPE, root / TEST_RECIPE.name, tokenizer_source=qwen_assets, progress=False)
