@@ -167,3 +167,34 @@ def test_a_training_run_is_charged_the_same_with_and_without_the_fast_path(
     assert fast.flops_charged == slow.flops_charged
     assert fast.last_val_loss == pytest.approx(slow.last_val_loss, rel=1e-4)
     assert np.isfinite(fast.final_train_loss)
+
+
+def test_full_logits_for_generation_are_the_output_layers(qwen_tokenizer, compact_and_full):
+    _, full = compact_and_full
+    model = frozen(full)
+    input_ids, attention_mask, _ = batch(qwen_tokenizer, TEXTS)
+    with torch.no_grad():
+        reference = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (3, T, 151936)
+        with distinct_rows_output(model, full_logits=True) as head:
+            assert head.full_logits
+            fast = model(input_ids=input_ids, attention_mask=attention_mask).logits
+            with pytest.raises(RuntimeError, match="other kind"), distinct_rows_output(model):
+                pass
+    assert fast.shape == reference.shape
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-6)
+
+
+def test_forecasts_are_the_same_with_and_without_the_fast_path(qwen_tokenizer, compact_and_full, monkeypatch):
+    from experiments.forecasting.generate import ForecastConfig, forecast_series
+    from lvdata import prompt_target_split, simulate
+
+    _, full = compact_and_full
+    model = with_random_lora(frozen(full))
+    trajectories, _ = simulate(3, seed=4)
+    examples = [prompt_target_split(t, 0.25, k=10, m=3) for t in trajectories]
+    config = ForecastConfig(k=10, m=3, batch_size=3, max_int_digits=2)
+    fast = forecast_series(model, qwen_tokenizer, examples, config, progress=False)
+    monkeypatch.setattr(distinct_rows, "MIN_COMPACTION", 10**9)
+    slow = forecast_series(model, qwen_tokenizer, examples, config, progress=False)
+    assert fast.texts == slow.texts
+    np.testing.assert_array_equal(fast.values, slow.values)
