@@ -19,7 +19,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
+# The demo's model, llmtime-base, is built on first use into ~/.cache/llmtime-budget/llmtime-base
+# (or $$LLMTIME_BASE_DIR) and reused while its recipe is unchanged.
 demo: setup
+	$(BIN)/python -m experiments pretrain-base
 	$(BIN)/python -m experiments run --plan demo --out runs/demo
 
 test: setup

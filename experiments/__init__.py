@@ -6,6 +6,7 @@ metrics) -> pipeline (a whole plan under one budget: plan, planner, runner, repo
 ``python -m experiments`` is the CLI.
 """
 
+from experiments.basemodel import DEMO_RECIPE, BaseRecipe, ensure_base
 from experiments.data import DataConfig, ExperimentData, load_or_simulate, prepare_data
 from experiments.forecasting import (
     BASELINES,
@@ -99,6 +100,8 @@ __all__ = [
     "StepStoppingCriteria", "TestSplitResults", "evaluate_forecasts", "evaluate_test_split", "fit_lotka_volterra",
     "forecast_series", "horizon_errors", "linear_extrapolation", "perplexity", "persistence", "physics_fit",
     "plot_forecast", "plot_horizon_errors", "results_table",
+    # the pretrained demo base
+    "DEMO_RECIPE", "BaseRecipe", "ensure_base",
     # pipeline
     "Plan", "PlanError", "PlanOverBudget", "PlanProjection", "PlanWorkspace", "Results", "StageProjection",
     "StageSpec", "dry_run", "load_plan", "project", "run_plan", "shipped_plans", "write_report",

@@ -5,6 +5,7 @@
     python -m experiments sweep --plan coursework --out runs/cw      # one stage (its sources first)
     python -m experiments train --model tiny --steps 50 ...          # one standalone training run
     python -m experiments report --out runs/demo                     # rewrite report.md
+    python -m experiments pretrain-base                              # build the demo's llmtime-base model
 
 Every stage command runs the plan's stage of that kind into ``--out`` (the stages it takes its
 setting from must have finished there); ``run`` runs them all in order and resumes an
@@ -32,6 +33,7 @@ from experiments.pipeline.plan import STAGE_KINDS, PlanError, load_plan, shipped
 from experiments.training.cli import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_STOPPED, add_train_command
 from experiments.training.interrupts import RunInterrupted
 from experiments.training.run_dir import ConfigMismatch
+from experiments.basemodel.cli import add_base_dir_argument, add_pretrain_command, apply_base_dir
 from flopcount import BudgetExceeded, LedgerError, PlanDoesNotFit
 from lvdata import DatasetError
 from lvdata.tokens import TokenizerLoadError
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         stage.set_defaults(func=_run_stage, kind=kind)
 
     add_train_command(subparsers)
+    add_pretrain_command(subparsers)
 
     report = subparsers.add_parser("report", help="write report.md of a run directory",
                                    description="Regenerate report.md and its figures from the run "
@@ -89,6 +92,7 @@ def _plan_arguments(parser: argparse.ArgumentParser, out_required: bool) -> None
                         help="change one plan value (TOML syntax; repeatable), e.g. training.learning_rate=2e-3")
     parser.add_argument("--data", help=f"the HDF5 trajectories (default: ${DATA_ENV}, then the plan's [data] path)")
     parser.add_argument("--model", help="a hub id or a local model directory (default: the plan's [model] source)")
+    add_base_dir_argument(parser)
 
 
 def plan_of(args: argparse.Namespace):
@@ -184,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
+    apply_base_dir(args)
     try:
         return args.func(args)
     except (RunInterrupted, KeyboardInterrupt) as interrupt:

@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("experiments.models",),
     ("experiments.training",),
     ("experiments.forecasting",),
+    ("experiments.basemodel",),
     ("experiments.pipeline",),
     ("experiments", "experiments.cli", "experiments.__main__"),
 )

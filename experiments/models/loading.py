@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,6 +24,7 @@ from lvdata import default_tokenizer_source, load_tokenizer
 from lvdata.defaults import HUB_MODEL_ID
 
 TINY_MODEL = "tiny"
+BASE_MODEL = "llmtime-base"  # the tiny architecture pretrained on simulated trajectories (experiments.basemodel.cache)
 QWEN_MODEL_ID = HUB_MODEL_ID
 WEIGHT_FILES = (
     "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
@@ -181,6 +183,18 @@ def _load_from_hub(source: str, **kwargs) -> PreTrainedModel:
         raise OSError(f"cannot load model {source!r} from the Hugging Face hub: {error}") from error
 
 
+NAMED_SOURCES: dict[str, Callable[[], str]] = {}
+"""Model sources known by name, each resolved to a directory when loaded: a higher layer
+registers them (``experiments.basemodel`` registers ``llmtime-base``, its cached base, built on
+first use), so loading does not depend on how a named model is made."""
+
+
+def _resolve_base(source: str | os.PathLike) -> str:
+    """A registered named source (e.g. ``BASE_MODEL``) becomes its directory; others as given."""
+    source = os.fspath(source)
+    return NAMED_SOURCES[source]() if source in NAMED_SOURCES else source
+
+
 def load_model(
     source: str | os.PathLike,
     *,
@@ -188,14 +202,15 @@ def load_model(
     device: torch.device | str | None = None,
     attn_implementation: str | None = None,
 ) -> PreTrainedModel:
-    """Load a causal LM from a hub id, a local directory or ``"tiny"``, with every parameter frozen.
+    """Load a causal LM from a hub id, a local directory, ``"tiny"`` or ``"llmtime-base"`` (the
+    cached base of :mod:`experiments.basemodel.cache`, built on first use), every parameter frozen.
 
     ``dtype`` None means float32 (LoRA tensors take the base dtype, and bfloat16 ones would
     round away Adam updates at lr 1e-5); ``"auto"`` keeps the checkpoint's dtype. Raises
     ``FileNotFoundError`` for a directory without config or weights and ``OSError`` for a hub
     id that is neither cached nor reachable. The model is returned in eval mode.
     """
-    source = os.fspath(source)
+    source = _resolve_base(source)
     dtype = _resolve_dtype(dtype)
     if source == TINY_MODEL:
         model = build_tiny_model()
@@ -242,7 +257,7 @@ def load_model_and_tokenizer(
     ``"tiny"``: ``default_tokenizer_source()``). Raises ``ValueError`` if the tokenizer has
     ids the model's embedding cannot hold.
     """
-    source = os.fspath(source)
+    source = _resolve_base(source)
     if tokenizer_source is None:
         tokenizer_source = default_tokenizer_source() if source == TINY_MODEL else source
     model = load_model(source, dtype=dtype, device=device, attn_implementation=attn_implementation)

@@ -26,6 +26,7 @@ from experiments.training.config import TrainConfig
 from flopcount import CountSetup, estimate_run, forward_flops, generation_flops, steps_that_fit, training_step_flops
 from lora import LoRAConfig
 from lvdata import make_windows
+from experiments.pipeline.learning import base_validation_flops
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,9 @@ def _project_stage(model: Any, plan: Plan, stage: StageSpec, shapes: DataShapes,
         return StageProjection(stage.name, stage.kind, forecast_flops(model, plan, shapes),
                                note="untrained model, greedy + sampled; upper bound")
     if stage.kind == "evaluate":
-        flops = max(forecast_flops(model, plan, shapes, chosen.lora_config()) for chosen in candidates)
+        flops = max(forecast_flops(model, plan, shapes, chosen.lora_config())
+                    + base_validation_flops(model, plan, chosen, shapes)  # the untrained base, same windows
+                    for chosen in candidates)
         return StageProjection(stage.name, stage.kind, flops, note=f"adapter of {stage.source!r}; upper bound")
     options = [project_training_stage(model, plan, stage, run_configs(plan, stage, chosen), shapes, available)
                for chosen in candidates]
@@ -263,7 +266,9 @@ def _candidates(plan: Plan, source: str) -> list[TrainConfig]:
 
 
 def plan_model(plan: Plan) -> Any:
-    """What ``flopcount.model_shape`` reads the plan's model from (``tiny`` is a config here)."""
-    from experiments.models.loading import TINY_MODEL, tiny_config
+    """What ``flopcount.model_shape`` reads the plan's model from (``tiny`` and ``llmtime-base``,
+    the tiny architecture pretrained, are a config here: projecting builds nothing)."""
+    from experiments.models.loading import BASE_MODEL, TINY_MODEL, tiny_config
 
-    return tiny_config() if plan.model.source == TINY_MODEL else plan.model.source
+    return tiny_config() if plan.model.source in (TINY_MODEL, BASE_MODEL) else plan.model.source
+

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.training.metrics_log import read_metrics
+from experiments.pipeline.learning import base_note, learning_section
 from experiments.pipeline.planner import MEASUREMENT
 from experiments.pipeline.report_plots import plot_training_curves
 from experiments.pipeline.results import LEDGER_FILE, Results
@@ -39,6 +40,7 @@ def write_report(out_dir: Path) -> Path:
         *(_sweep_section(name, record, audit) for name, record in stages.items() if record.get("kind") == "sweep"),
         *(_sweep_section(name, record, audit) for name, record in stages.items() if record.get("kind") == "context"),
         _curves_section(curves),
+        learning_section(stages),
         *(_forecast_section(name, record) for name, record in stages.items()
           if record.get("kind") in ("baseline", "evaluate")),
         _backward_section(stages.get(MEASUREMENT)),
@@ -64,6 +66,7 @@ def _header(document: dict[str, Any]) -> str:
                   "> The real plan fine-tunes Qwen/Qwen2.5-0.5B-Instruct under 1e17 FLOPs (a GPU machine with",
                   "> the hub model): `python -m experiments run --plan coursework --out runs/coursework`",
                   "> (see its projected FLOPs first with `--dry-run`)."]
+    lines += base_note(plan)
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ from experiments.pipeline.report import write_report
 from experiments.pipeline.results import Results
 from experiments.pipeline.stages import measure_training_rule, run_forecast_stage, run_training, score_at_common_context
 from experiments.pipeline.workspace import LEDGER_FILE, PlanWorkspace
+from experiments.basemodel import base_summary
 from flopcount import Ledger
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,8 @@ def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progre
     check_fits(run, projection)
     run.results.document["plan_summary"] = {
         "description": plan.description, "model": plan.model.source, "data": run.data.source,
-        "limit": plan.budget.limit, "convention": plan.budget.convention}
+        "limit": plan.budget.limit, "convention": plan.budget.convention,
+        **base_summary(plan.model.source)}  # llmtime-base: built here on first use
     run.results.set("projection", projection.to_dict())
     if not run.results.finished(MEASUREMENT):
         run_measurement(run)

@@ -18,6 +18,7 @@ from experiments.pipeline.planner import plan_model, selection_config
 from experiments.pipeline.results import run_config
 from experiments.pipeline.workspace import PlanWorkspace
 from experiments.training.checkpoint import ADAPTER
+from experiments.pipeline.learning import score_untrained_base
 from experiments.training.config import BudgetConfig
 from experiments.training.loop import train
 from experiments.training.metrics_log import read_metrics
@@ -67,6 +68,7 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
         adapter = run.out_dir / entry["checkpoint"] / ADAPTER
         lora = load_adapter(model, adapter).config
         validation = _validation_of(run, entry)
+        record.update(base_validation=score_untrained_base(run, stage, entry))  # the same windows, untrained
         record.update(adapter=str(adapter.relative_to(run.out_dir)), experiment=entry["experiment"])
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     out = stage_dir(run, stage.name)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.data import ExperimentData, prepare_data
-from experiments.models.loading import TINY_MODEL, default_tokenizer_source, load_model, load_tokenizer
+from experiments.models.loading import BASE_MODEL, TINY_MODEL, default_tokenizer_source, load_model, load_tokenizer
 from experiments.pipeline.plan import Plan
 from experiments.pipeline.planner import DataShapes
 from experiments.pipeline.results import LEDGER_FILE, Results
@@ -39,7 +39,7 @@ class PlanWorkspace:
     def tokenizer(self):
         if self._tokenizer is None:
             source = self.plan.model.tokenizer or (
-                default_tokenizer_source() if self.plan.model.source == TINY_MODEL else self.plan.model.source)
+                default_tokenizer_source() if self.plan.model.source in (TINY_MODEL, BASE_MODEL) else self.plan.model.source)
             self._tokenizer = load_tokenizer(source)
         return self._tokenizer
 

@@ -50,7 +50,8 @@ from experiments.training.checkpoint import TrainerState, capture_rng_state, che
 from experiments.training.distributed import make_accelerator, on_main, resolve_mixed_precision
 from experiments.training.interrupts import INTERRUPTED, InterruptFlag, RunInterrupted
 from experiments.training.validation import validate, validation_indices
-from experiments.training.loss import count_targets, token_cross_entropy
+from experiments.training.loss import count_targets
+from experiments.training.distinct_rows import causal_lm_nats, distinct_rows_output
 from experiments.training.metrics_log import METRICS_FILE, MetricsLog
 from experiments.training.trackers import open_trackers
 from experiments.training.run_dir import config_hash, open_run_dir
@@ -72,8 +73,8 @@ def accumulate_gradients(model: nn.Module, batch: Batch, accelerator: Accelerato
     """
     model.train()
     with (nullcontext() if sync else accelerator.no_sync(model)):
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, T, V)
-        nats, _ = token_cross_entropy(logits, batch.labels)
+        # full-vocabulary nats; over the distinct rows of a frozen collapsed head inside distinct_rows_output
+        nats, _ = causal_lm_nats(model, batch.input_ids, batch.attention_mask, batch.labels)
         accelerator.backward(nats * (accelerator.num_processes / max(global_targets, 1)))
     return nats.detach()
 
@@ -338,6 +339,8 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
                record, saved_step=None if checkpoint is None else checkpoint.step)
 
     with ExitStack() as stack:
+        stack.enter_context(distinct_rows_output(run.unwrapped))  # exact, cheaper loss for a collapsed frozen head
+
         def open_guard() -> None:
             run.budget = stack.enter_context(Budget(
                 budget.limit, budget.ledger, config.experiment, config.count_setup(run.unwrapped.config,

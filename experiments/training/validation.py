@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from experiments.training.batching import Batch
-from experiments.training.loss import token_cross_entropy
+from experiments.training.distinct_rows import causal_lm_nats, distinct_rows_output
 
 
 def perplexity(cross_entropy_nats: float) -> float:
@@ -46,7 +46,6 @@ class ValidationMetrics:
                 "n_tokens": self.n_tokens}
 
 
-
 def validation_indices(n_windows: int, eval_windows: int | None, seed: int) -> np.ndarray:
     """Indices of the windows every validation scores, sorted int64: all of them when
     ``eval_windows`` is None or at least ``n_windows``, else a subset of ``eval_windows``
@@ -71,12 +70,12 @@ def loss_sums(model: nn.Module, windows, indices: np.ndarray, batch_size: int,
     nats = torch.zeros((), dtype=torch.float64, device=device)
     tokens = torch.zeros((), dtype=torch.int64, device=device)
     try:
-        for start in range(0, len(indices), batch_size):
-            batch = Batch.from_windows(windows, indices[start:start + batch_size], device)
-            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, T, V)
-            batch_nats, batch_tokens = token_cross_entropy(logits, batch.labels)
-            nats += batch_nats.double()
-            tokens += batch_tokens
+        with distinct_rows_output(model):  # exact; over the few distinct rows of a frozen head, when it has them
+            for start in range(0, len(indices), batch_size):
+                batch = Batch.from_windows(windows, indices[start:start + batch_size], device)
+                batch_nats, batch_tokens = causal_lm_nats(model, batch.input_ids, batch.attention_mask, batch.labels)
+                nats += batch_nats.double()
+                tokens += batch_tokens
     finally:
         model.train(was_training)
     return nats, tokens

@@ -1,0 +1,156 @@
+"""Did fine-tuning learn? The untrained base against the fine-tuned adapter, in the report.
+
+The ``evaluate`` stage scores the *untrained* base on exactly the validation windows the
+adapter's run validated on (same context, same windows), charged to the ledger as validation
+of ``<stage>/base-validation`` and projected by the planner (:func:`base_validation_flops`).
+The report's learning section (:func:`learning_section`) then sets side by side:
+
+- validation loss (nats per target token): untrained base, fine-tuned adapter;
+- median MSE per species of the greedy forecasts on the test trajectories: the untrained base,
+  the fine-tuned adapter, persistence, linear extrapolation and the physics fit;
+- how often the unconstrained model breaks the LLMTIME format, before and after.
+
+It says plainly which goal is met and which is not, with the numbers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from experiments.forecasting.metrics import SPECIES, perplexity
+from experiments.pipeline.results import run_config
+from experiments.training.config import TrainConfig
+from experiments.training.validation import loss_sums, validation_indices
+from flopcount import Budget, CountSetup, forward_flops
+
+if TYPE_CHECKING:
+    from experiments.pipeline.plan import Plan, StageSpec
+    from experiments.pipeline.planner import DataShapes
+    from experiments.pipeline.workspace import PlanWorkspace
+
+BASE_VALIDATION = "base-validation"
+GREEDY, UNCONSTRAINED = "llm-greedy", "llm-greedy-unconstrained"
+BASELINE_METHODS = ("persistence", "linear_extrapolation", "physics_fit")
+
+
+def base_validation_flops(model: Any, plan: Plan, config: TrainConfig | None, shapes: DataShapes) -> int:
+    """FLOPs of scoring the untrained base on the validation windows of a run of ``config``
+    (0 without one): one forward of those windows at the run's context, no adapter."""
+    if config is None:
+        return 0
+    setup = CountSetup.of(model, plan.budget.convention)
+    return forward_flops(setup, config.context, batch=shapes.eval_windows(config)).total
+
+
+def score_untrained_base(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:
+    """Validation loss of the untrained base on the windows the run ``entry`` validated on,
+    charged before the work to ``<stage>/base-validation``; JSON-ready."""
+    config = run_config(entry)
+    context = config.context
+    windows = run.data.validation_windows(context)
+    indices = validation_indices(len(windows), config.eval_windows, config.seed)
+    model = run.base_model()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    experiment = f"{stage.name}/{BASE_VALIDATION}"
+    setup = CountSetup.of(model.config, run.plan.budget.convention)
+    with Budget(run.plan.budget.limit, run.ledger_path, experiment, setup,
+                config={"context": context, "windows": len(indices), "of_run": entry["experiment"]}) as budget:
+        budget.charge_forward(batch=len(indices), seq_len=context, step=0,
+                              tokens=int(windows.attention_mask[indices].sum()))
+        nats, tokens = loss_sums(model.to(device), windows, indices, config.batch_size, device)
+    loss = float(nats / tokens)
+    return {"cross_entropy_nats": loss, "perplexity": perplexity(loss), "n_tokens": int(tokens),
+            "context": context, "windows": len(indices), "experiment": experiment}
+
+
+# -- the report ----------------------------------------------------------------------------
+
+def base_note(plan_summary: dict[str, Any]) -> list[str]:
+    """The report header's note on an ``llmtime-base`` model (no lines for other models)."""
+    base = plan_summary.get("base")
+    if not base:
+        return []
+    validation = (base.get("losses") or {}).get("final_validation")
+    return ["", f"> **The model is `llmtime-base`, a small base pretrained here on simulated trajectories**: the "
+                f"`tiny` Qwen2 architecture (real vocabulary) trained from random initialisation for {base['steps']} "
+                f"steps ({base['tokens']:,} tokens) on LLMTIME text of {base['trajectories']:,} `lvdata.simulate` "
+                f"systems, never on this data (validation loss on held-out simulated trajectories {_num(validation)} "
+                f"nats/token). It stands in for Qwen2.5's pretraining, so its {base['flops']:.4g} FLOPs are in its "
+                f"own ledger (`{base['directory']}/ledger.sqlite`, recipe {base['recipe_hash']}), outside this "
+                "plan's budget.",
+            "> The real plan fine-tunes Qwen/Qwen2.5-0.5B-Instruct under 1e17 FLOPs (a GPU machine with the hub "
+            "model): `python -m experiments run --plan coursework --out runs/coursework`."]
+
+
+def _median_mse(record: dict[str, Any] | None, method: str) -> dict[str, float | None]:
+    for metrics in (record or {}).get("methods", []):
+        if metrics["method"] == method:
+            return {name: metrics["species"][name]["mse"]["median"] for name in SPECIES}
+    return {}
+
+
+def _malformed(record: dict[str, Any] | None, method: str) -> float | None:
+    for metrics in (record or {}).get("methods", []):
+        if metrics["method"] == method:
+            return metrics["malformed_fraction"]
+    return None
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def learning_section(stages: dict[str, dict[str, Any]]) -> str:
+    """The report's "Did fine-tuning learn?" section, from the ``results.json`` stages ("" when
+    there is no finished evaluate stage)."""
+    evaluate = next((r for r in stages.values() if r.get("kind") == "evaluate" and r.get("methods")), None)
+    if evaluate is None:
+        return ""
+    baseline = next((r for r in stages.values() if r.get("kind") == "baseline" and r.get("methods")), None)
+    base, tuned = evaluate.get("base_validation") or {}, evaluate.get("validation") or {}
+    base_loss, tuned_loss = base.get("cross_entropy_nats"), tuned.get("cross_entropy_nats")
+    lines = ["## Did fine-tuning learn?", ""]
+    if base_loss is not None and tuned_loss is not None:
+        lines += [f"Validation loss on the same {base['windows']} validation windows of {base['context']} tokens "
+                  f"(nats per target token): untrained base **{base_loss:.4f}**, fine-tuned adapter of run "
+                  f"`{evaluate.get('experiment')}` **{tuned_loss:.4f}** ({tuned_loss - base_loss:+.4f}; perplexity "
+                  f"{perplexity(base_loss):.3f} -> {perplexity(tuned_loss):.3f}).", ""]
+    tuned_mse = _median_mse(evaluate, GREEDY)
+    rows = [("untrained base, greedy", _median_mse(baseline, GREEDY)), ("**fine-tuned adapter, greedy**", tuned_mse),
+            *((name.replace("_", " "), _median_mse(evaluate, name)) for name in BASELINE_METHODS)]
+    lines += ["Median MSE over the test trajectories (original units), forecasting the same steps from the same "
+              "context:", "", "| method | " + " | ".join(SPECIES) + " |", "|---|" + "---:|" * len(SPECIES)]
+    lines += [f"| {label} | " + " | ".join(_num(mse.get(name)) for name in SPECIES) + " |"
+              for label, mse in rows if mse]
+    malformed = (_malformed(baseline, UNCONSTRAINED), _malformed(evaluate, UNCONSTRAINED))
+    if malformed[1] is not None:
+        lines += ["", f"Unconstrained greedy decoding (no grammar) breaks the LLMTIME format on "
+                      f"{_num_pct(malformed[0])} of the test trajectories with the untrained base and on "
+                      f"{_num_pct(malformed[1])} with the fine-tuned adapter."]
+    lines += ["", *_goals(base_loss, tuned_loss, tuned_mse, _median_mse(evaluate, "persistence"))]
+    return "\n".join(lines)
+
+
+def _num_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _goals(base_loss, tuned_loss, tuned_mse, persistence_mse) -> list[str]:
+    goals = []
+    if base_loss is not None and tuned_loss is not None:
+        met = tuned_loss < base_loss
+        goals.append(f"- fine-tuning lowers the validation loss: **{'met' if met else 'NOT met'}** "
+                     f"({base_loss:.4f} -> {tuned_loss:.4f})")
+    for name in SPECIES:
+        tuned, persistence = tuned_mse.get(name), persistence_mse.get(name)
+        if tuned is None or persistence is None:
+            continue
+        met = tuned < persistence
+        goals.append(f"- fine-tuned greedy median MSE below persistence for {name}: "
+                     f"**{'met' if met else 'NOT met'}** ({tuned:.4g} vs {persistence:.4g})")
+    return goals
+
+
+__all__ = ["BASE_VALIDATION", "base_note", "base_validation_flops", "learning_section", "score_untrained_base"]
