@@ -78,7 +78,12 @@ from experiments.training.checkpoint import ADAPTER, capture_rng_state, restore_
 from flopcount import Budget, CountSetup  # noqa: E402
 from lora import ADAPTER_WEIGHTS  # noqa: E402
 from lvdata import load_tokenizer  # noqa: E402
-from lvdata.defaults import DEFAULT_DATA_PATH, DEFAULT_TOKENIZER_DIR, HUB_MODEL_ID, default_tokenizer_source  # noqa: E402
+from lvdata.defaults import (  # noqa: E402
+    DEFAULT_DATA_PATH,
+    DEFAULT_TOKENIZER_DIR,
+    HUB_MODEL_ID,
+    default_tokenizer_source,
+)
 
 PRECISIONS = {"no": None, "bf16": torch.bfloat16}
 LIMIT = 10**18  # FLOPs (SQLite integers stop at 9.2e18): the ledger here only records
@@ -190,7 +195,8 @@ def measure_forecast(bench: Bench, precision: str) -> Measured:
         output = forecast_series(model, bench.tokenizer, examples, config, budget, progress=False)
         seconds = time.perf_counter() - started
     generated = sum(batch.new_tokens * len(batch.indices) * batch.samples for batch in output.batches)
-    return Measured("forecast", precision, f"{len(examples)} series, {args.prompt_steps} -> {args.forecast_steps} steps",
+    shape = f"{len(examples)} series, {args.prompt_steps} -> {args.forecast_steps} steps"
+    return Measured("forecast", precision, shape,
                     "1 batch", seconds, tokens=generated, flops=output.flops, peak_memory=bench.peak_memory(),
                     note=f"malformed {output.malformed_sample_fraction:.0%}")
 
@@ -308,7 +314,7 @@ def measurement_rows(measured: list[Measured], peak_tflops: dict[str, float]) ->
     for m in measured:
         mfu = m.mfu(peak_tflops)
         rows.append([m.phase, m.precision, m.shape, m.timed, f"{m.seconds:.3f}", f"{m.tokens / m.seconds:,.0f}",
-                     f"{m.flops / m.seconds / 1e12:.3f}", "-" if mfu is None else f"{mfu:.1%}",
+                     f"{m.flops / m.seconds / 1e12:.4g}", "-" if mfu is None else f"{100 * mfu:.3g}%",
                      f"{m.peak_memory / GIB:.2f} GiB", m.note])
     return rows
 

@@ -47,7 +47,7 @@ def test_bench_gpu_on_the_cpu_measures_every_configuration_and_passes_its_checks
         assert timed == ("1 step" if phase == "train" else "1 batch")  # --steps 2: the first is a warm-up
         assert float(seconds) > 0 and float(tokens_per_s.replace(",", "")) > 0 and float(tflops) > 0
         peak = {"no": 0.5, "bf16": 2.0}[precision]
-        assert float(mfu.rstrip("%")) / 100 == pytest.approx(float(tflops) / peak, abs=2e-3)
+        assert float(mfu.rstrip("%")) / 100 == pytest.approx(float(tflops) / peak, rel=1e-2)  # 3-4 digits each
         assert memory.endswith("GiB") and float(memory.split()[0]) > 0.5  # the process held the model
         assert note == "malformed 0%" if phase == "forecast" else note.startswith("loss ")
     checks = {name: (result, detail) for name, result, detail in rows(done.stdout, "device check")}

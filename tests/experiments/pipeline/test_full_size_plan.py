@@ -207,7 +207,8 @@ def test_every_stage_of_the_full_size_plan_finished_with_the_planned_steps(full_
         ["backward-forward", "baseline", "lora-default", "grid", "context", "final", "evaluate"], "finished")
     for name, steps in (("lora-default", 2), ("grid", 2), ("context", 2), ("final", 3)):
         runs = stages[name]["runs"]
-        assert [(run["status"], run["steps"], run["steps_done"]) for run in runs] == [("finished", steps, steps)] * len(runs)
+        outcomes = [(run["status"], run["steps"], run["steps_done"]) for run in runs]
+        assert outcomes == [("finished", steps, steps)] * len(runs)
     assert [run["settings"]["lora_rank"] for run in stages["grid"]["runs"]] == list(GRID_RANKS)
     assert [run["settings"]["context"] for run in stages["context"]["runs"]] == list(CONTEXTS)
     assert stages["evaluate"]["experiment"] == "final"
@@ -290,7 +291,8 @@ def test_every_generation_is_reserved_at_the_grammar_bound_and_settled_to_its_an
     for stage, rank in ranks.items():
         forecast = json.loads((full_size_run.out / "stages" / stage / "results.json").read_text())
         assert len(forecast["test_ids"]) == SERIES
-        prompt_len = max(prompt_lengths(qwen_assets, full_size_run.data, forecast["test_ids"]))  # one left-padded batch of all
+        # one left-padded batch of all the series
+        prompt_len = max(prompt_lengths(qwen_assets, full_size_run.data, forecast["test_ids"]))
         generations = charges[stage]
         assert [c.phase for c in generations] == ["generation"] * 3  # greedy, unconstrained greedy, sampled
         for charge, samples in zip(generations, (1, 1, SAMPLES)):
