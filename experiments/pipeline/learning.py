@@ -44,14 +44,14 @@ def base_validation_flops(model: Any, plan: Plan, config: TrainConfig | None, sh
     return forward_flops(setup, config.context, batch=shapes.eval_windows(config)).total
 
 
-def score_untrained_base(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:
-    """Validation loss of the untrained base on the windows the run ``entry`` validated on,
+def score_untrained_base(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any], model) -> dict[str, Any]:
+    """Validation loss of the untrained base ``model`` (the stage's own copy, before its adapter
+    is loaded: one base model alive at a time) on the windows the run ``entry`` validated on,
     charged before the work to ``<stage>/base-validation``; JSON-ready."""
     config = run_config(entry)
     context = config.context
     windows = run.data.validation_windows(context)
     indices = validation_indices(len(windows), config.eval_windows, config.seed)
-    model = run.base_model()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     experiment = f"{stage.name}/{BASE_VALIDATION}"
     setup = CountSetup.of(model.config, run.plan.budget.convention)

@@ -66,9 +66,10 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
     if stage.kind == "evaluate":
         entry = next(e for e in source["runs"] if e["experiment"] == source["best"]["experiment"])
         adapter = run.out_dir / entry["checkpoint"] / ADAPTER
+        # the untrained base on the run's own validation windows, before its adapter goes in
+        record.update(base_validation=score_untrained_base(run, stage, entry, model))
         lora = load_adapter(model, adapter).config
         validation = _validation_of(run, entry)
-        record.update(base_validation=score_untrained_base(run, stage, entry))  # the same windows, untrained
         record.update(adapter=str(adapter.relative_to(run.out_dir)), experiment=entry["experiment"])
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     out = stage_dir(run, stage.name)

@@ -116,7 +116,7 @@ from = "final"
 """
 
 EXPERIMENTS = ["backward-forward", "baseline", "lora-default", "grid/r=2", "grid/r=4", "context/context=16",
-               "context/context=32", "context/selection", "final", "evaluate"]
+               "context/context=32", "context/selection", "final", "evaluate/base-validation", "evaluate"]
 
 BUILD = """
 import sys, torch
@@ -269,6 +269,9 @@ def test_every_training_and_validation_charge_is_the_full_size_analytic_count(fu
     scoring = analytic_flops("validation", batch=EVAL_WINDOWS, seq_len=max(CONTEXTS), lora_rank=chosen_rank)
     assert [(c.phase, c.step, c.flops) for c in charges["context/selection"]] == [
         ("validation", number, scoring) for number in range(1, len(CONTEXTS) + 1)]
+    final = stages["final"]["runs"][0]["settings"]  # the untrained base on the final run's windows
+    base = analytic_flops("validation", batch=EVAL_WINDOWS, seq_len=final["context"], lora_rank=0)
+    assert [(c.phase, c.flops) for c in charges["evaluate/base-validation"]] == [("validation", base)]
 
 
 def prompt_lengths(qwen_assets: Path, data_path: Path, ids: list[int]) -> list[int]:

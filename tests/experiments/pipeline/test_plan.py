@@ -51,9 +51,9 @@ def test_coursework_plan_is_the_brief():
     assert plan.data.prompt_steps == 50 and plan.data.forecast_steps == 50
 
 
-def test_demo_plan_uses_the_tiny_model_and_falls_back_to_simulation():
+def test_demo_plan_uses_the_pretrained_base_and_falls_back_to_simulation():
     plan = load_plan("demo")
-    assert plan.model.source == "tiny"
+    assert plan.model.source == "llmtime-base"
     assert plan.data.fallback == "simulate"
     assert [stage.kind for stage in plan.stages] == [stage.kind for stage in load_plan("coursework").stages]
 
