@@ -233,6 +233,12 @@ def _postfix(state: _State, spent: int) -> str:
     return f"loss {sum(window) / len(window):.3f} val {val} FLOPs {spent:.3g}"
 
 
+def _curve(losses: list[float], every: int = 100) -> list[dict[str, float]]:
+    """Mean training loss of each ``every`` steps: ``[{"step": last step, "loss": nats}, ...]``."""
+    return [{"step": min(start + every, len(losses)), "loss": sum(chunk) / len(chunk)}
+            for start in range(0, len(losses), every) if (chunk := losses[start:start + every])]
+
+
 def _finish(recipe: BaseRecipe, directory: Path, model, tokenizer, vocabulary: CompactVocabulary, state: _State,
             record: dict[str, Any], corpus) -> dict[str, Any]:
     """Expand to the full vocabulary, save model and tokenizer, write the complete record."""
@@ -251,6 +257,7 @@ def _finish(recipe: BaseRecipe, directory: Path, model, tokenizer, vocabulary: C
         flops={"analytic": analytic.to_dict(), "ledger": charged},
         losses={"first_train": state.train_losses[0], "final_train": sum(window) / len(window),
                 "final_validation": state.validations[-1]["loss"], "validations": state.validations,
+                "train_curve": _curve(state.train_losses),
                 "unit": "nats per target token, full 151,936-token vocabulary"},
         wall_seconds=round(state.elapsed_s, 3),
         tokens_per_second=round(state.tokens / state.elapsed_s, 1) if state.elapsed_s else None,
