@@ -167,7 +167,7 @@ class ForecastOutput:
     def forecast_set(self, truth: np.ndarray, ids: np.ndarray) -> ForecastSet:
         """Pair with the truth ``(N, m, 2)`` of trajectories ``ids`` for :func:`evaluate_forecasts`."""
         return ForecastSet(truth=truth, forecast=self.values, ids=ids, lower=self.lower, upper=self.upper,
-                           repaired=self.repaired)
+                           repaired=self.repaired, samples=self.samples if self.config.samples > 1 else None)
 
 
 def forecast_series(

@@ -217,6 +217,7 @@ def _llm_extras(output: ForecastOutput) -> dict[str, float]:
         "truncated_samples": sum(record.truncated_last_step for record in diagnostics),
         "non_numeric_chars": sum(record.non_numeric_chars for record in diagnostics),
         "generated_tokens": int(output.generated_tokens.sum()),
+        **({"band_low": output.config.band[0], "band_high": output.config.band[1]} if output.lower is not None else {}),
     }
 
 

@@ -14,6 +14,9 @@ Conventions
   truth is flat there (variance <= ``FLAT_RTOL`` x mean square, or fewer than two valid steps)
   R² is undefined: NaN, counted in ``n_excluded`` and left out of mean and median. The pooled
   R² treats all valid steps of the split as one series.
+* CRPS (:mod:`experiments.forecasting.crps`) scores a sampled forecast's ensemble
+  ``samples`` ``(N, S, m, 2)``: per trajectory, the mean over its scorable steps; only methods
+  with an ensemble of two or more members have it (a point forecast's CRPS is its MAE).
 * Split summaries are over trajectories: mean, median, and a percentile bootstrap 95 %
   interval of the mean (trajectories resampled with replacement, fixed seed).
 """
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from experiments.forecasting.crps import per_trajectory_crps
 from experiments.training.validation import ValidationMetrics, perplexity
 
 SPECIES = ("prey", "predator")
@@ -50,7 +54,8 @@ class ForecastSet:
 
     ``truth`` and ``forecast`` are ``(N, m, 2)`` in original units; non-finite forecast rows are
     malformed steps. ``ids`` are the trajectories' dataset indices ``(N,)``. ``lower``/``upper``
-    optionally bound a sample band ``(N, m, 2)``. ``repaired`` ``(N,)`` flags forecasts the
+    optionally bound a sample band ``(N, m, 2)``; ``samples`` ``(N, S, m, 2)`` is the ensemble
+    the CRPS scores (``None``: a point forecast). ``repaired`` ``(N,)`` flags forecasts the
     method had to repair (``None``: the method never repairs).
     """
 
@@ -60,6 +65,7 @@ class ForecastSet:
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
     repaired: np.ndarray | None = None
+    samples: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.truth = _as_forecast_array("truth", self.truth)
@@ -75,6 +81,11 @@ class ForecastSet:
         if self.lower is not None:
             self.lower = _as_forecast_array("lower", self.lower, shape)
             self.upper = _as_forecast_array("upper", self.upper, shape)
+        if self.samples is not None:
+            self.samples = np.asarray(self.samples, dtype=np.float64)
+            if self.samples.ndim != 4 or self.samples.shape[:1] + self.samples.shape[2:] != shape:
+                raise ValueError(f"samples must have shape ({shape[0]}, S, {shape[1]}, {shape[2]}), "
+                                 f"got {self.samples.shape}")
         if self.repaired is None:
             self.repaired = np.zeros(shape[0], dtype=bool)
         self.repaired = np.asarray(self.repaired, dtype=bool)
@@ -178,6 +189,7 @@ class SpeciesMetrics:
     pooled_r2: float
     per_trajectory: dict[str, np.ndarray]
     band_coverage: float | None = None
+    crps: Summary | None = None
 
 
 @dataclass
@@ -201,7 +213,8 @@ class MethodMetrics:
         species = {}
         for name, metrics in self.species.items():
             entry = {m: vars(getattr(metrics, m)) for m in METRICS}
-            entry.update(pooled_r2=metrics.pooled_r2, band_coverage=metrics.band_coverage)
+            entry.update(pooled_r2=metrics.pooled_r2, band_coverage=metrics.band_coverage,
+                         crps=None if metrics.crps is None else vars(metrics.crps))
             if per_trajectory:
                 entry["per_trajectory"] = metrics.per_trajectory
             species[name] = entry
@@ -240,13 +253,18 @@ def evaluate_forecasts(
     per_trajectory = per_trajectory_metrics(truth, forecast)
     pooled = pooled_r2(truth, forecast)
     coverage = _band_coverage(forecast_set)
+    ensemble = forecast_set.samples is not None and forecast_set.samples.shape[1] > 1
+    crps = per_trajectory_crps(forecast_set.samples, truth) if ensemble else None  # (N, 2)
     species = {}
     for s, name in enumerate(SPECIES):
         values = per_trajectory[name]
         summaries = {m: bootstrap_summary(values[m], n_bootstrap=n_bootstrap, seed=seed) for m in METRICS}
+        if crps is not None:
+            values = {**values, "crps": crps[:, s]}
         species[name] = SpeciesMetrics(
             **summaries, pooled_r2=float(pooled[s]), per_trajectory=values,
             band_coverage=None if coverage is None else float(coverage[s]),
+            crps=None if crps is None else bootstrap_summary(crps[:, s], n_bootstrap=n_bootstrap, seed=seed),
         )
     valid = forecast_set.valid_steps  # (N, m)
     n_trajectories, horizon = valid.shape

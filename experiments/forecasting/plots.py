@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from experiments.forecasting.metrics import SPECIES  # noqa: E402
+from flopcount.audit.figure_files import save_png_and_pdf  # noqa: E402
 
 FIGSIZE = (10.0, 4.6)
 DPI = 150
@@ -67,9 +68,8 @@ def _per_method(kind: str, arrays: dict[str, np.ndarray], per_trajectory: bool =
 
 
 def save_figure(figure: plt.Figure, path: Path) -> Path:
-    """Write ``figure`` as ``path`` (PNG, :data:`DPI`) and as the PDF beside it; return the PNG."""
-    figure.savefig(path, dpi=DPI)
-    figure.savefig(path.with_suffix(".pdf"))
+    """Write ``figure`` as ``path`` (PNG, :data:`DPI`) and as the PDF beside it, close it; return the PNG."""
+    save_png_and_pdf(figure, path, DPI)
     plt.close(figure)
     return path
 

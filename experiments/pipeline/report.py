@@ -1,9 +1,11 @@
 """``report.md``: the researcher's deliverable, generated from the ledger and ``results.json`` only.
 
-Sections: the FLOP audit of every experiment (``flopcount.audit_report``), projected against
+Sections: the comparison of every forecaster on the test split and the spotlight on trajectory
+972 (``experiments.pipeline.comparison``), the FLOP audit of every experiment (``flopcount.audit_report``), projected against
 spent FLOPs per stage, the grid and context tables, training curves, forecasts against the
-baselines on the test split, and the measured backward/forward ratio against the 3x rule.
-Every FLOP figure is read from the ledger, never recomputed.
+baselines on the test split (per stage, with mean R²), and the measured backward/forward ratio against the 3x rule.
+Every FLOP figure is read from the ledger, never recomputed. Every figure is written as PNG
+(150 dpi) and as PDF beside it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.training.metrics_log import read_metrics
+from experiments.pipeline.comparison import comparison_section, spotlight_section
 from experiments.pipeline.learning import base_note, learning_section
 from experiments.pipeline.planner import MEASUREMENT
 from experiments.pipeline.report_plots import plot_training_curves
@@ -36,6 +39,8 @@ def write_report(out_dir: Path) -> Path:
         plot_training_curves(figures / "training_curves.png", curves, audit.limit)
     sections = [
         _header(results.document),
+        comparison_section(stages),
+        spotlight_section(stages),
         _audit_section(audit, results.document),
         *(_sweep_section(name, record, audit) for name, record in stages.items() if record.get("kind") == "sweep"),
         *(_sweep_section(name, record, audit) for name, record in stages.items() if record.get("kind") == "context"),
@@ -75,7 +80,8 @@ def _audit_section(audit: AuditReport, document: dict[str, Any]) -> str:
              f"Ledger `{Path(audit.ledger).name}`: spent **{audit.total:.6g}** of {audit.limit:.6g} FLOPs "
              f"({audit.total / audit.limit:.2%}), {audit.remaining:.6g} left. Useful {audit.useful:.6g}, "
              f"lost to interruptions (re-runs) {audit.rerun:.6g}.", "", audit.to_markdown(), "",
-             f"![FLOPs per experiment]({FIGURES}/audit.png)"]
+             f"![FLOPs per experiment]({FIGURES}/audit.png)", "",
+             f"Every figure of this report is also saved as PDF beside its PNG (`{FIGURES}/audit.pdf`, ...)."]
     projection = document.get("projection")
     if projection:
         lines += ["", "### Projected against spent, per stage", "",

@@ -92,7 +92,7 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
                     "well-formed). MSE / MAE / R² per species in original units: mean [95% bootstrap "
                     "interval] and median.",
         results_table=results_table(results.metrics),
-        methods=[metrics.to_dict(per_trajectory=False) for metrics in results.metrics],
+        methods=[metrics.to_dict() for metrics in results.metrics],  # per trajectory: the report's spotlight
         figures=[str(path.relative_to(run.out_dir)) for path in results.files if path.suffix == ".png"],
         validation=validation.to_dict() if validation else None,
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""PNG chart of an audit: FLOPs per experiment stacked by phase, the cumulative total, the budget.
+"""Chart of an audit (PNG and PDF): FLOPs per experiment stacked by phase, the cumulative total, the budget.
 
 Uses matplotlib's object API (``Figure`` with the Agg canvas), so it neither needs a display
 nor changes the caller's pyplot backend.
@@ -13,24 +13,24 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from flopcount.audit.figure_files import save_png_and_pdf
 from flopcount.ledger.sqlite_file import PHASES
 
 if TYPE_CHECKING:
     from flopcount.audit.table import AuditReport
 
 PHASE_COLORS = {"train": "tab:blue", "validation": "tab:orange", "generation": "tab:green"}
-DPI = 120
 
 
 def plot_audit(report: AuditReport, path: str | os.PathLike[str]) -> Path:
-    """Draw ``report`` as a PNG at ``path`` and return the path.
+    """Draw ``report`` as a PNG at ``path`` (150 dpi) and a PDF beside it; return the PNG's path.
 
     One bar per experiment (start order) stacked by phase, its re-run part hatched on top;
     a line for the cumulative FLOPs and a dashed horizontal line at the budget limit.
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"the audit chart is written as PNG; {path} does not end in .png")
+        raise ValueError(f"the audit chart is written as PNG (and PDF beside it); {path} does not end in .png")
     names = [row.name for row in report.rows]
     positions = np.arange(len(names))  # (n_experiments,)
     figure = Figure(figsize=(max(6.0, 0.7 * len(names) + 3.0), 4.8), layout="constrained")
@@ -59,6 +59,4 @@ def plot_audit(report: AuditReport, path: str | os.PathLike[str]) -> Path:
     if not names:
         axes.text(0.5, 0.5, "no experiments yet", transform=axes.transAxes, ha="center")
     axes.legend(fontsize="small", loc="upper left")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI)
-    return path
+    return save_png_and_pdf(figure, path)

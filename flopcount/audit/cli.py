@@ -2,7 +2,7 @@
 
 Prints the audit table as Markdown (or, with ``--json``, an object with ``limit``, ``total``,
 ``remaining`` and ``experiments``) on stdout; ``--out DIR`` also writes ``audit.md``,
-``audit.csv`` and ``audit.png`` there, refusing to replace existing files unless ``--force``.
+``audit.csv``, ``audit.png`` and ``audit.pdf`` there, refusing to replace existing files unless ``--force``.
 Exit status 0 on success, 2 when the ledger cannot be audited or a file would be replaced.
 """
 
@@ -24,7 +24,7 @@ def add_audit_command(subparsers: Any) -> None:
         help="FLOPs used by every experiment in a ledger, against the budget",
         description="Print the FLOPs used by every experiment in a ledger, by phase, cumulative and "
         "against the budget, as Markdown (or JSON with --json). --out DIR also writes audit.md, "
-        "audit.csv and audit.png there, never replacing existing files unless --force.",
+        "audit.csv, audit.png and audit.pdf there, never replacing existing files unless --force.",
     )
     parser.add_argument("--ledger", type=Path, required=True, help="the SQLite FLOP ledger")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")

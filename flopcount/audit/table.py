@@ -25,7 +25,7 @@ from flopcount.ledger.ledger import Ledger
 from flopcount.ledger.sqlite_file import PHASES, LedgerError
 from flopcount.ledger.records import LedgerSnapshot
 
-AUDIT_FILES = ("audit.md", "audit.csv", "audit.png")
+AUDIT_FILES = ("audit.md", "audit.csv", "audit.png", "audit.pdf")  # the chart's PDF beside its PNG
 _CSV_COLUMNS = (
     "experiment", "status", "stop_reason", "model", "convention", "sessions", "steps", "tokens",
     *(f"{phase}_flops" for phase in PHASES),
@@ -166,13 +166,13 @@ class AuditReport:
         return "\n".join(lines) + "\n\n" + summary + "\n"
 
     def plot(self, path: str | os.PathLike[str]) -> Path:
-        """Write the PNG bar chart (see :func:`flopcount.audit.chart.plot_audit`)."""
+        """Write the bar chart as PNG and PDF (see :func:`flopcount.audit.chart.plot_audit`)."""
         from flopcount.audit.chart import plot_audit
 
         return plot_audit(self, path)
 
     def write(self, out_dir: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
-        """Write ``audit.md``, ``audit.csv`` and ``audit.png`` into ``out_dir``.
+        """Write ``audit.md``, ``audit.csv`` and the chart ``audit.png`` / ``audit.pdf`` into ``out_dir``.
 
         Refuses (``FileExistsError``, before writing anything) if one of them exists, unless
         ``force``.
@@ -183,7 +183,7 @@ class AuditReport:
         if existing and not force:
             raise FileExistsError(f"not overwriting {', '.join(existing)} (pass force to replace)")
         out.mkdir(parents=True, exist_ok=True)
-        markdown, table, chart = paths
+        markdown, table, chart = paths[:3]
         markdown.write_text(f"# FLOP audit of `{self.ledger}`\n\n{self.to_markdown()}")
         table.write_text(self.to_csv())
         self.plot(chart)
