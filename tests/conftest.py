@@ -48,3 +48,25 @@ def qwen_tokenizer(qwen_assets):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(qwen_assets)
+
+
+def check_figure_files(png: Path, min_pixels: tuple[int, int] = (600, 300), min_dpi: float = 149.5) -> None:
+    """Assert that the figure ``png`` is a readable PNG of at least ``min_pixels`` (width, height)
+    at ``min_dpi`` or more, and that the PDF beside it is a complete PDF document with a page."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.format == "PNG", f"{png} is {image.format}, not PNG"
+        assert image.size[0] >= min_pixels[0] and image.size[1] >= min_pixels[1], f"{png} is only {image.size}"
+        dpi = image.info.get("dpi", (0, 0))
+        assert min(dpi) >= min_dpi, f"{png} is {dpi} dpi"
+        image.load()  # decodes every row: a truncated file fails here
+    pdf = png.with_suffix(".pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF"), f"{png.with_suffix('.pdf')} is not a PDF"
+    assert len(pdf) > 2000 and b"/Type /Page" in pdf, f"{png.with_suffix('.pdf')} has no page"
+
+
+@pytest.fixture
+def figure_check():
+    """:func:`check_figure_files`, for tests that write figures."""
+    return check_figure_files

@@ -144,7 +144,7 @@ def spotlight_section(stages: dict[str, dict[str, Any]], trajectory: int = PINNE
         return (f"{title}\n\nTrajectory {trajectory} is not among the {len(ids)} test trajectories this run "
                 "forecast, so there is no per-trajectory comparison with the seed report.")
     metrics = [(species, name) for name in ("mse", "mae", "r2") for species in SPECIES]
-    header = ["model", "decoding", *(f"{species} {METRIC_LABELS[name]}" for species, name in metrics)]
+    header = ["model", "source", *(f"{species} {METRIC_LABELS[name]}" for species, name in metrics)]
     lines = [title, "", "| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(metrics)]
     for model, seed_mse in SEED_REPORT_MSE.items():
         lines.append(f"| {model} | seed report | " + " | ".join(
@@ -156,7 +156,7 @@ def spotlight_section(stages: dict[str, dict[str, Any]], trajectory: int = PINNE
                 if entry["method"].startswith("llm") and entry.get("ids"):
                     row = entry["ids"].index(trajectory)
                     values = [entry["species"][species]["per_trajectory"][name][row] for species, name in metrics]
-                    lines.append(f"| {stage_model} | {llm_label(entry['method'])} (this run) | "
+                    lines.append(f"| {stage_model} | this run, {llm_label(entry['method'])} | "
                                  + " | ".join(_fixed(value) for value in values) + " |")
     lines += ["", f"This run's errors are over its {found[0][2]['methods'][0]['horizon']} forecast steps of trajectory "
                   f"{trajectory} in original units; the seed report's MSE figures are quoted as it gives them (its "
@@ -173,10 +173,10 @@ def _num(value: float | None) -> str:
 
 
 def _fixed(value: float | None) -> str:
-    """Four decimals, like the seed report, unless the value is too large or too small for them."""
+    """Four decimals, like the seed report, for values in [0.001, 10); four significant digits otherwise."""
     if value is None or not math.isfinite(value):
         return "n/a"
-    return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 or value == 0 else f"{value:.3g}"
+    return f"{value:.4f}" if 1e-3 <= abs(value) < 10 or value == 0 else f"{value:.4g}"
 
 
 def _signed(value: float | None) -> str:

@@ -58,5 +58,5 @@ def plot_audit(report: AuditReport, path: str | os.PathLike[str]) -> Path:
     axes.set_title(f"FLOPs per experiment: {spent}", fontsize="medium")
     if not names:
         axes.text(0.5, 0.5, "no experiments yet", transform=axes.transAxes, ha="center")
-    axes.legend(fontsize="small", loc="upper left")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the data
     return save_png_and_pdf(figure, path)

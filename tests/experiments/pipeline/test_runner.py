@@ -274,3 +274,43 @@ def test_runs_get_the_steps_the_dry_run_projects(real_data_path, tmp_path):
     share = int(0.40 * 10**17) // 9
     affordable = max(s for s in range(1, 2000) if s * step + -(-s // 100) * validation <= share)
     assert min(decided) == affordable
+
+
+def test_report_opens_with_the_comparison_table(finished_run):
+    report = (finished_run / "report.md").read_text()
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Comparison: untrained vs fine-tuned vs baselines"
+    rows = {(cells[0], cells[1]): cells for cells in table_after(report, "## Comparison")}
+    labels = [label for label, species in rows if species == "prey"]
+    assert labels == ["untrained, greedy", "untrained, greedy, no grammar", "untrained, sampled median (2 samples)",
+                      "fine-tuned, greedy", "fine-tuned, greedy, no grammar", "fine-tuned, sampled median (2 samples)",
+                      "persistence", "linear extrapolation", "physics fit"]
+    stages = json.loads((finished_run / "results.json").read_text())["stages"]
+    sampled = next(m for m in stages["evaluate"]["methods"] if m["method"] == "llm-sampled-2")
+    crps = sampled["species"]["predator"]["crps"]["median"]
+    assert float(rows[("fine-tuned, sampled median (2 samples)", "predator")][6]) == pytest.approx(crps, rel=5e-4)
+    assert "Trajectory 972 is not among the 2 test trajectories this run forecast" in report  # simulated data
+
+
+def test_stored_crps_is_the_crps_of_the_stored_samples(finished_run):
+    import numpy as np
+
+    from experiments.forecasting.crps import per_trajectory_crps
+
+    arrays = np.load(finished_run / "stages" / "evaluate" / "forecasts.npz")
+    expected = per_trajectory_crps(arrays["llm-sampled-2/samples"], arrays["truth"])  # (N, 2)
+    stages = json.loads((finished_run / "results.json").read_text())["stages"]
+    sampled = next(m for m in stages["evaluate"]["methods"] if m["method"] == "llm-sampled-2")
+    assert sampled["ids"] == arrays["ids"].tolist()
+    for column, species in enumerate(("prey", "predator")):
+        np.testing.assert_allclose(sampled["species"][species]["per_trajectory"]["crps"], expected[:, column])
+
+
+def test_every_figure_of_the_report_is_a_png_and_a_pdf(finished_run, figure_check):
+    report = (finished_run / "report.md").read_text()
+    linked = {finished_run / figure for figure in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)}
+    written = set(finished_run.rglob("*.png"))
+    assert linked <= written and finished_run / "figures" / "audit.png" in linked
+    assert {path.with_suffix(".png") for path in finished_run.rglob("*.pdf")} == written
+    for png in sorted(written):
+        figure_check(png)
