@@ -210,15 +210,17 @@ def _refuse_to_overwrite(out_dir: Path, names: list[str], overwrite: bool) -> No
 
 def _llm_extras(output: ForecastOutput) -> dict[str, float]:
     diagnostics = [record for row in output.diagnostics for record in row]
-    return {
+    extras: dict[str, float] = {
         "generation_flops": output.flops,
         "samples_per_trajectory": output.config.samples,
         "malformed_sample_fraction": output.malformed_sample_fraction,
         "truncated_samples": sum(record.truncated_last_step for record in diagnostics),
         "non_numeric_chars": sum(record.non_numeric_chars for record in diagnostics),
         "generated_tokens": int(output.generated_tokens.sum()),
-        **({"band_low": output.config.band[0], "band_high": output.config.band[1]} if output.lower is not None else {}),
     }
+    if output.lower is not None:  # the sample band's quantiles
+        extras.update(band_low=output.config.band[0], band_high=output.config.band[1])
+    return extras
 
 
 def _write_json(path: Path, results: TestSplitResults, validation: ValidationMetrics | None, k: int, m: int) -> Path:

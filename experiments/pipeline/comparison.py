@@ -142,7 +142,8 @@ def spotlight_section(stages: dict[str, dict[str, Any]], trajectory: int = PINNE
         return f"{title}\n\nThis `results.json` keeps no per-trajectory values (re-run its forecast stages)."
     if trajectory not in ids:
         return (f"{title}\n\nTrajectory {trajectory} is not among the {len(ids)} test trajectories this run "
-                "forecast, so there is no per-trajectory comparison with the seed report.")
+                "forecast, so there is no per-trajectory comparison with the seed report (the plan's `[data] "
+                "test_ids` sets the test split).")
     metrics = [(species, name) for name in ("mse", "mae", "r2") for species in SPECIES]
     header = ["model", "source", *(f"{species} {METRIC_LABELS[name]}" for species, name in metrics)]
     lines = [title, "", "| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(metrics)]

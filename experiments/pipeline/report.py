@@ -1,9 +1,10 @@
 """``report.md``: the researcher's deliverable, generated from the ledger and ``results.json`` only.
 
 Sections: the comparison of every forecaster on the test split and the spotlight on trajectory
-972 (``experiments.pipeline.comparison``), the FLOP audit of every experiment (``flopcount.audit_report``), projected against
-spent FLOPs per stage, the grid and context tables, training curves, forecasts against the
-baselines on the test split (per stage, with mean R²), and the measured backward/forward ratio against the 3x rule.
+972 (``experiments.pipeline.comparison``), the FLOP audit of every experiment
+(``flopcount.audit_report``), projected against spent FLOPs per stage, the grid and context
+tables, training curves, forecasts against the baselines on the test split (per stage, with
+mean R²), and the measured backward/forward ratio against the 3x rule.
 Every FLOP figure is read from the ledger, never recomputed. Every figure is written as PNG
 (150 dpi) and as PDF beside it.
 """

@@ -116,5 +116,6 @@ def test_the_spotlight_shows_trajectory_972_beside_the_seed_report(stages):
 def test_the_spotlight_says_so_in_one_line_when_972_was_not_forecast(stages):
     section = spotlight_section(stages, trajectory=973)
     assert section.splitlines()[2] == ("Trajectory 973 is not among the 3 test trajectories this run forecast, "
-                                       "so there is no per-trajectory comparison with the seed report.")
+                                       "so there is no per-trajectory comparison with the seed report (the plan's "
+                                       "`[data] test_ids` sets the test split).")
     assert "|" not in section
