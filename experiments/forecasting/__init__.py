@@ -1,6 +1,7 @@
 """Forecasting the test split: LLMTIME-constrained generation (charged to the budget), the
 non-LLM baselines, metrics, plots and the test-split evaluation that runs them all alike."""
 
+from experiments.forecasting.crps import crps_ensemble, per_trajectory_crps
 from experiments.forecasting.baselines import BASELINES, BaselineResult, linear_extrapolation, persistence, physics_fit
 from experiments.forecasting.generate import ForecastConfig, ForecastOutput, GenerationBatch, forecast_series
 from experiments.forecasting.grammar import LLMTimeGrammar, LLMTimeLogitsProcessor, StepStoppingCriteria
@@ -20,7 +21,7 @@ from experiments.forecasting.held_out import ForecastPlan, TestSplitResults, eva
 __all__ = [
     "BASELINES", "SPECIES", "BaselineResult", "FitConfig", "ForecastConfig", "ForecastOutput", "ForecastPlan",
     "ForecastSet", "GenerationBatch", "LLMTimeGrammar", "LLMTimeLogitsProcessor", "LVFit", "MethodMetrics",
-    "StepStoppingCriteria", "TestSplitResults", "evaluate_forecasts", "evaluate_test_split", "fit_lotka_volterra",
-    "forecast_series", "horizon_errors", "linear_extrapolation", "perplexity", "persistence", "physics_fit",
-    "plot_forecast", "plot_horizon_errors", "results_table",
+    "StepStoppingCriteria", "TestSplitResults", "crps_ensemble", "evaluate_forecasts", "evaluate_test_split",
+    "fit_lotka_volterra", "forecast_series", "horizon_errors", "linear_extrapolation", "per_trajectory_crps",
+    "perplexity", "persistence", "physics_fit", "plot_forecast", "plot_horizon_errors", "results_table",
 ]
