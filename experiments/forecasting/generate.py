@@ -12,10 +12,12 @@ and rescaled by the example's α to the original units.
 * **Batching**: prompts are sorted by token length (less padding) and left-padded by hand
   with an attention mask; ``generate`` derives the position ids from the mask, so a row's
   output does not depend on its batch (tested). The caller's tokenizer is not modified.
-* **Sampling**: ``samples`` sequences per trajectory (``num_return_sequences``); the point
-  forecast is the per-step median of the valid samples, the band their quantiles. Each batch
-  is seeded from ``(seed, batch index)`` inside a forked RNG: deterministic for a seed, and
-  the caller's global RNG is left untouched.
+* **Sampling**: ``samples`` sequences per trajectory (each prompt repeated, its samples
+  adjacent), drawn by :class:`~experiments.forecasting.sampling.GumbelMaxSampler` (the same
+  distribution as ``generate``'s own sampler, without its ``multinomial`` over the whole
+  vocabulary); the point forecast is the per-step median of the valid samples, the band their
+  quantiles. Each batch is seeded from ``(seed, batch index)`` inside a forked RNG:
+  deterministic for a seed, and the caller's global RNG is left untouched.
 * **Charging** (:meth:`flopcount.Budget.reserve_generation`): before each ``generate``, the
   budget commits the cost of the longest generation the batch can make (``max_new_tokens``
   for every row: the grammar's bound), or refuses it with ``BudgetExceeded`` before any work;
@@ -39,6 +41,7 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 
 from experiments.forecasting.grammar import LLMTimeGrammar, LLMTimeLogitsProcessor, StepStoppingCriteria, alphabet_token_ids
 from experiments.forecasting.metrics import ForecastSet
+from experiments.forecasting.sampling import GumbelMaxSampler
 from experiments.training.distinct_rows import distinct_rows_output
 from flopcount import Budget
 from flopcount.ledger.records import Charge
@@ -242,6 +245,10 @@ class _BatchGenerator:
         processors = LogitsProcessorList()
         if self.config.constrained:
             processors.append(LLMTimeLogitsProcessor(self.grammar, self.tokenizer, eos_token_id=self.eos_ids[0]))
+        if self.config.do_sample:  # after the grammar: the nucleus is taken among grammatical tokens
+            processors.append(GumbelMaxSampler(self.config.temperature, self.config.top_p))
+            input_ids = input_ids.repeat_interleave(self.config.samples, dim=0)  # (b * S, L)
+            attention_mask = attention_mask.repeat_interleave(self.config.samples, dim=0)
         stopping = StoppingCriteriaList([StepStoppingCriteria(self.step_token_id, self.config.m, input_ids.shape[1])])
         device = self.model.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -322,11 +329,9 @@ def _generation_config(config: ForecastConfig, max_new_tokens: int, eos_ids: lis
                        pad_id: int) -> GenerationConfig:
     """Every setting that matters set explicitly, so a checkpoint's own defaults (Qwen ships
     repetition_penalty 1.1, top_k 20, ...) never change the forecasts."""
-    sampling = {"temperature": config.temperature, "top_p": config.top_p, "top_k": 0} if config.do_sample else {}
-    return GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=config.do_sample, num_return_sequences=config.samples,
-        repetition_penalty=1.0, eos_token_id=eos_ids, pad_token_id=pad_id, use_cache=config.use_cache,
-        **sampling,
+    return GenerationConfig(  # greedy: a sampled forecast draws its tokens in GumbelMaxSampler
+        max_new_tokens=max_new_tokens, do_sample=False, num_return_sequences=1, repetition_penalty=1.0,
+        eos_token_id=eos_ids, pad_token_id=pad_id, use_cache=config.use_cache,
     )
 
 
