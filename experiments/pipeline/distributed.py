@@ -56,14 +56,8 @@ def join_process_group() -> tuple[int, int]:
     return world()
 
 
-def is_main() -> bool:
-    """Whether this process is rank 0 (always, in one process)."""
-    return world()[0] == 0
-
-
-def per_rank_config(config: TrainConfig) -> TrainConfig:
-    """``config`` with its global ``batch_size`` split over the ranks (unchanged in one process)."""
-    world_size = world()[1]
+def per_rank_config(config: TrainConfig, world_size: int) -> TrainConfig:
+    """``config`` with its global ``batch_size`` split over ``world_size`` ranks (unchanged for one)."""
     if world_size == 1:
         return config
     if config.batch_size % world_size:
@@ -72,9 +66,8 @@ def per_rank_config(config: TrainConfig) -> TrainConfig:
     return replace(config, batch_size=config.batch_size // world_size)
 
 
-def check_batches_split(plan: Plan) -> None:
-    """Refuse, before any work, a plan whose batch sizes do not split over the ranks."""
-    world_size = world()[1]
+def check_batches_split(plan: Plan, world_size: int) -> None:
+    """Refuse, before any work, a plan whose batch sizes do not split over ``world_size`` ranks."""
     sizes = {plan.training.batch_size}
     for stage in plan.stages:
         sizes |= set(stage.grid.get("batch_size", ())) | ({stage.overrides["batch_size"]}

@@ -30,7 +30,7 @@ from experiments.pipeline.planner import (
 )
 from experiments.data import prepare_data
 from experiments.pipeline.report import write_report
-from experiments.pipeline.distributed import FORECAST, TRAIN, check_batches_split, is_main, join_process_group, leading, serve
+from experiments.pipeline.distributed import FORECAST, TRAIN, check_batches_split, join_process_group, leading, serve
 from experiments.pipeline.results import RESULTS_FILE, Results
 from experiments.pipeline.stages import (forecast_share, measure_training_rule, run_forecast_stage, run_training,
                                          score_at_common_context)
@@ -84,11 +84,12 @@ def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progre
     finished), then write the report. Returns the results. Under a launcher of several
     processes rank 0 runs the plan and the others serve it (``pipeline.distributed``); they
     return None."""
-    if join_process_group()[1] > 1:
-        if not is_main():
+    rank, world_size = join_process_group()
+    if world_size > 1:
+        if rank != 0:
             serve(PlanWorkspace(plan, out_dir, Results(out_dir / RESULTS_FILE, {}), progress=False), HANDLERS)
             return None
-        check_batches_split(plan)
+        check_batches_split(plan, world_size)
     with leading():
         return _run_plan(plan, out_dir, only, progress)
 

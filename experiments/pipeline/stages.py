@@ -16,7 +16,7 @@ import torch
 from experiments.forecasting.metrics import ValidationMetrics, results_table
 from experiments.forecasting.generate import ForecastConfig
 from experiments.forecasting.held_out import evaluate_test_split, llm_forecasts
-from experiments.forecasting.sharding import generation_runner
+from experiments.forecasting.sharding import generation_runner, world
 from experiments.pipeline.distributed import FORECAST, TRAIN, dispatch, per_rank_config
 from experiments.pipeline.planner import plan_model, selection_config
 from experiments.pipeline.results import run_config
@@ -49,7 +49,7 @@ def budget_config(run: PlanWorkspace, entry: dict[str, Any]) -> BudgetConfig:
 def run_training(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:
     """Train (or resume) the run ``entry`` of ``stage``; returns its outcome for ``results.json``."""
     dispatch(TRAIN, stage.name, entry)  # the other ranks train with this one (several processes)
-    config = per_rank_config(run_config(entry))
+    config = per_rank_config(run_config(entry), world()[1])
     result = train(run.base_model(), run.data, config, stage_dir(run, entry["experiment"]),
                    budget_config(run, entry), progress=run.progress)
     return {
