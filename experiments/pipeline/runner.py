@@ -85,12 +85,11 @@ def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progre
     processes rank 0 runs the plan and the others serve it (``pipeline.distributed``); they
     return None."""
     rank, world_size = join_process_group()
-    if world_size > 1:
-        if rank != 0:
-            serve(PlanWorkspace(plan, out_dir, Results(out_dir / RESULTS_FILE, {}), progress=False), HANDLERS)
-            return None
+    if rank != 0:
+        serve(PlanWorkspace(plan, out_dir, Results(out_dir / RESULTS_FILE, {}), progress=False), HANDLERS)
+        return None
+    with leading():  # the other ranks are told to stop however it ends
         check_batches_split(plan, world_size)
-    with leading():
         return _run_plan(plan, out_dir, only, progress)
 
 

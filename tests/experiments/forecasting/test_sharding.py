@@ -17,11 +17,11 @@ import pytest
 from experiments.forecasting.generate import ForecastConfig, forecast_series, run_in_order
 from experiments.forecasting.sharding import generation_runner, rounds, run_sharded, world
 from experiments.models.loading import build_tiny_model
-from flopcount import Budget, BudgetExceeded, Ledger
+from flopcount import Budget, Ledger
 import lvdata
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-K, M, SERIES = 4, 3, 5
+K, M, SERIES = 3, 1, 5
 CONFIG = ForecastConfig(k=K, m=M, do_sample=True, samples=2, batch_size=2, seed=3)  # 3 calls: 2 rounds on 2 ranks
 
 

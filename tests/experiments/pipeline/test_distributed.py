@@ -170,10 +170,14 @@ def test_rank_0_alone_reports(runs):
     assert (two / "report.md").is_file() and not list(two.glob("**/*.tmp"))
 
 
-def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused_before_any_work(qwen_assets, tmp_path):
-    plan_path = tmp_path / "plan.toml"
-    plan_path.write_text(PLAN.format(tokenizer=qwen_assets).replace("batch_size = 2\ncontext", "batch_size = 3\ncontext"))
-    plan = load_plan(plan_path)
+def uneven_plan(qwen_assets, directory: Path) -> Path:
+    path = directory / "uneven.toml"
+    path.write_text(PLAN.format(tokenizer=qwen_assets).replace("batch_size = 2\ncontext", "batch_size = 3\ncontext"))
+    return path
+
+
+def test_a_global_batch_must_split_evenly_over_the_ranks(qwen_assets, tmp_path):
+    plan = load_plan(uneven_plan(qwen_assets, tmp_path))
     check_batches_split(plan, 1)
     check_batches_split(plan, 3)
     with pytest.raises(PlanError, match=r"batch_size \[3\] \(the global batch\) does not split evenly over 2"):
@@ -182,3 +186,14 @@ def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused_before_any
     assert per_rank_config(TrainConfig("run", steps=1, batch_size=3), 1).batch_size == 3
     with pytest.raises(PlanError, match="run 'run': batch_size 3"):
         per_rank_config(TrainConfig("run", steps=1, batch_size=3), 2)
+
+
+@pytest.mark.slow
+def test_two_processes_refuse_an_uneven_batch_before_any_work_and_both_exit(qwen_assets, tmp_path):
+    out = tmp_path / "out"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    process = start(torchrun, uneven_plan(qwen_assets, tmp_path), out)
+    _, stderr = process.communicate(timeout=300)  # the other rank was told to stop: no hang
+    assert process.returncode != 0
+    assert "error: plan 'two-ranks': batch_size [3] (the global batch) does not split evenly over 2 processes" in stderr
+    assert not out.exists()
