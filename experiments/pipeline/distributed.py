@@ -2,8 +2,7 @@
 
 Rank 0 runs the plan exactly as one process does: it alone decides, holds the ledger, writes
 ``results.json`` and the report. The other ranks *serve* it: they wait for a command, join in
-the work that needs every rank, and wait again, until rank 0 says stop (it always does, also
-when it fails):
+the work that needs every rank, and wait again, until rank 0 says stop:
 
 - ``train``: every rank calls ``train`` for the run; the plan's ``batch_size`` is the global
   batch, split evenly over the ranks (:func:`per_rank_config`), so a run is charged, and
@@ -14,14 +13,19 @@ when it fails):
 
 Everything else (the measurement step, scoring at a common context, the untrained base's
 validation, the baselines) is small and runs on rank 0 while the others wait.
+
+Failures: one rank 0 shares with the others (its budget refusing a forecast call, an error in
+its part of a training step, Ctrl-C) leave them waiting quietly; rank 0 reports it and exits,
+and the launcher (torchrun, ``accelerate launch``) then stops the others wherever they wait (a
+"stop" sent then could meet a rank inside a collective). A rank's own failure ends it, and the
+launcher stops rank 0: the ledger and ``results.json`` are crash-safe, so the same command resumes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -85,20 +89,10 @@ def dispatch(command: str, *arguments: Any) -> None:
         dist.broadcast_object_list([(command, *arguments)], src=0)
 
 
-@contextmanager
-def leading() -> Iterator[None]:
-    """Rank 0's side of a plan: the other ranks are told to stop however the block ends."""
-    try:
-        yield
-    finally:
-        dispatch(STOP)
-
-
 def serve(run: PlanWorkspace, handlers: dict[str, Handler]) -> None:
     """Ranks > 0: run each command rank 0 dispatches with ``handlers[command](run, *arguments)``
-    until it says stop. A failure rank 0 shares (its budget, its error, Ctrl-C) is rank 0's to
-    report: the rank goes on waiting. Its own failures end the process (the launcher then
-    stops every rank)."""
+    until it says stop. A failure rank 0 shares is rank 0's to report: the rank goes on waiting
+    (see the module docstring); its own failures end it."""
     while True:
         received: list[Any] = [None]
         dist.broadcast_object_list(received, src=0)

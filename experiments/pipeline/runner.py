@@ -30,7 +30,8 @@ from experiments.pipeline.planner import (
 )
 from experiments.data import prepare_data
 from experiments.pipeline.report import write_report
-from experiments.pipeline.distributed import FORECAST, TRAIN, check_batches_split, join_process_group, leading, serve
+from experiments.pipeline.distributed import (FORECAST, STOP, TRAIN, check_batches_split, dispatch, join_process_group,
+                                              serve)
 from experiments.pipeline.results import RESULTS_FILE, Results
 from experiments.pipeline.stages import (forecast_share, measure_training_rule, run_forecast_stage, run_training,
                                          score_at_common_context)
@@ -88,9 +89,10 @@ def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progre
     if rank != 0:
         serve(PlanWorkspace(plan, out_dir, Results(out_dir / RESULTS_FILE, {}), progress=False), HANDLERS)
         return None
-    with leading():  # the other ranks are told to stop however it ends
-        check_batches_split(plan, world_size)
-        return _run_plan(plan, out_dir, only, progress)
+    check_batches_split(plan, world_size)
+    results = _run_plan(plan, out_dir, only, progress)
+    dispatch(STOP)  # after a failure rank 0 exits instead, and the launcher stops the others wherever they wait
+    return results
 
 
 def _run_plan(plan: Plan, out_dir: Path, only: list[str] | None, progress: bool) -> Results:
