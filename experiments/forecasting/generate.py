@@ -178,11 +178,11 @@ def forecast_series(
 ) -> ForecastOutput:
     """Forecast ``config.m`` steps of every example (see the module docstring).
 
-    ``budget``: every ``generate`` call is reserved before it runs and settled to its exact
-    cost, as a ``generation`` charge at training step ``step``. Raises ``BudgetExceeded``
-    (nothing generated for that batch), or ``ValueError`` for examples that do not fit the
-    config (``k`` prompt steps in its format; prompt numbers within ``max_int_digits``).
-    ``runner``: who makes the calls (default :func:`run_in_order`; ``forecasting.sharding``: the ranks).
+    ``budget``: every ``generate`` call is reserved before it runs and settled to its exact cost, as
+    a ``generation`` charge at training step ``step``. Raises ``BudgetExceeded`` (nothing generated
+    for that batch), or ``ValueError`` for examples that do not fit the config (``k`` prompt steps
+    in its format; prompt numbers within ``max_int_digits``). ``runner``: who makes the calls
+    (default :func:`run_in_order`; :mod:`~experiments.forecasting.sharding`: the ranks).
     """
     _check_examples(examples, config)
     if budget is not None and not config.use_cache:
@@ -193,12 +193,16 @@ def forecast_series(
 
 @dataclass(frozen=True)
 class GeneratedBatch:
-    """What ``generate`` call ``number`` of a :class:`ForecastJob` wrote: its ``b * S`` rows as (text,
-    tokens), an example's samples adjacent; ``batch`` its record (``charge`` set once settled). Picklable."""
+    """What one ``generate`` call of a :class:`ForecastJob` wrote: its ``b * S`` rows as (text, tokens),
+    an example's samples adjacent; ``batch`` its record (``charge`` set once settled). Picklable."""
 
-    number: int
     batch: GenerationBatch
     rows: list[tuple[str, int]]
+
+    def settled(self, reservation) -> GeneratedBatch:
+        """This call with its ``reservation`` (None: no budget) settled to the exact cost of its tokens."""
+        charge = None if reservation is None else reservation.settle(self.batch.new_tokens)
+        return self if charge is None else dataclasses.replace(self, batch=dataclasses.replace(self.batch, charge=charge))
 
 
 @dataclass(frozen=True)
@@ -234,11 +238,11 @@ class ForecastJob:
                                          samples=self.config.samples, batch=len(self.batches[number]), step=step)
 
     def generate(self, number: int) -> GeneratedBatch:
-        """Make call ``number`` (inside :meth:`running`); uncharged until :func:`settle`."""
+        """Make call ``number`` (inside :meth:`running`); uncharged until :meth:`GeneratedBatch.settled`."""
         input_ids, attention_mask = _left_pad([self.prompts[i] for i in self.batches[number]], self.generator.pad_id)
         generated = self.generator.generate(input_ids, attention_mask, number)  # (b * S, new_tokens)
         batch = GenerationBatch(self.batches[number], input_ids.shape[1], generated.shape[1], self.config.samples, None)
-        return GeneratedBatch(number, batch, self.generator.texts(generated))
+        return GeneratedBatch(batch, self.generator.texts(generated))
 
     def output(self, done: list[GeneratedBatch]) -> ForecastOutput:
         """The forecasts of every example from all calls (``done``, in call order)."""
@@ -253,14 +257,6 @@ class ForecastJob:
         return _decoded_output(self.config, self.examples, texts, generated_tokens, [g.batch for g in done])
 
 
-def settle(generated: GeneratedBatch, reservation) -> GeneratedBatch:
-    """``generated`` with its reservation settled to the exact cost of the tokens it ran."""
-    if reservation is None:
-        return generated
-    batch = dataclasses.replace(generated.batch, charge=reservation.settle(generated.batch.new_tokens))
-    return dataclasses.replace(generated, batch=batch)
-
-
 BatchRunner = Callable[[ForecastJob, "Budget | None", int, bool], list[GeneratedBatch]]
 
 
@@ -270,7 +266,7 @@ def run_in_order(job: ForecastJob, budget: Budget | None, step: int, progress: b
     with job.running():
         for number in tqdm(range(len(job.batches)), desc=job.config.method_name, unit="batch", disable=not progress):
             reservation = None if budget is None else job.reserve(budget, number, step)
-            done.append(settle(job.generate(number), reservation))
+            done.append(job.generate(number).settled(reservation))
     return done
 
 
@@ -317,11 +313,9 @@ class _BatchGenerator:
         return sequences[:, input_ids.shape[1]:].cpu()
 
     def texts(self, generated: torch.Tensor) -> list[tuple[str, int]]:
-        """Each row's text up to (excluding) its first EOS or pad token, and that token count.
-
-        Other special tokens are kept in the text (``skip_special_tokens=False``), so output
-        that drifts into chat markup is reported as non-numeric, never silently dropped.
-        """
+        """Each row's text up to (excluding) its first EOS or pad token, and that token count. Other
+        special tokens are kept (``skip_special_tokens=False``): output that drifts into chat markup
+        is reported as non-numeric, never silently dropped."""
         stop_ids = {*self.eos_ids, self.pad_id}
         rows = []
         for ids in generated.tolist():

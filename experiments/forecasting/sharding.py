@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from experiments.forecasting.generate import BatchRunner, ForecastJob, GeneratedBatch, run_in_order, settle
+from experiments.forecasting.generate import BatchRunner, ForecastJob, GeneratedBatch, run_in_order
 from experiments.training.distributed import MainRankFailed
 from flopcount import Budget, BudgetExceeded
 
@@ -60,7 +60,7 @@ def run_sharded(job: ForecastJob, budget: Budget | None, step: int, progress: bo
             gathered: list[GeneratedBatch | None] = [None] * world_size
             dist.all_gather_object(gathered, mine)
             ran = [generated for generated in gathered if generated is not None]
-            done.extend(settle(generated, reservation) for generated, reservation
+            done.extend(generated.settled(reservation) for generated, reservation
                         in zip(ran, reservations or [None] * len(ran)))
             if granted[1] is not None:
                 if refusal is not None:
