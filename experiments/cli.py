@@ -150,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0 if projection.fits else EXIT_BUDGET
     if args.out is None:
         raise PlanError("--out is required unless --dry-run is given")
-    run_plan(plan, args.out, progress=not args.no_progress)
+    if run_plan(plan, args.out, progress=not args.no_progress) is None:
+        return 0  # a rank other than 0 of a multi-process run: rank 0 reports
     return _finish(plan, args.out, args.json)
 
 
@@ -166,7 +167,8 @@ def _run_stage(args: argparse.Namespace) -> int:
     if len(candidates) != 1:
         raise PlanError(f"plan {plan.name!r} has {len(candidates)} stages of kind {args.kind!r} ({candidates}): "
                         "name one with --stage")
-    run_plan(plan, args.out, only=candidates, progress=not args.no_progress)
+    if run_plan(plan, args.out, only=candidates, progress=not args.no_progress) is None:
+        return 0  # a rank other than 0 of a multi-process run: rank 0 reports
     return _finish(plan, args.out, args.json)
 
 

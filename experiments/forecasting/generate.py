@@ -30,8 +30,10 @@ and rescaled by the example's α to the original units.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -175,42 +177,100 @@ class ForecastOutput:
 
 def forecast_series(
     model, tokenizer, examples: list[ForecastExample], config: ForecastConfig, budget: Budget | None = None,
-    step: int = 0, *, progress: bool = True,
+    step: int = 0, *, progress: bool = True, runner: BatchRunner | None = None,
 ) -> ForecastOutput:
     """Forecast ``config.m`` steps of every example (see the module docstring).
 
-    ``budget``: every ``generate`` call is reserved before it runs and settled to its exact
-    cost, as a ``generation`` charge at training step ``step``. Raises ``BudgetExceeded``
-    (nothing generated for that batch), or ``ValueError`` for examples that do not fit the
-    config (``k`` prompt steps in its format; prompt numbers within ``max_int_digits``).
+    ``budget``: every ``generate`` call is reserved before it runs and settled to its exact cost, as
+    a ``generation`` charge at training step ``step``. Raises ``BudgetExceeded`` (nothing generated
+    for that batch), or ``ValueError`` for examples that do not fit the config (``k`` prompt steps
+    in its format; prompt numbers within ``max_int_digits``). ``runner``: who makes the calls
+    (default :func:`run_in_order`; :mod:`~experiments.forecasting.sharding`: the ranks).
     """
     _check_examples(examples, config)
     if budget is not None and not config.use_cache:
         raise ValueError("use_cache=False cannot be charged: the budget's generation count assumes a KV cache")
-    generator = _BatchGenerator.build(model, tokenizer, config)
-    prompts = tokenize_texts(tokenizer, [example.prompt_text for example in examples])
-    _check_context_length(model, prompts, generator.max_new_tokens)
-    order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))  # shortest first: less padding
-    n, s = len(examples), config.samples
-    texts: list[list[str]] = [[] for _ in range(n)]
-    generated_tokens = np.zeros((n, s), dtype=np.int64)
-    batches = []
-    starts = range(0, n, config.batch_size)
-    with distinct_rows_output(model, full_logits=True):  # a frozen head of few distinct rows: same logits, faster
-        for batch_index, start in enumerate(tqdm(starts, desc=config.method_name, unit="batch", disable=not progress)):
-            indices = order[start:start + config.batch_size]
-            input_ids, attention_mask = _left_pad([prompts[i] for i in indices], generator.pad_id)  # (b, L) each
-            prompt_len = input_ids.shape[1]
-            reservation = None if budget is None else budget.reserve_generation(
-                prompt_len=prompt_len, max_new_tokens=generator.max_new_tokens, samples=s, batch=len(indices),
-                step=step)
-            generated = generator.generate(input_ids, attention_mask, batch_index)  # (b * S, new_tokens)
-            charge = None if reservation is None else reservation.settle(generated.shape[1])
-            batches.append(GenerationBatch(tuple(indices), prompt_len, generated.shape[1], s, charge))
-            for row, (text, length) in enumerate(generator.texts(generated)):
+    job = ForecastJob.prepare(model, tokenizer, examples, config)
+    return job.output((runner or run_in_order)(job, budget, step, progress))
+
+
+@dataclass(frozen=True)
+class GeneratedBatch:
+    """What one ``generate`` call of a :class:`ForecastJob` wrote: its ``b * S`` rows as (text, tokens),
+    an example's samples adjacent; ``batch`` its record (``charge`` set once settled). Picklable."""
+
+    batch: GenerationBatch
+    rows: list[tuple[str, int]]
+
+    def settled(self, reservation) -> GeneratedBatch:
+        """This call with its ``reservation`` (None: no budget) settled to the exact cost of its tokens."""
+        charge = None if reservation is None else reservation.settle(self.batch.new_tokens)
+        return self if charge is None else dataclasses.replace(self, batch=dataclasses.replace(self.batch, charge=charge))
+
+
+@dataclass(frozen=True)
+class ForecastJob:
+    """The ``generate`` calls of one :func:`forecast_series`: prompts shortest first (less padding),
+    ``batch_size`` per call; a call is seeded by its number, so no matter which process makes it."""
+
+    generator: _BatchGenerator
+    examples: list[ForecastExample]
+    prompts: list[np.ndarray]
+    batches: list[tuple[int, ...]]  # the example indices of each call
+
+    @classmethod
+    def prepare(cls, model, tokenizer, examples: list[ForecastExample], config: ForecastConfig) -> ForecastJob:
+        generator = _BatchGenerator.build(model, tokenizer, config)
+        prompts = tokenize_texts(tokenizer, [example.prompt_text for example in examples])
+        _check_context_length(model, prompts, generator.max_new_tokens)
+        order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))  # shortest first: less padding
+        batches = [tuple(order[start:start + config.batch_size]) for start in range(0, len(order), config.batch_size)]
+        return cls(generator, examples, prompts, batches)
+
+    @property
+    def config(self) -> ForecastConfig:
+        return self.generator.config
+    def running(self):
+        """The context the calls run in: a frozen head of few distinct rows gives the same logits, faster."""
+        return distinct_rows_output(self.generator.model, full_logits=True)
+
+    def reserve(self, budget: Budget, number: int, step: int):
+        """Reserve call ``number``'s longest possible generation on ``budget`` (before it runs)."""
+        prompt_len = max(len(self.prompts[i]) for i in self.batches[number])
+        return budget.reserve_generation(prompt_len=prompt_len, max_new_tokens=self.generator.max_new_tokens,
+                                         samples=self.config.samples, batch=len(self.batches[number]), step=step)
+
+    def generate(self, number: int) -> GeneratedBatch:
+        """Make call ``number`` (inside :meth:`running`); uncharged until :meth:`GeneratedBatch.settled`."""
+        input_ids, attention_mask = _left_pad([self.prompts[i] for i in self.batches[number]], self.generator.pad_id)
+        generated = self.generator.generate(input_ids, attention_mask, number)  # (b * S, new_tokens)
+        batch = GenerationBatch(self.batches[number], input_ids.shape[1], generated.shape[1], self.config.samples, None)
+        return GeneratedBatch(batch, self.generator.texts(generated))
+
+    def output(self, done: list[GeneratedBatch]) -> ForecastOutput:
+        """The forecasts of every example from all calls (``done``, in call order)."""
+        n, s = len(self.examples), self.config.samples
+        texts: list[list[str]] = [[] for _ in range(n)]
+        generated_tokens = np.zeros((n, s), dtype=np.int64)
+        for generated in done:
+            indices = generated.batch.indices
+            for row, (text, length) in enumerate(generated.rows):
                 texts[indices[row // s]].append(text)
                 generated_tokens[indices[row // s], row % s] = length
-    return _decoded_output(config, examples, texts, generated_tokens, batches)
+        return _decoded_output(self.config, self.examples, texts, generated_tokens, [g.batch for g in done])
+
+
+BatchRunner = Callable[[ForecastJob, "Budget | None", int, bool], list[GeneratedBatch]]
+
+
+def run_in_order(job: ForecastJob, budget: Budget | None, step: int, progress: bool) -> list[GeneratedBatch]:
+    """Every call of ``job`` in this process, in order, each reserved before it runs and settled after."""
+    done = []
+    with job.running():
+        for number in tqdm(range(len(job.batches)), desc=job.config.method_name, unit="batch", disable=not progress):
+            reservation = None if budget is None else job.reserve(budget, number, step)
+            done.append(job.generate(number).settled(reservation))
+    return done
 
 
 @dataclass(frozen=True)
@@ -260,11 +320,9 @@ class _BatchGenerator:
         return sequences[:, input_ids.shape[1]:].cpu()
 
     def texts(self, generated: torch.Tensor) -> list[tuple[str, int]]:
-        """Each row's text up to (excluding) its first EOS or pad token, and that token count.
-
-        Other special tokens are kept in the text (``skip_special_tokens=False``), so output
-        that drifts into chat markup is reported as non-numeric, never silently dropped.
-        """
+        """Each row's text up to (excluding) its first EOS or pad token, and that token count. Other
+        special tokens are kept (``skip_special_tokens=False``): output that drifts into chat markup
+        is reported as non-numeric, never silently dropped."""
         stop_ids = {*self.eos_ids, self.pad_id}
         rows = []
         for ids in generated.tolist():

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.forecasting.baselines import BASELINES, BaselineResult
-from experiments.forecasting.generate import ForecastConfig, ForecastOutput, forecast_series
+from experiments.forecasting.generate import BatchRunner, ForecastConfig, ForecastOutput, forecast_series
 from experiments.forecasting.metrics import MethodMetrics, ValidationMetrics, evaluate_forecasts, results_document, results_table
 from experiments.forecasting.plots import plot_forecast, plot_horizon_errors
 from flopcount import Budget
@@ -104,7 +104,7 @@ def evaluate_test_split(
     model, tokenizer, data, config: ForecastConfig | Sequence[ForecastConfig], budget: Budget | None,
     out_dir: str | Path, methods: Sequence[str] = (LLM, *BASELINES), *, ids: Sequence[int] | None = None,
     step: int = 0, validation: ValidationMetrics | None = None, n_plots: int = 3, n_bootstrap: int = 1000,
-    progress: bool = True, overwrite: bool = False,
+    progress: bool = True, overwrite: bool = False, runner: BatchRunner | None = None,
 ) -> TestSplitResults:
     """Forecast the test split of ``data`` (an ``experiments.data.ExperimentData``) with every
     method and write the results (see the module docstring).
@@ -115,7 +115,8 @@ def evaluate_test_split(
     ``tokenizer``) and baseline names of :data:`experiments.forecasting.baselines.BASELINES`. ``ids``: a
     subset of the test split (default: all of it). ``budget`` / ``step``: where generation
     is charged (see :func:`~experiments.forecasting.generate.forecast_series`); baselines are not charged
-    (their rough FLOPs are reported as an extra).
+    (their rough FLOPs are reported as an extra). ``runner``: who makes the ``generate`` calls
+    (see :func:`~experiments.forecasting.generate.forecast_series`).
     """
     configs = [config] if isinstance(config, ForecastConfig) else list(config)
     configs = [dataclasses.replace(c, fmt=data.fmt) for c in configs]
@@ -135,13 +136,10 @@ def evaluate_test_split(
     truth = data.trajectories[ids, k:k + m].astype(np.float64)  # (N, m, 2)
     results = TestSplitResults(ids=ids, metrics=[])
     if LLM in methods:
-        examples = [data.forecast_example(i, k, m) for i in ids.tolist()]
-        for forecast_config in configs:
-            output = forecast_series(model, tokenizer, examples, forecast_config, budget, step, progress=progress)
-            results.llm[forecast_config.method_name] = output
-            results.metrics.append(evaluate_forecasts(
-                forecast_config.method_name, output.forecast_set(truth, ids), n_bootstrap=n_bootstrap,
-                extras=_llm_extras(output)))
+        results.llm = llm_forecasts(model, tokenizer, data, configs, budget, ids, step, progress=progress,
+                                    runner=runner)
+        results.metrics += [evaluate_forecasts(name, output.forecast_set(truth, ids), n_bootstrap=n_bootstrap,
+                                               extras=_llm_extras(output)) for name, output in results.llm.items()]
     context, time = data.trajectories[ids, :k], data.time
     for name in (method for method in BASELINES if method in methods):
         baseline = BASELINES[name]
@@ -160,6 +158,18 @@ def evaluate_test_split(
         *_plot_trajectories(out_dir, results, data, plot_ids, k, m),
     ]
     return results
+
+
+def llm_forecasts(model, tokenizer, data, configs: Sequence[ForecastConfig], budget: Budget | None,
+                  ids: np.ndarray, step: int = 0, *, progress: bool = True,
+                  runner: BatchRunner | None = None) -> dict[str, ForecastOutput]:
+    """The LLM's forecast of the test trajectories ``ids`` for each config (by method name),
+    ``k`` context steps and ``m`` forecast steps, in order; generation is charged to ``budget``."""
+    k, m = _common_horizon([dataclasses.replace(c, fmt=data.fmt) for c in configs])
+    examples = [data.forecast_example(i, k, m) for i in np.asarray(ids).tolist()]
+    return {config.method_name: forecast_series(model, tokenizer, examples, dataclasses.replace(config, fmt=data.fmt),
+                                                budget, step, progress=progress, runner=runner)
+            for config in configs}
 
 
 def _absolute_errors(results: TestSplitResults, truth: np.ndarray) -> dict[str, np.ndarray]:

@@ -30,14 +30,18 @@ from experiments.pipeline.planner import (
 )
 from experiments.data import prepare_data
 from experiments.pipeline.report import write_report
-from experiments.pipeline.results import Results
-from experiments.pipeline.stages import measure_training_rule, run_forecast_stage, run_training, score_at_common_context
+from experiments.pipeline.distributed import (FORECAST, STOP, TRAIN, check_batches_split, dispatch, join_process_group,
+                                              serve)
+from experiments.pipeline.results import RESULTS_FILE, Results
+from experiments.pipeline.stages import (forecast_share, measure_training_rule, run_forecast_stage, run_training,
+                                         score_at_common_context)
 from experiments.pipeline.workspace import LEDGER_FILE, PlanWorkspace
 from experiments.basemodel import base_summary
 from flopcount import Ledger
 
 logger = logging.getLogger(__name__)
 __all__ = ["LEDGER_FILE", "PlanOverBudget", "dry_run", "open_run", "run_plan"]
+HANDLERS = {TRAIN: lambda run, name, entry: run_training(run, run.plan.stage(name), entry), FORECAST: forecast_share}
 
 
 class PlanOverBudget(PlanError):
@@ -76,9 +80,22 @@ def check_fits(run: PlanWorkspace, projection: PlanProjection) -> None:
                              f"{needed:.4g} FLOPs but {remaining:.4g} remain in {run.ledger_path}; nothing was run")
 
 
-def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progress: bool = True) -> Results:
+def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progress: bool = True) -> Results | None:
     """Run every stage of ``plan`` (or those named in ``only``, whose sources must have
-    finished), then write the report. Returns the results."""
+    finished), then write the report. Returns the results. Under a launcher of several
+    processes rank 0 runs the plan and the others serve it (``pipeline.distributed``); they
+    return None."""
+    rank, world_size = join_process_group()
+    if rank != 0:
+        serve(PlanWorkspace(plan, out_dir, Results(out_dir / RESULTS_FILE, {}), progress=False), HANDLERS)
+        return None
+    check_batches_split(plan, world_size)
+    results = _run_plan(plan, out_dir, only, progress)
+    dispatch(STOP)  # after a failure rank 0 exits instead, and the launcher stops the others wherever they wait
+    return results
+
+
+def _run_plan(plan: Plan, out_dir: Path, only: list[str] | None, progress: bool) -> Results:
     run = open_run(plan, out_dir, progress=progress)
     projection = project(plan, run.shapes, run.selections())
     check_fits(run, projection)

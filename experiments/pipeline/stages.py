@@ -10,10 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from experiments.forecasting.metrics import ValidationMetrics, results_table
-from experiments.forecasting.held_out import evaluate_test_split
+from experiments.forecasting.generate import ForecastConfig
+from experiments.forecasting.held_out import evaluate_test_split, llm_forecasts
+from experiments.forecasting.sharding import generation_runner, world
+from experiments.pipeline.distributed import FORECAST, TRAIN, dispatch, per_rank_config
 from experiments.pipeline.planner import plan_model, selection_config
 from experiments.pipeline.results import run_config
 from experiments.pipeline.workspace import PlanWorkspace
@@ -44,7 +48,8 @@ def budget_config(run: PlanWorkspace, entry: dict[str, Any]) -> BudgetConfig:
 
 def run_training(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:
     """Train (or resume) the run ``entry`` of ``stage``; returns its outcome for ``results.json``."""
-    config = run_config(entry)
+    dispatch(TRAIN, stage.name, entry)  # the other ranks train with this one (several processes)
+    config = per_rank_config(run_config(entry), world()[1])
     result = train(run.base_model(), run.data, config, stage_dir(run, entry["experiment"]),
                    budget_config(run, entry), progress=run.progress)
     return {
@@ -71,18 +76,18 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
         lora = load_adapter(model, adapter).config
         validation = _validation_of(run, entry)
         record.update(adapter=str(adapter.relative_to(run.out_dir)), experiment=entry["experiment"])
+    dispatch(FORECAST, stage.name, record.get("adapter"))  # the other ranks make their share of the calls
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     out = stage_dir(run, stage.name)
     plan = run.plan
-    ids = plan.forecast.forecast_ids(run.data.split.test)
+    passes, ids = _forecast_work(run)
     setup = CountSetup.from_lora(model.config, lora, plan.budget.convention)
     budget = Budget(plan.budget.limit, run.ledger_path, stage.name, setup,
                     config={"stage": stage.kind, "test_ids": ids.tolist()})
-    passes = plan.forecast.passes(plan.data.prompt_steps, plan.data.forecast_steps, run.data.fmt)
     with budget:
         results = evaluate_test_split(model, run.tokenizer, run.data, passes, budget, out, ids=ids,
                                       validation=validation, n_plots=run.plan.forecast.plot_series,
-                                      progress=run.progress, overwrite=True)
+                                      progress=run.progress, overwrite=True, runner=generation_runner())
     described = "untrained base model" if stage.kind == "baseline" else f"adapter of run `{record['experiment']}`"
     record.update(
         description=f"{len(ids)} test trajectories, {run.plan.data.prompt_steps} context steps, "
@@ -97,6 +102,24 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
         validation=validation.to_dict() if validation else None,
     )  # fmt: skip
     return record
+
+
+def forecast_share(run: PlanWorkspace, stage_name: str, adapter: str | None) -> None:
+    """A rank other than 0: its share of forecast stage ``stage_name``'s generation, with the
+    base model (and ``adapter``, relative to the run directory); rank 0 charges, merges, writes."""
+    model = run.base_model()
+    if adapter is not None:
+        load_adapter(model, run.out_dir / adapter)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    passes, ids = _forecast_work(run)
+    llm_forecasts(model, run.tokenizer, run.data, passes, None, ids, progress=False, runner=generation_runner())
+
+
+def _forecast_work(run: PlanWorkspace) -> tuple[tuple[ForecastConfig, ...], np.ndarray]:
+    """The ``generate`` passes of a forecast stage and the test trajectories it forecasts."""
+    plan = run.plan
+    passes = plan.forecast.passes(plan.data.prompt_steps, plan.data.forecast_steps, run.data.fmt)
+    return passes, plan.forecast.forecast_ids(run.data.split.test)
 
 
 def _validation_of(run: PlanWorkspace, entry: dict[str, Any]) -> ValidationMetrics | None:

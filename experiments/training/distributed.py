@@ -18,6 +18,10 @@ from accelerate.utils import broadcast_object_list
 T = TypeVar("T")
 
 
+class MainRankFailed(RuntimeError):
+    """Raised on the other ranks when rank 0's action failed (rank 0 raises the error itself)."""
+
+
 def resolve_mixed_precision(mixed_precision: str | None, cpu: bool) -> str:
     """``mixed_precision`` itself, or for None: ``"bf16"`` on a CUDA device that supports it,
     else ``"no"``. fp16 autocast needs a GPU (its loss scaling is CUDA's)."""
@@ -49,7 +53,7 @@ def make_accelerator(cpu: bool | None = None, mixed_precision: str | None = None
 
 def on_main(accelerator: Accelerator, action: Callable[[], T]) -> T:
     """Run ``action`` on rank 0 only and return its result on every rank. If it raises, rank
-    0 re-raises the exception and the other ranks raise ``RuntimeError`` with its message."""
+    0 re-raises the exception and the other ranks raise :class:`MainRankFailed` with its message."""
     if accelerator.num_processes == 1:
         return action()
     outcome: list[Any] = [None]
@@ -64,5 +68,5 @@ def on_main(accelerator: Accelerator, action: Callable[[], T]) -> T:
     if error is not None:
         raise error
     if not succeeded:
-        raise RuntimeError(f"rank 0 failed: {value}")
+        raise MainRankFailed(f"rank 0 failed: {value}")
     return value
