@@ -18,6 +18,10 @@ Guarantees:
   sessions of its experiment charged that ``(phase, step)`` more often than this session
   has so far: the work was done before and lost in an interruption. Re-runs are spent
   compute like any other, but the audit reports them apart from useful FLOPs.
+- **Lost work.** A session that keeps checkpoints records the step of its newest one
+  (:meth:`Ledger.mark_checkpoint`; the step it resumed from, first). Its charges for later
+  steps paid for work no checkpoint kept: a crash threw it away (or, while the session runs,
+  would). The audit shows those charges as lost; for sessions without checkpoints, the re-runs.
 - **Reservations.** Work whose exact cost is only known afterwards (a ``generate`` call that
   stops when every row is done) is paid by :meth:`Ledger.reserve`: a charge of the most it
   can cost, committed before the work under the same no-overspend rule, then rewritten to
@@ -57,6 +61,9 @@ from flopcount.ledger.records import Charge, ExperimentUsage, LedgerSnapshot, Se
 from flopcount.ledger.errors import BudgetExceeded
 
 MAX_PAYLOAD_CHARS = 4096
+# A charge whose work is lost (SQL over charges c JOIN sessions s): past its session's newest
+# checkpoint, or, in a session that keeps none, a re-run of work an earlier session lost.
+LOST_WORK = "(CASE WHEN s.checkpoint_step IS NULL THEN c.is_rerun ELSE c.step > s.checkpoint_step END)"
 
 
 class Ledger:
@@ -221,6 +228,13 @@ class Ledger:
                 (status, reason, now, session.experiment_id),
             )
 
+    def mark_checkpoint(self, session: Session, step: int) -> None:
+        """Record that ``session``'s work up to ``step`` is saved in a checkpoint (call it after
+        the checkpoint is on disk, and once on entry with the step resumed from, 0 if none)."""
+        step = as_count(step, "checkpoint step", SQLITE_INTEGER_MAX)
+        with self._transaction() as db:
+            db.execute("UPDATE sessions SET checkpoint_step = ? WHERE id = ?", (step, session.id))
+
     # -- charging --------------------------------------------------------------------------
 
     def charge(self, session: Session, phase: str, flops: int, *, step: int, tokens: int,
@@ -348,13 +362,15 @@ class Ledger:
                 " LEFT JOIN sessions s ON s.experiment_id = e.id GROUP BY e.id ORDER BY e.id"
             ).fetchall()
             by_phase = db.execute(
-                "SELECT experiment_id, phase, exact_sum(flops), exact_sum(tokens),"
+                "SELECT c.experiment_id, phase, exact_sum(flops), exact_sum(tokens),"
                 " exact_sum(CASE WHEN is_rerun THEN flops ELSE 0 END), COUNT(DISTINCT step),"
                 " SUM(reserved_flops IS NOT NULL AND settled_at IS NULL), SUM(NOT is_rerun),"
-                " exact_sum(COALESCE(json_extract(payload, '$.loss_flops'), 0))"
-                " FROM charges GROUP BY experiment_id, phase"
+                " exact_sum(COALESCE(json_extract(payload, '$.loss_flops'), 0)),"
+                f" exact_sum(CASE WHEN {LOST_WORK} THEN flops ELSE 0 END)"
+                " FROM charges c JOIN sessions s ON s.id = c.session_id GROUP BY c.experiment_id, phase"
             ).fetchall()
-        by_phase = [(*row[:2], *map(decode_flops, row[2:5]), *row[5:8], decode_flops(row[8])) for row in by_phase]
+        by_phase = [(*row[:2], *map(decode_flops, row[2:5]), *row[5:8], *map(decode_flops, row[8:10]))
+                    for row in by_phase]
         usage = []
         for experiment_id, name, status, reason, model, convention, config, start, end, sessions in experiments:
             rows = {row[1]: row[2:] for row in by_phase if row[0] == experiment_id}
@@ -376,6 +392,7 @@ class Ledger:
                     unsettled_reservations=sum(row[4] for row in rows.values()),
                     train_charges=rows.get("train", (0,) * 6)[5],
                     loss_flops=sum(row[6] for row in rows.values()),
+                    lost_flops=sum(row[7] for row in rows.values()),
                 )
             )
         return LedgerSnapshot(self.path, self.limit, spent, usage)
