@@ -180,30 +180,6 @@ def test_work_repeated_by_a_later_session_is_itemised_as_rerun(path):
         assert ledger.charge(third, "train", 100, step=12, tokens=1).is_rerun
 
 
-def test_work_past_a_sessions_last_checkpoint_is_lost_even_when_it_is_never_redone(path):
-    """Session 1 checkpoints at step 3, charges steps 4-6 and dies; session 2 resumes from
-    step 3, redoes 4-5 and stops at step 5 (its checkpoint). Lost: session 1's 4-6, which no
-    checkpoint kept (the re-runs alone would say 4-5); session 2's re-runs are kept work."""
-    with Ledger(path, 10**9) as ledger:
-        first = open_session(ledger)
-        ledger.mark_checkpoint(first, 0)
-        for step in range(1, 7):
-            ledger.charge(first, "train", 100, step=step, tokens=1)
-            if step == 3:
-                ledger.charge(first, "validation", 10, step=3, tokens=1)
-                ledger.mark_checkpoint(first, 3)
-        second = open_session(ledger)
-        ledger.mark_checkpoint(second, 3)
-        for step in (4, 5):
-            ledger.charge(second, "train", 100, step=step, tokens=1)
-        ledger.mark_checkpoint(second, 5)
-        ledger.end_session(second, "stopped", "experiment cap exhausted at train step 6")
-        (usage,) = ledger.snapshot().experiments
-        assert usage.rerun_flops == 2 * 100
-        assert usage.lost_flops == 3 * 100  # steps 4, 5, 6 of session 1
-        assert usage.flops == 8 * 100 + 10
-
-
 def test_within_one_session_repeated_steps_are_not_reruns(path):
     with Ledger(path, 10**9) as ledger:
         session = open_session(ledger)
