@@ -97,6 +97,9 @@ def test_relative_data_paths_are_relative_to_the_plan_file(tmp_path):
     (lambda t: t + '[[stages]]\nname = "train"\nkind = "train"\nsteps = 1\n', "two stages are named 'train'"),
     (lambda t: t.replace("[budget]", "[budget]\nconvention = \"approximate\""), "convention must be one of"),
     (lambda t: t + "[training]\nlora_targets = \"q_proj\"\n", "lora_targets must be an array"),
+    (lambda t: t.replace("limit = 1e13", "limit = 1e13\nreserve = 1.0"), r"reserve must be a fraction .* \[0, 1\)"),
+    (lambda t: t.replace("limit = 1e13", "limit = 1e13\nreserve = 0.5").replace(
+        "steps = 3", "max_steps = 9\nbudget_share = 0.6"), r"budget_share \(0.6\) and \[budget\] reserve \(0.5\)"),
     (lambda t: t.replace("steps = 3", "steps = 3\n[[stages]]\nkind = \"train\"\nname = \"b\"\nmax_steps = 4\n"
                                       "budget_share = 0.7\n[[stages]]\nkind = \"train\"\nname = \"c\"\n"
                                       "max_steps = 4\nbudget_share = 0.7"), "add up to 1.4"),
