@@ -273,6 +273,12 @@ class Budget:
         self._experiment_spent += flops
         return GenerationReservation(self, charge, prompt_len, max_new_tokens, samples, batch)
 
+    def mark_checkpoint(self, step: int) -> None:
+        """Record in the ledger that this session's work up to ``step`` is saved in a checkpoint
+        (once on entry with the step resumed from, 0 if none; then after every save). Charges
+        for later steps count as lost in the audit until a newer checkpoint is marked."""
+        self._open_ledger().mark_checkpoint(self._open_session(), step)
+
     # -- the state of the budget -----------------------------------------------------------
 
     @property

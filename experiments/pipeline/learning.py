@@ -44,10 +44,11 @@ def base_validation_flops(model: Any, plan: Plan, config: TrainConfig | None, sh
     return forward_flops(setup, config.context, batch=shapes.eval_windows(config)).total
 
 
-def score_untrained_base(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any], model) -> dict[str, Any]:
+def score_untrained_base(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any], model,
+                         cap: int | None = None) -> dict[str, Any]:
     """Validation loss of the untrained base ``model`` (the stage's own copy, before its adapter
     is loaded: one base model alive at a time) on the windows the run ``entry`` validated on,
-    charged before the work to ``<stage>/base-validation``; JSON-ready."""
+    charged before the work to ``<stage>/base-validation`` (capped at ``cap`` FLOPs); JSON-ready."""
     config = run_config(entry)
     context = config.context
     windows = run.data.validation_windows(context)
@@ -56,7 +57,8 @@ def score_untrained_base(run: PlanWorkspace, stage: StageSpec, entry: dict[str, 
     experiment = f"{stage.name}/{BASE_VALIDATION}"
     setup = CountSetup.of(model.config, run.plan.budget.convention)
     with Budget(run.plan.budget.limit, run.ledger_path, experiment, setup,
-                config={"context": context, "windows": len(indices), "of_run": entry["experiment"]}) as budget:
+                config={"context": context, "windows": len(indices), "of_run": entry["experiment"]},
+                experiment_limit=cap) as budget:
         budget.charge_forward(batch=len(indices), seq_len=context, step=0,
                               tokens=int(windows.attention_mask[indices].sum()))
         nats, tokens = loss_sums(model.to(device), windows, indices, config.batch_size, device)
@@ -115,7 +117,7 @@ def learning_section(stages: dict[str, dict[str, Any]]) -> str:
     if base_loss is not None and tuned_loss is not None:
         lines += [f"Validation loss on the same {base['windows']} validation windows of {base['context']} tokens "
                   f"(nats per target token): untrained base **{base_loss:.4f}**, fine-tuned adapter of run "
-                  f"`{evaluate.get('experiment')}` **{tuned_loss:.4f}** ({tuned_loss - base_loss:+.4f}; perplexity "
+                  f"`{evaluate.get('experiment')}`{_at_step(evaluate)} **{tuned_loss:.4f}** ({tuned_loss - base_loss:+.4f}; perplexity "
                   f"{perplexity(base_loss):.3f} -> {perplexity(tuned_loss):.3f}).", ""]
     tuned_mse = _median_mse(evaluate, GREEDY)
     rows = [("untrained base, greedy", _median_mse(baseline, GREEDY)), ("**fine-tuned adapter, greedy**", tuned_mse),
@@ -131,6 +133,11 @@ def learning_section(stages: dict[str, dict[str, Any]]) -> str:
                       f"{_num_pct(malformed[1])} with the fine-tuned adapter."]
     lines += ["", *_goals(base_loss, tuned_loss, tuned_mse, _median_mse(evaluate, "persistence"))]
     return "\n".join(lines)
+
+
+def _at_step(record: dict[str, Any]) -> str:
+    step = record.get("adapter_step")
+    return "" if step is None else f" (step {step} of {record.get('planned_steps')})"
 
 
 def _num_pct(value: float | None) -> str:

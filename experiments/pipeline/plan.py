@@ -16,7 +16,10 @@ every training run), ``[forecast]`` (how the test split is forecast) and an arra
 
 Training stages spend at most ``budget_share`` of the limit (split evenly between the runs of a
 sweep), each run taking as many steps as that pays for, up to ``max_steps`` (or exactly
-``steps``). ``budget_share = "rest"`` takes what the other stages leave. Every key is checked:
+``steps``). ``budget_share = "rest"`` takes what the other stages leave, less ``[budget]
+reserve`` (a fraction of the limit, default 0) kept to redo work lost to crashes: every stage is
+capped at what it was planned, and a crash's re-runs come out of that reserve (and of what the
+stages' projections leave unspent), never out of a later stage's share. Every key is checked:
 an unknown key, a wrong type or a missing table is an error naming the file and the key.
 
 Each table parses straight into the type the code uses: ``[training]`` and a stage's
@@ -172,6 +175,8 @@ def parse_plan(document: dict[str, Any], path: Path) -> Plan:
                      exclude={"ledger", "require_fit", "synchronous", "experiment_limit"})
     if budget.limit <= 0:
         raise PlanError(f"{where} [budget]: limit must be a positive number of FLOPs, got {budget.limit}")
+    if not 0 <= budget.reserve < 1:
+        raise PlanError(f"{where} [budget]: reserve must be a fraction of the limit in [0, 1), got {budget.reserve}")
     if budget.convention not in CONVENTIONS:
         raise PlanError(f"{where} [budget]: convention must be one of {sorted(CONVENTIONS)}, got {budget.convention!r}")
     data_table = dict(as_table(document.get("data", {}), f"{where} [data]"))
@@ -181,6 +186,10 @@ def parse_plan(document: dict[str, Any], path: Path) -> Plan:
     training = section(TrainConfig, document.get("training", {}), f"{where} [training]", exclude=set(RUN_IDENTITY))
     forecast = section(ForecastPlan, document.get("forecast", {}), f"{where} [forecast]")
     stages = _stages(document["stages"], training, where)
+    shares = sum(s.budget_share for s in stages if isinstance(s.budget_share, float))
+    if shares + budget.reserve > 1 + 1e-9:
+        raise PlanError(f"{where}: the stages' budget_share ({shares:.3g}) and [budget] reserve ({budget.reserve:.3g}) "
+                        "add up to more than 1")
     name = document.get("name", path.stem)
     if not isinstance(name, str) or not isinstance(document.get("description", ""), str):
         raise PlanError(f"{where}: name and description must be strings")

@@ -10,7 +10,9 @@ Training stages get ``budget_share`` of the limit, split evenly between the runs
 pays for (validation included), capped at ``max_steps``, or exactly ``steps``. Stages that use
 the best setting of an earlier stage are projected with the most expensive candidate, so the
 projection is an upper bound; when they run, their steps are fitted to the setting chosen.
-``budget_share = "rest"`` gets the limit minus every other stage's projection.
+``budget_share = "rest"`` gets the limit minus every other stage's projection and minus the
+reserve (``[budget] reserve`` of the limit), which no stage is planned to spend: it pays for
+work redone after crashes (see :mod:`experiments.pipeline.caps`).
 """
 
 from __future__ import annotations
@@ -92,11 +94,13 @@ class StageProjection:
 
 @dataclass(frozen=True)
 class PlanProjection:
-    """Projected FLOPs of every stage against the plan's ``limit``."""
+    """Projected FLOPs of every stage against the plan's ``limit``, less ``reserve`` FLOPs
+    kept for re-runs after crashes."""
 
     plan: str
     limit: int
     stages: tuple[StageProjection, ...] = field(default_factory=tuple)
+    reserve: int = 0
 
     @property
     def total(self) -> int:
@@ -104,9 +108,10 @@ class PlanProjection:
 
     @property
     def problems(self) -> list[str]:
-        over = [f"the stages need {self.total:.4g} FLOPs, more than the limit {self.limit:.4g}"]
+        kept = f" less the reserve {self.reserve:.4g}" if self.reserve else ""
+        over = [f"the stages need {self.total:.4g} FLOPs, more than the limit {self.limit:.4g}{kept}"]
         return [f"stage {s.name!r}: {s.problem}" for s in self.stages if s.problem] + \
-            (over if self.total > self.limit else [])
+            (over if self.total + self.reserve > self.limit else [])
 
     @property
     def fits(self) -> bool:
@@ -116,7 +121,7 @@ class PlanProjection:
         return next(stage for stage in self.stages if stage.name == name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"plan": self.plan, "limit": self.limit, "total": self.total, "fits": self.fits,
+        return {"plan": self.plan, "limit": self.limit, "reserve": self.reserve, "total": self.total, "fits": self.fits,
                 "problems": self.problems,
                 "stages": [{"name": s.name, "kind": s.kind, "flops": s.flops, "share": s.flops / self.limit,
                             "note": s.note, "runs": [run.to_dict() for run in s.runs]} for s in self.stages]}
@@ -129,6 +134,9 @@ class PlanProjection:
             note = f"**{s.problem}**" if s.problem else s.note
             lines.append(f"| {s.name} | {s.kind} | {len(s.runs)} | {steps} | {s.flops:.4g} | "
                          f"{s.flops / self.limit:.2%} | {note} |")
+        if self.reserve:
+            lines.append(f"| (reserve) | | | | {self.reserve:.4g} | {self.reserve / self.limit:.2%} | "
+                         "kept to redo work lost to crashes |")
         lines.append(f"| **total** | | | | **{self.total:.4g}** | **{self.total / self.limit:.2%}** | "
                      f"limit {self.limit:.4g} |")
         return "\n".join(lines)
@@ -207,11 +215,30 @@ def project(plan: Plan, shapes: DataShapes, selections: dict[str, TrainConfig] |
     projected = [fixed[MEASUREMENT]]
     for stage in plan.stages:
         if stage.budget_share == REST:
-            rest = limit - sum(p.flops for p in fixed.values())
+            rest = rest_flops(plan, [p.flops for p in fixed.values()])
             projected.append(_project_stage(model, plan, stage, shapes, selections, rest))
         else:
             projected.append(fixed[stage.name])
-    return PlanProjection(plan.name, limit, tuple(projected))
+    return PlanProjection(plan.name, limit, tuple(projected), reserve_flops(plan))
+
+
+def reserve_flops(plan: Plan) -> int:
+    """FLOPs of the plan's reserve: ``[budget] reserve`` of the limit, planned for no stage."""
+    return int(plan.budget.reserve * plan.budget.limit)
+
+
+def rest_flops(plan: Plan, others: list[int]) -> int:
+    """FLOPs of the ``budget_share = "rest"`` stage: the limit less the reserve and the other
+    stages' projections ``others``."""
+    return plan.budget.limit - reserve_flops(plan) - sum(others)
+
+
+def stage_share(plan: Plan, stage: StageSpec, projection: PlanProjection) -> int:
+    """The most a training stage is planned to spend: its ``budget_share`` of the limit, or
+    (``"rest"``) what the other stages of ``projection`` and the reserve leave."""
+    if stage.budget_share == REST:
+        return rest_flops(plan, [p.flops for p in projection.stages if p.name != stage.name])
+    return int(stage.budget_share * plan.budget.limit)
 
 
 def project_training_stage(model: Any, plan: Plan, stage: StageSpec, runs: list[TrainConfig], shapes: DataShapes,

@@ -80,7 +80,8 @@ def _audit_section(audit: AuditReport, document: dict[str, Any]) -> str:
     lines = ["## FLOP audit: every experiment", "",
              f"Ledger `{Path(audit.ledger).name}`: spent **{audit.total:.6g}** of {audit.limit:.6g} FLOPs "
              f"({audit.total / audit.limit:.2%}), {audit.remaining:.6g} left. Useful {audit.useful:.6g}, "
-             f"lost to interruptions (re-runs) {audit.rerun:.6g}.", "", audit.to_markdown(), "",
+             f"lost to interruptions {audit.lost:.6g} (work after a run's last checkpoint, or a forecast redone).",
+             "", audit.to_markdown(), "",
              f"![FLOPs per experiment]({FIGURES}/audit.png)", "",
              f"Every figure of this report is also saved as PDF beside its PNG (`{FIGURES}/audit.pdf`, ...)."]
     projection = document.get("projection")
@@ -106,6 +107,7 @@ def _sweep_section(name: str, record: dict[str, Any], audit: AuditReport) -> str
             if len({str(run["settings"][key]) for run in runs}) > 1] or ["learning_rate"]
     rows = {row.name: row for row in audit.rows}  # FLOPs per run, from the ledger
     best = record.get("best", {}).get("experiment")
+    missing = {entry["experiment"]: entry for entry in record.get("best", {}).get("missing", [])}
     title = "Context length" if record.get("kind") == "context" else "Learning rate x LoRA rank grid"
     lines = [f"## {title} (stage `{name}`)", "",
              "| " + " | ".join(keys) + " | steps | FLOPs | share of budget | validation loss | perplexity | status |",
@@ -118,14 +120,27 @@ def _sweep_section(name: str, record: dict[str, Any], audit: AuditReport) -> str
         row = rows.get(run["experiment"])
         flops, share = (row.total, row.share) if row else (0, 0.0)
         marker = " **(best)**" if run["experiment"] == best else ""
+        if run["experiment"] in missing:
+            marker = " **(no validation loss: missing from the selection)**"
         lines.append("| " + " | ".join(f"{run['settings'][key]:g}" for key in keys)
                      + f" | {run.get('steps_done', 0)} | {flops:.4g} | {share:.2%} | {_num(run.get('val_loss'))}"
                      + f" | {_num(run.get('val_perplexity'))}"
                      + (f" | {_num(run.get('selection_val_loss'))}" if common else "")
                      + f" | {run.get('status')}{marker} |")
     if best:
-        lines += ["", f"Selected `{best}` ({record['best']['criterion']}); the next stage uses its setting."]
+        lines += ["", f"Selected `{best}` ({record['best']['criterion']}; each run's adapter is its last "
+                      "checkpoint, at the step shown); the next stage uses its setting."]
+    for name, entry in missing.items():
+        lines += ["", f"**Missing from the selection: `{name}`** has no validation loss ({entry.get('status')} after "
+                      f"{entry.get('steps_done')} steps: {entry.get('stop_reason') or 'it never validated'})."]
     return "\n".join(lines)
+
+
+def adapter_step(record: dict[str, Any]) -> str:
+    """Which checkpoint of which run an evaluate stage used, e.g. `` (run `final`, step 36 of 40)``."""
+    if record.get("adapter_step") is None:
+        return ""
+    return f" (run `{record.get('experiment')}`, step {record['adapter_step']} of {record.get('planned_steps')})"
 
 
 def _curves_section(curves: dict[str, list[dict[str, Any]]]) -> str:
@@ -139,7 +154,8 @@ def _forecast_section(name: str, record: dict[str, Any]) -> str:
     table = record.get("results_table")
     if not table:
         return ""
-    title = "untrained model" if record.get("kind") == "baseline" else f"adapter of `{record.get('source')}`"
+    title = "untrained model" if record.get("kind") == "baseline" else \
+        f"adapter of `{record.get('source')}`{adapter_step(record)}"
     lines = [f"## Forecasts on the test split: {title} (stage `{name}`)", "", record.get("description", ""), "",
              table]
     validation = record.get("validation")

@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.pipeline.plan import REST, Plan, PlanError, StageSpec, run_configs
+from experiments.pipeline.plan import Plan, PlanError, StageSpec, run_configs
+from experiments.pipeline.caps import (
+    FINISHED_RUN,
+    forecast_caps,
+    lost_to_interruptions,
+    run_cap,
+    scoring_cap,
+    spent_by_experiment,
+    unfinished_needs,
+)
 from experiments.pipeline.planner import (
     MEASUREMENT,
     MEASUREMENT_TOKENS,
@@ -27,6 +36,8 @@ from experiments.pipeline.planner import (
     plan_model,
     project,
     project_training_stage,
+    reserve_flops,
+    stage_share,
 )
 from experiments.data import prepare_data
 from experiments.pipeline.report import write_report
@@ -37,7 +48,6 @@ from experiments.pipeline.stages import (forecast_share, measure_training_rule, 
                                          score_at_common_context)
 from experiments.pipeline.workspace import LEDGER_FILE, PlanWorkspace
 from experiments.basemodel import base_summary
-from flopcount import Ledger
 
 logger = logging.getLogger(__name__)
 __all__ = ["LEDGER_FILE", "PlanOverBudget", "dry_run", "open_run", "run_plan"]
@@ -62,22 +72,28 @@ def open_run(plan: Plan, out_dir: Path, *, progress: bool = True) -> PlanWorkspa
 
 def check_fits(run: PlanWorkspace, projection: PlanProjection) -> None:
     """Refuse, before any work, a plan that cannot fit its limit, or whose unfinished stages
-    cannot fit what is left in the ledger."""
+    (the ``"rest"`` stage included) need more than is left in the ledger: the work lost to
+    interruptions was more than the reserve and the projections' slack can redo."""
     if not projection.fits:
         raise PlanOverBudget(f"plan {run.plan.name!r} cannot fit its budget: {'; '.join(projection.problems)}; "
                              f"nothing was run\n{projection.to_markdown()}")
-    with Ledger(run.ledger_path, run.plan.budget.limit) as ledger:
-        remaining, spent = ledger.remaining, ledger.spent_by_experiment()
-    needed = 0
-    for stage in projection.stages:  # what unfinished stages still need (a resumed one has spent some)
-        rest = stage.name != MEASUREMENT and run.plan.stage(stage.name).budget_share == REST
-        if not run.results.finished(stage.name) and not rest:
-            resumes = stage.runs != ()  # training runs resume from checkpoints; other stages start afresh
-            done = sum(f for name, f in spent.items() if name.split("/")[0] == stage.name) if resumes else 0
-            needed += max(stage.flops - done, 0)
+    needed = sum(unfinished_needs(run, projection).values())
+    remaining = run.remaining()
     if needed > remaining:
-        raise PlanOverBudget(f"plan {run.plan.name!r} cannot fit its budget: the unfinished stages need "
-                             f"{needed:.4g} FLOPs but {remaining:.4g} remain in {run.ledger_path}; nothing was run")
+        raise PlanOverBudget(_no_longer_fits(run, needed, remaining))
+
+
+def _no_longer_fits(run: PlanWorkspace, needed: int, remaining: int) -> str:
+    """What was lost, and what to do, for a plan whose unfinished stages no longer fit."""
+    plan = run.plan
+    lost = lost_to_interruptions(run, plan)
+    where = ", ".join(f"{name} {flops:.3g}" for name, flops in lost.items()) or "none recorded"
+    return (f"plan {plan.name!r} can no longer fit its budget in {run.out_dir}: its unfinished stages need "
+            f"{needed:.4g} FLOPs but {remaining:.4g} remain in {run.ledger_path.name}. {sum(lost.values()):.4g} "
+            f"FLOPs were lost to interruptions ({where}), more than the reserve ([budget] reserve = "
+            f"{plan.budget.reserve:g}, {reserve_flops(plan):.4g} FLOPs) and what the stages' projections leave can "
+            "redo. Nothing was run; the results so far are kept. To go on, run the plan into a new --out directory, "
+            "with a larger [budget] reserve if interruptions are likely")
 
 
 def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progress: bool = True) -> Results | None:
@@ -123,7 +139,9 @@ def _run_plan(plan: Plan, out_dir: Path, only: list[str] | None, progress: bool)
 def run_measurement(run: PlanWorkspace) -> None:
     """Measure backward / forward FLOPs of one LoRA step (charged) before the stages run."""
     record = run.results.stage(MEASUREMENT)
-    record.update(kind="measure", **measure_training_rule(run, MEASUREMENT, MEASUREMENT_TOKENS), status="finished")
+    cap = forecast_caps(run, MEASUREMENT, project(run.plan, run.shapes, run.selections()))[MEASUREMENT]
+    record.update(kind="measure", **measure_training_rule(run, MEASUREMENT, MEASUREMENT_TOKENS, cap),
+                  status="finished")
     run.results.save()
 
 
@@ -137,7 +155,8 @@ def run_stage(run: PlanWorkspace, stage: StageSpec) -> None:
         _training_stage(run, stage, record)
     else:
         source = run.results.document["stages"].get(stage.source) if stage.source else None
-        record.update(run_forecast_stage(run, stage, source))
+        caps = forecast_caps(run, stage.name, project(run.plan, run.shapes, run.selections()))
+        record.update(run_forecast_stage(run, stage, source, caps))
     record["status"] = "finished"
     record["wall_seconds"] = record.get("wall_seconds", 0.0) + time.perf_counter() - started
     run.results.save()
@@ -149,35 +168,53 @@ def _training_stage(run: PlanWorkspace, stage: StageSpec, record: dict[str, Any]
         record["runs"] = _decide_runs(run, stage)
         run.results.save()
     for entry in record["runs"]:
-        if entry.get("status") in ("finished", "stopped"):
+        if entry.get("status") in FINISHED_RUN:
             continue
         started = time.perf_counter()
+        entry["flops_cap"] = run_cap(run, entry, spent_by_experiment(run))  # its share, plus redoing lost work
         entry.update(run_training(run, stage, entry))
         entry["wall_seconds"] = entry.get("wall_seconds", 0.0) + time.perf_counter() - started
         run.results.save()
     key, criterion = "val_loss", "lowest validation loss after the run's last step"
     if stage.kind == "context":  # losses at different contexts are not comparable: score all at one
-        key, criterion = "selection_val_loss", score_at_common_context(run, stage, record)
-    scored = [entry for entry in record["runs"] if entry.get(key) is not None]
+        key, criterion = "selection_val_loss", score_at_common_context(
+            run, stage, record, scoring_cap(run, stage.name, record))
+    record["best"] = select_best(stage.name, record["runs"], key, criterion)
+
+
+def select_best(stage: str, runs: list[dict[str, Any]], key: str, criterion: str) -> dict[str, Any]:
+    """The run of lowest ``key`` (a validation loss); runs without one are listed as missing
+    (``best["missing"]``, with the reason) and logged as a warning, never skipped silently."""
+    scored = [entry for entry in runs if entry.get(key) is not None]
+    missing = [{"experiment": entry["experiment"], "status": entry.get("status"),
+                "steps_done": entry.get("steps_done"), "stop_reason": entry.get("stop_reason")}
+               for entry in runs if entry.get(key) is None]
+    for entry in missing:
+        logger.warning("stage %s: run %s has no validation loss (%s after %s steps: %s); it is missing from the "
+                       "selection", stage, entry["experiment"], entry["status"], entry["steps_done"],
+                       entry["stop_reason"] or "no validation")
     if not scored:
-        raise RuntimeError(f"stage {stage.name!r}: no run has a validation loss to select by")
+        raise RuntimeError(f"stage {stage!r}: no run has a validation loss to select by "
+                           f"({', '.join(entry['experiment'] for entry in missing)} stopped before validating)")
     best = min(scored, key=lambda entry: entry[key])
-    record["best"] = {"experiment": best["experiment"], "settings": best["settings"], "val_loss": best[key],
-                      "criterion": criterion}
+    return {"experiment": best["experiment"], "settings": best["settings"], "val_loss": best[key],
+            "criterion": criterion, "missing": missing}
 
 
 def _decide_runs(run: PlanWorkspace, stage: StageSpec) -> list[dict[str, Any]]:
-    """The runs of a training stage with their steps: the stage's share of the limit (or what
-    the other stages leave), never more than the ledger has left once the later stages'
-    projections are reserved, split evenly between the runs."""
+    """The runs of a training stage with their steps: fitted to the stage's share of the limit
+    (or, for ``"rest"``, what the other stages and the reserve leave), split evenly between the
+    runs; refused when the ledger cannot pay that share and every other unfinished stage's
+    needs (:mod:`experiments.pipeline.caps`)."""
     plan, selections = run.plan, run.selections()
     projection = project(plan, run.shapes, selections)
-    names = [p.name for p in projection.stages]
-    later = sum(p.flops for p in projection.stages[names.index(stage.name) + 1:] if not run.results.finished(p.name))
-    available = run.remaining() - later
-    if stage.budget_share != REST:
-        available = min(available, int(stage.budget_share * plan.budget.limit))
+    needs = unfinished_needs(run, projection)
+    room = run.remaining() - sum(need for name, need in needs.items() if name != stage.name)
+    share = stage_share(plan, stage, projection)
+    available = share if room >= projection.stage(stage.name).flops else room
     configs = run_configs(plan, stage, selections.get(stage.source))
     runs, _ = project_training_stage(plan_model(plan), plan, stage, configs, run.shapes, available)
+    if any(r.steps == 0 for r in runs):
+        raise PlanOverBudget(_no_longer_fits(run, sum(needs.values()), run.remaining()))
     return [{key: value for key, value in r.to_dict().items() if key != "flops"} | {"projected_flops": r.flops,
             "status": "pending"} for r in runs]

@@ -21,8 +21,8 @@ from experiments.pipeline.distributed import FORECAST, TRAIN, dispatch, per_rank
 from experiments.pipeline.planner import plan_model, selection_config
 from experiments.pipeline.results import run_config
 from experiments.pipeline.workspace import PlanWorkspace
-from experiments.training.checkpoint import ADAPTER
-from experiments.pipeline.learning import score_untrained_base
+from experiments.training.checkpoint import ADAPTER, read_checkpoint
+from experiments.pipeline.learning import BASE_VALIDATION, score_untrained_base
 from experiments.training.config import BudgetConfig
 from experiments.training.loop import train
 from experiments.training.metrics_log import read_metrics
@@ -40,10 +40,11 @@ def stage_dir(run: PlanWorkspace, name: str) -> Path:
 
 
 def budget_config(run: PlanWorkspace, entry: dict[str, Any]) -> BudgetConfig:
-    """The plan's budget, with the run capped at the FLOPs the planner gave it: a run that
-    resumes after a crash pays its re-runs out of its own share, never out of the later
-    stages' (it stops cleanly, with a checkpoint, when its share is spent)."""
-    return replace(run.plan.budget, ledger=run.ledger_path, require_fit=False, experiment_limit=entry["projected_flops"])
+    """The plan's budget, with the run capped at ``entry["flops_cap"]`` (the FLOPs the planner
+    gave it, plus, after a crash, what redoing its lost steps costs, paid from the reserve:
+    :mod:`experiments.pipeline.caps`); at the cap it stops cleanly, with a checkpoint."""
+    cap = entry.get("flops_cap", entry["projected_flops"])
+    return replace(run.plan.budget, ledger=run.ledger_path, require_fit=False, experiment_limit=cap)
 
 
 def run_training(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) -> dict[str, Any]:
@@ -63,19 +64,23 @@ def run_training(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) ->
     }  # fmt: skip
 
 
-def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, Any] | None) -> dict[str, Any]:
+def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, Any] | None,
+                       caps: dict[str, int] | None = None) -> dict[str, Any]:
     """Forecast the test split with the base model (``baseline``) or the best adapter of the
     stage ``source`` (``evaluate``), next to every non-LLM baseline; generation is charged
-    to the ledger as experiment ``stage.name``."""
+    to the ledger as experiment ``stage.name``. ``caps``: experiment -> its FLOP cap."""
+    caps = caps or {}
     model, lora, validation, record = run.base_model(), None, None, {"source": stage.source or None}
     if stage.kind == "evaluate":
         entry = next(e for e in source["runs"] if e["experiment"] == source["best"]["experiment"])
         adapter = run.out_dir / entry["checkpoint"] / ADAPTER
         # the untrained base on the run's own validation windows, before its adapter goes in
-        record.update(base_validation=score_untrained_base(run, stage, entry, model))
+        record.update(base_validation=score_untrained_base(run, stage, entry, model,
+                                                           caps.get(f"{stage.name}/{BASE_VALIDATION}")))
         lora = load_adapter(model, adapter).config
         validation = _validation_of(run, entry)
-        record.update(adapter=str(adapter.relative_to(run.out_dir)), experiment=entry["experiment"])
+        record.update(adapter=str(adapter.relative_to(run.out_dir)), experiment=entry["experiment"],
+                      adapter_step=read_checkpoint(adapter.parent).step, planned_steps=entry["steps"])
     dispatch(FORECAST, stage.name, record.get("adapter"))  # the other ranks make their share of the calls
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     out = stage_dir(run, stage.name)
@@ -83,12 +88,13 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
     passes, ids = _forecast_work(run)
     setup = CountSetup.from_lora(model.config, lora, plan.budget.convention)
     budget = Budget(plan.budget.limit, run.ledger_path, stage.name, setup,
-                    config={"stage": stage.kind, "test_ids": ids.tolist()})
+                    config={"stage": stage.kind, "test_ids": ids.tolist()}, experiment_limit=caps.get(stage.name))
     with budget:
         results = evaluate_test_split(model, run.tokenizer, run.data, passes, budget, out, ids=ids,
                                       validation=validation, n_plots=run.plan.forecast.plot_series,
                                       progress=run.progress, overwrite=True, runner=generation_runner())
-    described = "untrained base model" if stage.kind == "baseline" else f"adapter of run `{record['experiment']}`"
+    described = "untrained base model" if stage.kind == "baseline" else \
+        f"adapter of run `{record['experiment']}` at step {record['adapter_step']} of {record['planned_steps']}"
     record.update(
         description=f"{len(ids)} test trajectories, {run.plan.data.prompt_steps} context steps, "
                     f"{run.plan.data.forecast_steps} forecast steps; the LLM rows are the {described}, "
@@ -130,10 +136,11 @@ def _validation_of(run: PlanWorkspace, entry: dict[str, Any]) -> ValidationMetri
     return ValidationMetrics(cross_entropy_nats=records[-1]["val_loss"], n_tokens=records[-1]["val_tokens"])
 
 
-def measure_training_rule(run: PlanWorkspace, experiment: str, seq_len: int) -> dict[str, Any]:
+def measure_training_rule(run: PlanWorkspace, experiment: str, seq_len: int, cap: int | None = None) -> dict[str, Any]:
     """Backward ÷ forward FLOPs of one LoRA training step of the plan's model, measured with
     ``FlopCounterMode`` on one validation window of ``seq_len`` tokens (the budget assumes 2).
-    The step is compute like any other: it is charged to ``experiment`` before it runs."""
+    The step is compute like any other: it is charged to ``experiment`` (capped at ``cap``
+    FLOPs) before it runs."""
     from flopcount.trace.hooks import measure_backward_ratio
 
     settings = run.plan.training
@@ -142,20 +149,22 @@ def measure_training_rule(run: PlanWorkspace, experiment: str, seq_len: int) -> 
     window = run.data.validation_windows(seq_len).input_ids[:1]  # (1, seq_len)
     setup = settings.count_setup(model.config, run.plan.budget.convention)
     with Budget(run.plan.budget.limit, run.ledger_path, experiment, setup,
-                config={"measure": "backward / forward"}) as budget:
+                config={"measure": "backward / forward"}, experiment_limit=cap) as budget:
         budget.charge_training_step(batch=1, seq_len=seq_len, step=1)
         measured = measure_backward_ratio(model, torch.as_tensor(window))
     return {"forward": measured.forward, "backward": measured.backward, "ratio": measured.ratio,
             "assumed": measured.assumed, "batch": 1, "seq_len": seq_len}
 
 
-def score_at_common_context(run: PlanWorkspace, stage: StageSpec, record: dict[str, Any]) -> str:
+def score_at_common_context(run: PlanWorkspace, stage: StageSpec, record: dict[str, Any],
+                            cap: int | None = None) -> str:
     """Score every run of a context stage on the same validation windows, at the stage's longest
     context, and store ``selection_val_loss`` in each run's entry; returns the criterion.
 
     A run's own validation loss is measured at its own context, where later tokens see more
     history, so losses at different contexts do not compare. The scoring is charged as
-    validation of the ledger experiment ``<stage>/selection``, one step per run.
+    validation of the ledger experiment ``<stage>/selection`` (capped at ``cap`` FLOPs), one
+    step per run.
     """
     scoring = selection_config(stage, [run_config(entry) for entry in record["runs"]])
     context = scoring.context
@@ -164,7 +173,7 @@ def score_at_common_context(run: PlanWorkspace, stage: StageSpec, record: dict[s
     device = "cuda" if torch.cuda.is_available() else "cpu"
     setup = scoring.count_setup(plan_model(run.plan), run.plan.budget.convention)
     budget = Budget(run.plan.budget.limit, run.ledger_path, scoring.experiment, setup,
-                    config={"context": context, "windows": len(indices)})
+                    config={"context": context, "windows": len(indices)}, experiment_limit=cap)
     model = None  # one base model alive at a time: two float32 copies of the full-size model hold 4 GB
     with budget:
         for number, entry in enumerate(record["runs"], start=1):

@@ -148,7 +148,9 @@ class BudgetConfig:
     validations cannot all be paid, saying how many steps would fit; False starts anyway and
     stops cleanly, with a checkpoint, when the budget runs out. ``experiment_limit``: an
     optional cap on this run's own FLOPs (re-runs after a crash included), e.g. its share of a
-    plan; the run stops cleanly at it as at the global limit.
+    plan; the run stops cleanly at it as at the global limit. ``reserve`` (a plan's ``[budget]``
+    only): the fraction of the limit no stage is planned to spend, kept to redo the work lost to
+    crashes (see ``experiments.pipeline.caps``); a single ``train`` run ignores it.
     """
 
     limit: int
@@ -157,6 +159,7 @@ class BudgetConfig:
     require_fit: bool = True
     synchronous: str = "FULL"
     experiment_limit: int | None = None
+    reserve: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,7 @@ class _Run:
         if self.accelerator.is_main_process:
             save_checkpoint(self.run_dir, self.state, model=self.unwrapped, optimizer=self.optimizer,
                             scheduler=self.scheduler, rng_states=rng_states, run_config=self.run_record, keep=self.config.keep_checkpoints)
+            self.budget.mark_checkpoint(self.state.step)  # the work up to here is kept: not lost in the audit
         self.accelerator.wait_for_everyone()
         self.saved_step = self.state.step
 
@@ -349,6 +350,7 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
                 synchronous=budget.synchronous, experiment_limit=budget.experiment_limit,
             ))  # fmt: skip
             _preflight(run, budget.require_fit)
+            run.budget.mark_checkpoint(run.state.step)  # resumed from here (0: nothing saved yet)
             trackers = open_trackers(config.report_to, config.experiment, run_dir / "trackers", record)
             run.log = stack.enter_context(MetricsLog(run_dir / METRICS_FILE, trackers))
             if progress:

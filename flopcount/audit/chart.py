@@ -41,10 +41,10 @@ def plot_audit(report: AuditReport, path: str | os.PathLike[str]) -> Path:
         heights = np.array([row.by_phase[phase] for row in report.rows], dtype=float)
         axes.bar(positions, heights, bottom=bottom, color=PHASE_COLORS[phase], label=phase)
         bottom += heights
-    reruns = np.array([row.rerun for row in report.rows], dtype=float)
+    reruns = np.array([row.lost for row in report.rows], dtype=float)
     axes.bar(
         positions, reruns, bottom=bottom - reruns, fill=False, hatch="//",
-        edgecolor="black", linewidth=0.0, label="of which lost to re-runs",
+        edgecolor="black", linewidth=0.0, label="of which lost to interruptions",
     )  # fmt: skip
     cumulative = [row.cumulative for row in report.rows]
     axes.plot(positions, cumulative, color="black", marker="o", label="cumulative")

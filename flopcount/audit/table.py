@@ -5,8 +5,11 @@
 and :meth:`~AuditReport.plot` (PNG). FLOPs are exact ints in the report, CSV and JSON; the
 Markdown table rounds them to four significant digits for reading.
 
-"Useful" FLOPs are first executions; "re-run" FLOPs were spent again on work lost to an
-interruption (see :mod:`flopcount.ledger.ledger`). Both are spent: ``total = useful + rerun``.
+"Lost" FLOPs paid for work an interruption threw away: charges past the newest checkpoint of
+their session (the loop records its checkpoints in the ledger), or, for work that keeps no
+checkpoints (forecasts), the re-runs of work an earlier session had done (see
+:mod:`flopcount.ledger.ledger`). Both are spent: ``total = useful + lost``. ``rerun`` is the
+part charged again for steps an earlier session had charged, whatever became of them.
 A reservation never settled (the process died during the work it paid for) is charged at its
 maximum and counted in ``unsettled_reservations``.
 """
@@ -29,7 +32,7 @@ AUDIT_FILES = ("audit.md", "audit.csv", "audit.png", "audit.pdf")  # the chart's
 _CSV_COLUMNS = (
     "experiment", "status", "stop_reason", "model", "convention", "sessions", "steps", "tokens",
     *(f"{phase}_flops" for phase in PHASES),
-    "useful_flops", "rerun_flops", "total_flops", "share_of_budget", "cumulative_flops",
+    "useful_flops", "rerun_flops", "lost_flops", "total_flops", "share_of_budget", "cumulative_flops",
     "remaining_after_flops", "unsettled_reservations", "micro_batches", "loss_flops",
 )  # fmt: skip
 
@@ -56,6 +59,7 @@ class AuditRow:
     unsettled_reservations: int = 0  # reservations charged at their maximum, never settled
     micro_batches: int = 0  # training charges run once: optimizer steps x gradient accumulation
     loss: int = 0  # FLOPs of the loss (cross-entropy), when the convention prices it; part of the phases
+    lost: int = 0  # FLOPs of work thrown away by interruptions (total = useful + lost)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,11 @@ class AuditReport:
     def rerun(self) -> int:
         return sum(row.rerun for row in self.rows)
 
+    @property
+    def lost(self) -> int:
+        """FLOPs of work thrown away by interruptions (``total = useful + lost``)."""
+        return sum(row.lost for row in self.rows)
+
     def by_phase(self) -> dict[str, int]:
         return {phase: sum(row.by_phase[phase] for row in self.rows) for phase in PHASES}
 
@@ -102,6 +111,7 @@ class AuditReport:
             "remaining": self.remaining,
             "useful": self.useful,
             "rerun": self.rerun,
+            "lost": self.lost,
             "by_phase": self.by_phase(),
             "experiments": experiments,
         }
@@ -118,7 +128,7 @@ class AuditReport:
             writer.writerow([
                 row.name, row.status, row.stop_reason or "", row.model, row.convention,
                 row.sessions, row.steps, row.tokens, *(row.by_phase[phase] for phase in PHASES),
-                row.useful, row.rerun, row.total, f"{row.share:.6f}", row.cumulative,
+                row.useful, row.rerun, row.lost, row.total, f"{row.share:.6f}", row.cumulative,
                 row.remaining_after, row.unsettled_reservations, row.micro_batches, row.loss,
             ])  # fmt: skip
         return buffer.getvalue()
@@ -127,7 +137,7 @@ class AuditReport:
         """The "FLOPs used for every experiment" table, then a one-line budget summary."""
         header = (
             "| # | experiment | status | steps | tokens | training | validation | generation "
-            "| lost to re-runs | total FLOPs | share of budget | cumulative | remaining |"
+            "| lost to interruptions | total FLOPs | share of budget | cumulative | remaining |"
         )
         lines = [header, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for number, row in enumerate(self.rows, start=1):
@@ -137,7 +147,7 @@ class AuditReport:
             lines.append(
                 f"| {number} | {_cell(row.name)} | {_cell(status)} | {row.steps:,} | {row.tokens:,} | "
                 + " | ".join(_flops(row.by_phase[phase]) for phase in PHASES)
-                + f" | {_flops(row.rerun)} | {_flops(row.total)} | {_percent(row.share)} | "
+                + f" | {_flops(row.lost)} | {_flops(row.total)} | {_percent(row.share)} | "
                 f"{_flops(row.cumulative)} | {_flops(row.remaining_after)} |"
             )
         phases = self.by_phase()
@@ -145,13 +155,14 @@ class AuditReport:
             f"| | **all experiments** | | {sum(r.steps for r in self.rows):,} | "
             f"{sum(r.tokens for r in self.rows):,} | "
             + " | ".join(_flops(phases[phase]) for phase in PHASES)
-            + f" | {_flops(self.rerun)} | **{_flops(self.total)}** | "
+            + f" | {_flops(self.lost)} | **{_flops(self.total)}** | "
             f"**{_percent(self.total / self.limit)}** | {_flops(self.total)} | {_flops(self.remaining)} |"
         )
         summary = (
             f"Budget {_flops(self.limit)} FLOPs ({self.limit} exactly): spent {self.total} "
             f"({_percent(self.total / self.limit)}), of which {self.useful} useful and "
-            f"{self.rerun} lost to re-runs after interruptions; remaining {self.remaining}."
+            f"{self.lost} lost to interruptions (work after the last checkpoint, or redone); remaining "
+            f"{self.remaining}."
         )
         accumulated = [row for row in self.rows if row.micro_batches > row.steps]
         if accumulated:
@@ -213,7 +224,7 @@ def build_report(snapshot: LedgerSnapshot) -> AuditReport:
                 steps=usage.train_steps,
                 tokens=sum(usage.tokens_by_phase.values()),
                 by_phase=dict(usage.flops_by_phase),
-                useful=total - usage.rerun_flops,
+                useful=total - usage.lost_flops,
                 rerun=usage.rerun_flops,
                 total=total,
                 share=total / snapshot.limit,
@@ -222,6 +233,7 @@ def build_report(snapshot: LedgerSnapshot) -> AuditReport:
                 unsettled_reservations=usage.unsettled_reservations,
                 micro_batches=usage.train_charges,
                 loss=usage.loss_flops,
+                lost=usage.lost_flops,
             )
         )
     return AuditReport(str(snapshot.path), snapshot.limit, rows)

@@ -18,6 +18,10 @@ Guarantees:
   sessions of its experiment charged that ``(phase, step)`` more often than this session
   has so far: the work was done before and lost in an interruption. Re-runs are spent
   compute like any other, but the audit reports them apart from useful FLOPs.
+- **Lost work.** A session that keeps checkpoints records the step of its newest one
+  (:meth:`Ledger.mark_checkpoint`; the step it resumed from, first). Its charges for later
+  steps paid for work no checkpoint kept: a crash threw it away (or, while the session runs,
+  would). The audit shows those charges as lost; for sessions without checkpoints, the re-runs.
 - **Reservations.** Work whose exact cost is only known afterwards (a ``generate`` call that
   stops when every row is done) is paid by :meth:`Ledger.reserve`: a charge of the most it
   can cost, committed before the work under the same no-overspend rule, then rewritten to
@@ -53,7 +57,8 @@ from flopcount.ledger.sqlite_file import (
     upgrade_schema,
 )
 from flopcount.ledger.values import as_count, as_limit
-from flopcount.ledger.records import Charge, ExperimentUsage, LedgerSnapshot, Session
+from flopcount.ledger.records import Charge, LedgerSnapshot, Session
+from flopcount.ledger.usage import read_usage
 from flopcount.ledger.errors import BudgetExceeded
 
 MAX_PAYLOAD_CHARS = 4096
@@ -221,6 +226,13 @@ class Ledger:
                 (status, reason, now, session.experiment_id),
             )
 
+    def mark_checkpoint(self, session: Session, step: int) -> None:
+        """Record that ``session``'s work up to ``step`` is saved in a checkpoint (call it after
+        the checkpoint is on disk, and once on entry with the step resumed from, 0 if none)."""
+        step = as_count(step, "checkpoint step", SQLITE_INTEGER_MAX)
+        with self._transaction() as db:
+            db.execute("UPDATE sessions SET checkpoint_step = ? WHERE id = ?", (step, session.id))
+
     # -- charging --------------------------------------------------------------------------
 
     def charge(self, session: Session, phase: str, flops: int, *, step: int, tokens: int,
@@ -342,42 +354,7 @@ class Ledger:
         """Every experiment's usage and the running total, read in one consistent view."""
         with self._transaction("DEFERRED") as db:
             spent = self._spent(db)
-            experiments = db.execute(
-                "SELECT e.id, e.name, e.status, e.stop_reason, e.model, e.convention, e.config,"
-                " e.started_at, e.ended_at, COUNT(s.id) FROM experiments e"
-                " LEFT JOIN sessions s ON s.experiment_id = e.id GROUP BY e.id ORDER BY e.id"
-            ).fetchall()
-            by_phase = db.execute(
-                "SELECT experiment_id, phase, exact_sum(flops), exact_sum(tokens),"
-                " exact_sum(CASE WHEN is_rerun THEN flops ELSE 0 END), COUNT(DISTINCT step),"
-                " SUM(reserved_flops IS NOT NULL AND settled_at IS NULL), SUM(NOT is_rerun),"
-                " exact_sum(COALESCE(json_extract(payload, '$.loss_flops'), 0))"
-                " FROM charges GROUP BY experiment_id, phase"
-            ).fetchall()
-        by_phase = [(*row[:2], *map(decode_flops, row[2:5]), *row[5:8], decode_flops(row[8])) for row in by_phase]
-        usage = []
-        for experiment_id, name, status, reason, model, convention, config, start, end, sessions in experiments:
-            rows = {row[1]: row[2:] for row in by_phase if row[0] == experiment_id}
-            usage.append(
-                ExperimentUsage(
-                    name=name,
-                    status=status,
-                    stop_reason=reason,
-                    model=model,
-                    convention=convention,
-                    config=json.loads(config),
-                    started_at=start,
-                    ended_at=end,
-                    sessions=sessions,
-                    train_steps=rows.get("train", (0, 0, 0, 0))[3],
-                    flops_by_phase={phase: rows.get(phase, (0,))[0] for phase in PHASES},
-                    tokens_by_phase={phase: rows.get(phase, (0, 0))[1] for phase in PHASES},
-                    rerun_flops=sum(row[2] for row in rows.values()),
-                    unsettled_reservations=sum(row[4] for row in rows.values()),
-                    train_charges=rows.get("train", (0,) * 6)[5],
-                    loss_flops=sum(row[6] for row in rows.values()),
-                )
-            )
+            usage = read_usage(db)
         return LedgerSnapshot(self.path, self.limit, spent, usage)
 
     def check(self) -> None:

@@ -59,6 +59,7 @@ class ExperimentUsage:
     unsettled_reservations: int = 0  # reservations never settled, charged at their maximum
     train_charges: int = 0  # first-run training charges: micro-batches (optimizer steps x accumulation)
     loss_flops: int = 0  # part of the total pricing the loss (conventions that price it)
+    lost_flops: int = 0  # work thrown away by interruptions: past a session's newest checkpoint, else re-runs
 
     @property
     def flops(self) -> int:

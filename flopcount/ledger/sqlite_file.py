@@ -11,7 +11,9 @@ Schema history: version 2 added the reservation columns of ``charges`` (``reserv
 ``settled_at``); version 3 stores FLOP counts of any size exactly (INTEGER while they fit in
 64 bits, canonical decimal TEXT beyond: see :mod:`flopcount.ledger.exact`). A ledger of an
 older version is upgraded in place, in one transaction, when opened (:func:`upgrade_schema`),
-every value kept as it is.
+every value kept as it is. Version 4 added ``sessions.checkpoint_step``: the step of the newest
+checkpoint a session saved (or resumed from), so the audit can tell work kept in a checkpoint
+from work a crash threw away.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from flopcount.ledger.exact import (
 __all__ = ["MAX_FLOPS", "SQLITE_INTEGER_MAX"]  # re-exported: the value checks (values.py) import them from here
 
 APPLICATION_ID = 0x464C4F50  # b"FLOP", at byte 68 of the SQLite header
-SCHEMA_VERSION = 3  # PRAGMA user_version, at byte 60 of the SQLite header
-UPGRADABLE_VERSIONS = (1, 2)  # older schema versions upgrade_schema() brings up to date
+SCHEMA_VERSION = 4  # PRAGMA user_version, at byte 60 of the SQLite header
+UPGRADABLE_VERSIONS = (1, 2, 3)  # older schema versions upgrade_schema() brings up to date
 FORMAT_NAME = "flopcount-ledger"
 PHASES = ("train", "validation", "generation")
 END_STATUSES = ("finished", "stopped", "failed")
@@ -87,6 +89,9 @@ V2_RESERVATION_COLUMNS = (
     "settled_at REAL CHECK (settled_at IS NULL OR reserved_flops IS NOT NULL)",
 )
 
+# Schema version 4: the newest checkpoint of a session (NULL: the session keeps no checkpoints).
+V4_CHECKPOINT_COLUMN = "checkpoint_step INTEGER CHECK (checkpoint_step IS NULL OR checkpoint_step >= 0)"
+
 SCHEMA = f"""
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -112,7 +117,8 @@ CREATE TABLE sessions (  -- one row per Budget.__enter__: tells first executions
     host          TEXT NOT NULL,
     started_at    REAL NOT NULL,
     ended_at      REAL,           -- NULL: still running, or killed
-    exit_status   TEXT CHECK (exit_status IN ({_sql_list(END_STATUSES)}))
+    exit_status   TEXT CHECK (exit_status IN ({_sql_list(END_STATUSES)})),
+    {V4_CHECKPOINT_COLUMN}
 );
 {CHARGES_TABLE.format(name="charges")};
 {CHARGES_INDEX};
@@ -235,7 +241,8 @@ def upgrade_schema(connection: sqlite3.Connection, path: Path) -> None:
     concurrent openers upgrade once, and a crash leaves the old version whole. Version 1 gets
     the reservation columns (its charges become ordinary charges); versions 1 and 2 then get
     ``charges`` and ``running_total`` rebuilt with the exact-count columns, every row copied
-    as it is (64-bit INTEGERs are already valid exact counts) and counted before and after.
+    as it is (64-bit INTEGERs are already valid exact counts) and counted before and after;
+    versions 1 to 3 then get ``sessions.checkpoint_step`` (NULL: no checkpoint recorded).
     """
     try:
         connection.execute("BEGIN IMMEDIATE")
@@ -249,6 +256,8 @@ def upgrade_schema(connection: sqlite3.Connection, path: Path) -> None:
                                                    ("running_total", RUNNING_TOTAL_TABLE, "id, spent")):
                     _rebuild_table(connection, table, definition, columns)
                 connection.execute(CHARGES_INDEX)
+            if version in UPGRADABLE_VERSIONS:
+                connection.execute(f"ALTER TABLE sessions ADD COLUMN {V4_CHECKPOINT_COLUMN}")
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
             connection.execute("COMMIT")

@@ -36,6 +36,7 @@ def test_coursework_plan_is_the_brief():
     plan = load_plan("coursework")
     assert plan.model.source == "Qwen/Qwen2.5-0.5B-Instruct"
     assert plan.budget.limit == 10**17 and isinstance(plan.budget.limit, int)
+    assert plan.budget.reserve == 0.02  # the final takes the rest: crashes' re-runs need room of their own
     assert (plan.training.lora_rank, plan.training.learning_rate, plan.training.batch_size,
             plan.training.context) == (4, 1e-5, 4, 512)
     assert plan.training.lora_targets == ("q_proj", "v_proj")
@@ -96,6 +97,9 @@ def test_relative_data_paths_are_relative_to_the_plan_file(tmp_path):
     (lambda t: t + '[[stages]]\nname = "train"\nkind = "train"\nsteps = 1\n', "two stages are named 'train'"),
     (lambda t: t.replace("[budget]", "[budget]\nconvention = \"approximate\""), "convention must be one of"),
     (lambda t: t + "[training]\nlora_targets = \"q_proj\"\n", "lora_targets must be an array"),
+    (lambda t: t.replace("limit = 1e13", "limit = 1e13\nreserve = 1.0"), r"reserve must be a fraction .* \[0, 1\)"),
+    (lambda t: t.replace("limit = 1e13", "limit = 1e13\nreserve = 0.5").replace(
+        "steps = 3", "max_steps = 9\nbudget_share = 0.6"), r"budget_share \(0.6\) and \[budget\] reserve \(0.5\)"),
     (lambda t: t.replace("steps = 3", "steps = 3\n[[stages]]\nkind = \"train\"\nname = \"b\"\nmax_steps = 4\n"
                                       "budget_share = 0.7\n[[stages]]\nkind = \"train\"\nname = \"c\"\n"
                                       "max_steps = 4\nbudget_share = 0.7"), "add up to 1.4"),

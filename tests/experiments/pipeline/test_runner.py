@@ -185,6 +185,45 @@ def test_generation_and_training_were_charged_to_the_right_experiments(finished_
     assert all(row.rerun == 0 for row in rows.values())
 
 
+def test_report_names_the_step_of_the_adapter_it_evaluates(finished_run):
+    stages = json.loads((finished_run / "results.json").read_text())["stages"]
+    evaluate, final = stages["evaluate"], stages["final"]["runs"][0]
+    assert (evaluate["adapter_step"], evaluate["planned_steps"]) == (final["steps_done"], final["steps"]) == (4, 4)
+    assert "step-00000004" in evaluate["adapter"]
+    report = (finished_run / "report.md").read_text()
+    assert "adapter of `final` (run `final`, step 4 of 4)" in report
+    assert "adapter of run `final` at step 4 of 4" in evaluate["description"]
+
+
+def test_a_run_without_a_validation_loss_is_reported_missing_never_skipped_silently(finished_run, tmp_path, caplog):
+    import logging
+    import shutil
+
+    from experiments.pipeline.report import write_report
+    from experiments.pipeline.runner import select_best
+
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    document = json.loads((out / "results.json").read_text())
+    grid = document["stages"]["grid"]
+    killed = grid["runs"][0]  # as a cell left by a crash whose re-runs used up its cap before it validated
+    killed.update(status="stopped", val_loss=None, steps_done=1, stop_reason="experiment cap exhausted at train step 2")
+    with caplog.at_level(logging.WARNING, logger="experiments.pipeline.runner"):
+        grid["best"] = select_best("grid", grid["runs"], "val_loss", "lowest validation loss")
+    assert grid["best"]["experiment"] == grid["runs"][1]["experiment"]
+    assert grid["best"]["missing"] == [{"experiment": killed["experiment"], "status": "stopped", "steps_done": 1,
+                                        "stop_reason": "experiment cap exhausted at train step 2"}]
+    assert any(killed["experiment"] in record.getMessage() and "missing from the selection" in record.getMessage()
+               for record in caplog.records if record.levelno == logging.WARNING)
+    (out / "results.json").write_text(json.dumps(document))
+    report = write_report(out).read_text()
+    assert f"**Missing from the selection: `{killed['experiment']}`** has no validation loss (stopped after 1 steps" \
+        in report
+    assert "(no validation loss: missing from the selection)" in report
+    with pytest.raises(RuntimeError, match="no run has a validation loss"):
+        select_best("grid", [killed], "val_loss", "lowest validation loss")
+
+
 def test_rerunning_a_finished_plan_charges_nothing(finished_run):
     before = audit_report(finished_run / LEDGER_FILE)
     run_plan(load_plan(finished_run.parent / "mini.toml"), finished_run, progress=False)
@@ -243,7 +282,9 @@ def test_a_plan_killed_mid_sweep_resumes_without_recharging_finished_stages(qwen
     assert all(record["status"] == "finished" for record in stages.values())
     assert all(row.rerun == 0 for name, row in after.items() if name != "grid/r=2")  # only the killed run re-ran
     for entry in [run for record in stages.values() for run in record.get("runs", [])]:
-        assert after[entry["experiment"]].total <= entry["projected_flops"]  # re-runs paid from the run's own share
+        row = after[entry["experiment"]]
+        assert row.total <= entry["flops_cap"] and entry["steps_done"] == entry["steps"]  # capped, and completed
+        assert row.total - row.lost == entry["projected_flops"]  # its own share paid the work kept; the reserve the rest
 
 
 def test_a_stage_command_runs_that_stage_alone(qwen_assets, tmp_path):

@@ -196,3 +196,28 @@ def test_ctrl_c_checkpoints_the_last_step_records_the_interruption_and_exits_130
     resumed = finish(start([sys.executable], cli_arguments(tiny_model_dir, run_dir, ledger, steps=40, eval_every=0),
                            tmp_path))
     assert (resumed["status"], resumed["resumed_from"], resumed["steps_done"]) == ("finished", stopped_at, 40)
+
+
+def test_sigkill_after_a_checkpoint_shows_the_steps_no_checkpoint_kept_as_lost(tiny_model_dir, tmp_path):
+    """Checkpoint at step 3, SIGKILL after step 5: the charges for steps 4-5 (and any later one)
+    paid for work the resume throws away. The audit shows them as lost right after the kill and
+    after the resume (when they equal the re-runs), and the kept steps are the checkpoint's."""
+    from flopcount import audit_report
+
+    run_dir, ledger = tmp_path / "run", tmp_path / "run.sqlite"
+    arguments = cli_arguments(tiny_model_dir, run_dir, ledger, steps=STEPS, eval_every=0)
+    victim = start([sys.executable], arguments, tmp_path)
+    kill_after_step(victim, run_dir / "metrics.jsonl", 5)
+    assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    saved = latest_checkpoint(run_dir).step
+    charges, _ = ledger_charges(ledger)
+    thrown_away = sum(c.flops for c in charges if c.step > saved)
+    assert saved == 3 and thrown_away >= 2 * charges[0].flops  # steps 4 and 5 at least
+    (row,) = audit_report(ledger).rows
+    assert (row.lost, row.useful) == (thrown_away, row.total - thrown_away)
+
+    resumed = finish(start([sys.executable], arguments, tmp_path))
+    assert (resumed["status"], resumed["steps_done"], resumed["resumed_from"]) == ("finished", STEPS, saved)
+    (row,) = audit_report(ledger).rows
+    assert row.lost == thrown_away == row.rerun
+    assert row.useful == STEPS * charges[0].flops

@@ -1,4 +1,4 @@
-"""Ledgers of schema versions 1 and 2 are upgraded in place to version 3, every value kept.
+"""Ledgers of schema versions 1 and 2 are upgraded in place to version 4, every value kept.
 
 The old files are written with hand-written SQL (``conftest.write_old_ledger``: the DDL those
 versions had), full to within ``old_ledger.room`` FLOPs of the 64-bit maximum.
@@ -45,9 +45,11 @@ def test_an_old_ledger_is_upgraded_in_place_and_no_value_changes(old_ledger, ver
         assert ledger.limit == TOP and ledger.spent == TOP - old_ledger.room
         charges = ledger.charges()
     after = dump(path)
-    assert version_of(path) == (SCHEMA_VERSION, SCHEMA_VERSION) == (3, 3)
-    for table in ("running_total", "experiments", "sessions"):
+    assert version_of(path) == (SCHEMA_VERSION, SCHEMA_VERSION) == (4, 4)
+    for table in ("running_total", "experiments"):
         assert after[table] == before[table], table
+    # version 4: every old session gains checkpoint_step NULL (no checkpoint recorded: lost work = re-runs)
+    assert after["sessions"] == [(*row, None, "null") for row in before["sessions"]]
     assert [row for row in after["meta"] if row[0] != "schema_version"] == \
            [row for row in before["meta"] if row[0] != "schema_version"]
     if version == 2:
@@ -120,6 +122,6 @@ def test_a_failing_upgrade_leaves_the_old_ledger_exactly_as_it_was(old_ledger):
         connection.execute("UPDATE charges SET flops = -5 WHERE id = 2")
         connection.commit()
     before = dump(path)
-    with pytest.raises(LedgerError, match="cannot upgrade ledger .* to schema version 3.*CHECK constraint failed"):
+    with pytest.raises(LedgerError, match="cannot upgrade ledger .* to schema version 4.*CHECK constraint failed"):
         Ledger(path)
     assert dump(path) == before and version_of(path) == (2, 2)
