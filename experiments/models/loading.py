@@ -9,7 +9,7 @@ exactly the same ``AutoModelForCausalLM.from_pretrained`` path as the real check
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import gc
 import os
 import socket
@@ -210,20 +210,19 @@ def release_unreachable_memory() -> None:
     and not on others.
     """
     gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    """The C library of this process if it has ``malloc_trim`` (glibc), else None."""
     try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
+        libc = ctypes.CDLL(None)  # the symbols already loaded into the process, libc among them
+    except (OSError, TypeError):  # TypeError: Windows has no such handle
         return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-
-
-_LIBC = _glibc()
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 def load_model(
