@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # 6-14 minutes on 2 shared CPU cores (the plan run 6.4 min at load ~1.5, 11 min at load 9)
+pytestmark = pytest.mark.slow  # 6-14 min on 2 shared CPU cores (plan run: 6.4 min at load 1.5, 11 min at load 9)
 
 PARAMETERS = 494_032_768  # Qwen2.5-0.5B, tied embeddings counted once
 # One float32 copy of the weights (1.98 GB), the bfloat16 checkpoint mapped while it loads (0.99 GB),
