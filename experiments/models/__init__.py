@@ -10,11 +10,12 @@ from experiments.models.loading import (
     load_model,
     load_model_and_tokenizer,
     load_tokenizer,
+    release_unreachable_memory,
     save_tiny_model,
     tiny_config,
 )
 
 __all__ = [
     "QWEN_MODEL_ID", "TINY_MODEL", "LoadedModel", "build_random_model", "build_tiny_model", "default_tokenizer_source", "load_model",
-    "load_model_and_tokenizer", "load_tokenizer", "save_tiny_model", "tiny_config",
+    "load_model_and_tokenizer", "load_tokenizer", "release_unreachable_memory", "save_tiny_model", "tiny_config",
 ]

@@ -8,6 +8,9 @@ exactly the same ``AutoModelForCausalLM.from_pretrained`` path as the real check
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import gc
 import os
 import socket
 import urllib.request
@@ -195,6 +198,33 @@ def _resolve_base(source: str | os.PathLike) -> str:
     return NAMED_SOURCES[source]() if source in NAMED_SOURCES else source
 
 
+def release_unreachable_memory() -> None:
+    """Free what nothing reaches any more before a model is allocated, and hand the freed heap
+    back to the operating system (glibc's ``malloc_trim``; nothing more elsewhere).
+
+    A model its caller has dropped can still be held by a reference cycle: matplotlib's
+    parsing (pyparsing) leaves exceptions whose tracebacks keep the frames of every caller
+    alive, with their locals, so the previous stage's model lives on until the next full
+    collection. When that collection runs depends on allocation counts, so without this a
+    second full-size copy (2 GB in float32) is alive while the next one loads on some runs
+    and not on others.
+    """
+    gc.collect()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library of this process if it has ``malloc_trim`` (glibc), else None."""
+    try:
+        libc = ctypes.CDLL(None)  # the symbols already loaded into the process, libc among them
+    except (OSError, TypeError):  # TypeError: Windows has no such handle
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
 def load_model(
     source: str | os.PathLike,
     *,
@@ -208,10 +238,13 @@ def load_model(
     ``dtype`` None means float32 (LoRA tensors take the base dtype, and bfloat16 ones would
     round away Adam updates at lr 1e-5); ``"auto"`` keeps the checkpoint's dtype. Raises
     ``FileNotFoundError`` for a directory without config or weights and ``OSError`` for a hub
-    id that is neither cached nor reachable. The model is returned in eval mode.
+    id that is neither cached nor reachable. The model is returned in eval mode. Unreachable
+    memory is released first (:func:`release_unreachable_memory`): a dropped model is gone
+    before the next copy is allocated.
     """
     source = _resolve_base(source)
     dtype = _resolve_dtype(dtype)
+    release_unreachable_memory()
     if source == TINY_MODEL:
         model = build_tiny_model()
         if attn_implementation is not None:

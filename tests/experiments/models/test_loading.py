@@ -174,3 +174,31 @@ def test_build_random_model_follows_the_config_and_casts_only_at_the_end(qwen_as
     half = build_random_model(config, seed=3, dtype=torch.bfloat16)
     assert half.dtype == torch.bfloat16
     assert same_weights(half, model.to(torch.bfloat16))  # the float32 initialisation, cast
+
+
+def _drop_into_a_traceback_cycle(model: torch.nn.Module) -> None:
+    """Leave ``model`` reachable only from a reference cycle, as matplotlib's pyparsing leaves the
+    callers of a plot: a caught exception kept in a local holds its traceback, whose frame holds
+    the exception and every local of that frame, the model among them."""
+    try:
+        raise ValueError("parse failed")
+    except ValueError as error:
+        kept = error  # noqa: F841  frame -> kept -> traceback -> frame, and the frame holds ``model``
+
+
+def test_a_dropped_model_held_by_a_reference_cycle_is_freed_before_the_next_loads(tiny_model_dir):
+    import gc
+    import weakref
+
+    previous = load_model(tiny_model_dir)
+    alive = weakref.ref(previous)
+    _drop_into_a_traceback_cycle(previous)
+    del previous
+    gc.disable()  # no automatic collection: as when the next one would come only after the weights
+    try:
+        assert alive() is not None  # the cycle holds it
+        model = load_model(tiny_model_dir)
+        assert alive() is None  # freed before the new copy was allocated: one copy alive at a time
+    finally:
+        gc.enable()
+    assert model.config.vocab_size == 151936
