@@ -144,7 +144,7 @@ def test_the_analytic_count_is_pure_python(name):
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_files_stay_small(name):
     lines = MODULES[name].read_text(encoding="utf-8").count("\n")
-    assert lines <= 420, f"{MODULES[name]} has {lines} lines: split it"
+    assert lines <= 400, f"{MODULES[name]} has {lines} lines: split it"
 
 
 def test_tests_mirror_the_packages():
