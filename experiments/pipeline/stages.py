@@ -48,7 +48,8 @@ def run_training(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) ->
     result = train(run.base_model(), run.data, config, stage_dir(run, entry["experiment"]),
                    budget_config(run, entry), progress=run.progress)
     return {
-        "status": result.status, "stop_reason": result.stop_reason, "steps_done": result.steps_done,
+        "status": result.status, "stop_reason": result.stop_reason, "stopped_by_budget": result.stopped_by_budget,
+        "steps_done": result.steps_done,
         "run_dir": str(result.run_dir.relative_to(run.out_dir)),
         "checkpoint": str(result.checkpoint.relative_to(run.out_dir)) if result.checkpoint else None,
         "metrics": str(result.metrics_path.relative_to(run.out_dir)),

@@ -133,7 +133,7 @@ def exit_status(result) -> int:
     """The exit status of a finished ``train`` call: 0, or why it stopped."""
     if result.status != "stopped":
         return 0
-    return EXIT_BUDGET if "exhausted" in (result.stop_reason or "") else EXIT_STOPPED
+    return EXIT_BUDGET if result.stopped_by_budget else EXIT_STOPPED
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -150,6 +150,7 @@ class _Run:
         self.last_loss: float | None = None
         self.started = time.perf_counter()
         self.interrupt = InterruptFlag()
+        self.stopped_by_budget = False  # set when the budget refuses a charge (the run stops there)
 
     def interrupted(self) -> bool:
         """Whether Ctrl-C (SIGINT) came since the last step; every rank agrees (rank 0's word)."""
@@ -173,6 +174,7 @@ class _Run:
             return None, paid
 
         refusal, self.last_charge = on_main(self.accelerator, attempt)
+        self.stopped_by_budget = refusal is not None
         return refusal
 
     # -- one step, one validation, one checkpoint -------------------------------------------
@@ -382,4 +384,5 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
         run_dir=run_dir,
         resumed_from=None if checkpoint is None else checkpoint.step,
         session=session,
+        stopped_by_budget=run.stopped_by_budget,
     )

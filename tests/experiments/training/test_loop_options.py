@@ -159,6 +159,7 @@ def test_a_non_finite_loss_stops_the_run_cleanly_with_the_last_finite_adapter(da
                    BudgetConfig(10**17, tmp_path / "nan.sqlite"), progress=False)
     assert (result.status, result.steps_done) == ("stopped", 2)
     assert result.stop_reason.startswith("non-finite training loss at step 3")
+    assert not result.stopped_by_budget  # stopped, but not by the budget: the CLI exits 5, not 4
     assert result.checkpoint == checkpoint_path(tmp_path / "nan", 2)
     weights = load_file(result.checkpoint / ADAPTER / ADAPTER_WEIGHTS)
     assert all(torch.isfinite(tensor).all() for tensor in weights.values())
