@@ -79,7 +79,7 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
     setup = CountSetup.from_lora(model.config, lora, plan.budget.convention)
     budget = Budget(plan.budget.limit, run.ledger_path, stage.name, setup,
                     config={"stage": stage.kind, "test_ids": ids.tolist()})
-    passes = plan.forecast.passes(plan.data.prompt_steps, plan.data.forecast_steps, run.data.fmt)
+    passes = plan.forecast_passes()
     with budget:
         results = evaluate_test_split(model, run.tokenizer, run.data, passes, budget, out, ids=ids,
                                       validation=validation, n_plots=run.plan.forecast.plot_series,
