@@ -68,10 +68,6 @@ class RunProjection:
     eval_windows: int
 
     @property
-    def experiment(self) -> str:
-        return self.config.experiment
-
-    @property
     def steps(self) -> int:
         return self.config.steps
 

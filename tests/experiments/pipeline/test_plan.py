@@ -140,7 +140,8 @@ def test_the_forecast_passes_take_the_datas_steps_and_llmtime_format(tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace("steps = 3", "steps = 3\nlora_rank = 0"), "stage 'train': .*lora_rank must be an integer >= 1"),
+    (lambda t: t.replace("steps = 3", "steps = 3\nlora_rank = 0"),
+     "stage 'train': .*lora_rank must be an integer >= 1"),
     (lambda t: t.replace("steps = 3", "steps = 3\ncontext = 1"), "stage 'train': .*context must be an integer >= 2"),
     (lambda t: t.replace("steps = 3", "steps = 3\ncheckpoint_every = 0"), "checkpoint_every must be an integer >= 1"),
     (lambda t: t.replace("steps = 3", "steps = 3\nlearning_rate = 0.0"), "learning_rate must be > 0"),

@@ -109,7 +109,8 @@ def test_resume_continues_the_schedule_bit_identically(data, tmp_path):
     assert first.status == "stopped" and first.steps_done == 3
     resumed = train(build_tiny_model(), data, config(**overrides), tmp_path / "parts", ledger, progress=False)
     assert (resumed.status, resumed.resumed_from) == ("finished", 3)
-    a, b = load_file(whole.checkpoint / ADAPTER / ADAPTER_WEIGHTS), load_file(resumed.checkpoint / ADAPTER / ADAPTER_WEIGHTS)
+    a = load_file(whole.checkpoint / ADAPTER / ADAPTER_WEIGHTS)
+    b = load_file(resumed.checkpoint / ADAPTER / ADAPTER_WEIGHTS)
     assert all(torch.equal(a[name], b[name]) for name in a)
     lrs = lambda path: [r["lr"] for r in read_metrics(path, kind="train")]  # noqa: E731
     assert lrs(resumed.metrics_path) == lrs(whole.metrics_path)
