@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from experiments.training.interrupts import RunInterrupted, InterruptFlag
+from experiments.training.interrupts import InterruptFlag, RunInterrupted
 
 
 def test_the_first_sigint_is_a_flag_the_second_raises_and_the_handler_is_restored():
