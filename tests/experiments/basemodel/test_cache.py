@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.basemodel import cache as base_cache
-from experiments.basemodel import pretrain
+from experiments.basemodel import cache as base_cache, pretrain
 from experiments.basemodel.cache import (
     ENV_VAR,
     NotABaseDirectory,
@@ -19,9 +18,9 @@ from experiments.basemodel.cache import (
     ensure_base,
     resolve_model_source,
 )
-from experiments.basemodel.pretrain import CHECKPOINTS, RECORD_FILE, read_record
 from experiments.basemodel.recipe import DEMO_RECIPE, BaseRecipe
 from experiments.models.loading import BASE_MODEL, load_model
+from experiments.basemodel.pretrain import CHECKPOINTS, RECORD_FILE, read_record
 
 SMALL = BaseRecipe(name="llmtime-base", trajectories=16, validation_trajectories=4, simulate_chunk=20, context=128,
                    batch_size=2, steps=2, warmup_steps=1, eval_every=0, eval_rows=2, checkpoint_every=1)

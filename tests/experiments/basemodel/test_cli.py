@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 
+from experiments.cli import build_parser, main
 from experiments.basemodel.cache import ENV_VAR
 from experiments.basemodel.pretrain import read_record
-from experiments.cli import build_parser, main
 
 
 def test_pretrain_base_builds_prints_its_flops_and_then_reuses(tmp_path, capsys, monkeypatch):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from transformers import Qwen2ForCausalLM
+import torch.nn.functional as F
 
 from experiments.basemodel.compact_head import (
     CompactVocabulary,
@@ -17,6 +17,7 @@ from experiments.basemodel.compact_head import (
 )
 from experiments.models.loading import load_model, tiny_config
 from lvdata import encode, simulate
+
 
 
 def compact_model(vocabulary, seed: int = 0) -> Qwen2ForCausalLM:
