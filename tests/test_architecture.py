@@ -1,5 +1,5 @@
 """The layout's rules, read from the source: no import circles, arrows point down the layers,
-the analytic count stays pure Python, files stay small, tests mirror the packages."""
+the analytic count stays pure Python, files stay small, tests mirror the packages and modules."""
 
 from __future__ import annotations
 
@@ -154,3 +154,25 @@ def test_tests_mirror_the_packages():
     missing = [name for name, path in MODULES.items() if path.name == "__init__.py" and name not in PACKAGES
                and not (ROOT / "tests" / Path(*name.split("."))).is_dir()]
     assert missing == []
+
+
+# Modules with no behaviour of their own, hence no test module. Besides these, every package's
+# __init__ is exempt: it re-exports its package's public API, tested through the modules it exports.
+NO_BEHAVIOUR = {
+    "experiments.__main__": "only calls experiments.cli.main (tests/experiments/test_cli.py)",
+    "flopcount.__main__": "only calls flopcount.cli.main (tests/flopcount/test_cli.py)",
+}
+
+
+def mirror_of(name: str) -> Path:
+    """The test module of source module ``name``: ``a.b.c`` -> ``tests/a/b/test_c.py``
+    (``__main__`` -> ``test_main.py``)."""
+    *package, leaf = name.split(".")
+    return ROOT / "tests" / Path(*package) / f"test_{'main' if leaf == '__main__' else leaf}.py"
+
+
+def test_every_module_with_behaviour_has_its_test_module():
+    assert set(NO_BEHAVIOUR) <= set(MODULES), "an exemption names a module that no longer exists"
+    missing = [f"{name} -> {mirror_of(name).relative_to(ROOT)}" for name, path in MODULES.items()
+               if path.name != "__init__.py" and name not in NO_BEHAVIOUR and not mirror_of(name).is_file()]
+    assert missing == [], "source modules without a test module:\n" + "\n".join(missing)
