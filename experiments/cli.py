@@ -118,7 +118,9 @@ def _summary(plan, out: Path) -> dict:
             "stages": [{"name": name, "kind": record.get("kind"), "status": record.get("status"),
                         "flops": stage_flops(audit, name),
                         "runs": [{"experiment": e["experiment"], "status": e.get("status"),
-                                  "stop_reason": e.get("stop_reason")} for e in record.get("runs", [])]}
+                                  "stop_reason": e.get("stop_reason"),
+                                  "stopped_by_budget": e.get("stopped_by_budget", False)}
+                                 for e in record.get("runs", [])]}
                        for name, record in stages.items()]}
 
 
@@ -129,11 +131,10 @@ def _finish(plan, out: Path, as_json: bool) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(f"report: {out / 'report.md'}")
-    reasons = [run["stop_reason"] or "" for stage in summary["stages"] for run in stage["runs"]
-               if run["status"] == "stopped"]
-    if any("exhausted" in reason for reason in reasons):
+    stopped = [run for stage in summary["stages"] for run in stage["runs"] if run["status"] == "stopped"]
+    if any(run["stopped_by_budget"] for run in stopped):
         return EXIT_BUDGET
-    return EXIT_STOPPED if reasons else 0
+    return EXIT_STOPPED if stopped else 0
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -36,7 +36,6 @@ from flopcount.ledger.records import Charge, Session
 from flopcount.count.conventions import Convention
 from flopcount.count.engine import forward_flops, generation_flops, training_step_flops
 from flopcount.count.setup import CountSetup, as_setup
-from flopcount.count.shape import ModelShape
 from flopcount.count.workload import RunEstimate, TrainingWorkload, estimate_run, remaining_cost, steps_that_fit
 
 
@@ -107,10 +106,6 @@ class Budget:
         self._experiment_spent = 0  # this experiment's FLOPs, all sessions; read on entry, then kept
 
     @property
-    def shape(self) -> ModelShape:
-        return self.setup.shape
-
-    @property
     def convention(self) -> Convention:
         return self.setup.convention
 
@@ -125,7 +120,7 @@ class Budget:
                 self.experiment,
                 model=self._model_label or "unnamed",
                 convention=self.convention.name,
-                flop_settings=self._flop_settings(),
+                flop_settings=self.setup.describe(),  # what a charge's cost depends on: a resume must match
                 config=self.config,
             )
         except BaseException:
@@ -317,10 +312,6 @@ class Budget:
         )  # fmt: skip
 
     # -- internals -------------------------------------------------------------------------
-
-    def _flop_settings(self) -> dict[str, Any]:
-        """Everything a charge's cost depends on; a resumed experiment must match it."""
-        return self.setup.describe()
 
     def _open_ledger(self) -> Ledger:
         if self._ledger is None:

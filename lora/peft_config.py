@@ -34,12 +34,13 @@ from typing import Any
 
 from torch import nn
 
+from flopcount.count.components import PROJECTIONS
+
 from .inject import LoRAConfig
 from .layer import LoRALinear
 
 PEFT_CONFIG = "adapter_config.json"  # peft's CONFIG_NAME
-# The projections the analytic FLOP count knows (flopcount.count.components.PROJECTIONS), in order.
-COUNTABLE_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+COUNTABLE_TARGETS: tuple[str, ...] = PROJECTIONS  # the projections the analytic FLOP count knows, in order
 ASSUMED_LAYERS = 1000  # decoder layers of the assumed Qwen2 module names when no model is given
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 

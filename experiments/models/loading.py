@@ -275,6 +275,21 @@ class LoadedModel:
     tokenizer_source: str
 
 
+QWEN_VOCABULARY_MODELS = (TINY_MODEL, BASE_MODEL)  # named models on Qwen2.5's vocabulary: the shared tokenizer
+
+
+def tokenizer_source_for(
+    model_source: str | os.PathLike, tokenizer_source: str | os.PathLike | None = None
+) -> str | os.PathLike:
+    """Where ``model_source``'s tokenizer comes from: ``tokenizer_source`` when given; for the
+    named models ``"tiny"`` and ``"llmtime-base"``, ``default_tokenizer_source()`` (the shared
+    Qwen2.5 tokenizer: a named base is not built just to read its tokenizer); else the model
+    source itself (a hub id or a directory saved with its tokenizer)."""
+    if tokenizer_source:
+        return tokenizer_source
+    return default_tokenizer_source() if os.fspath(model_source) in QWEN_VOCABULARY_MODELS else model_source
+
+
 def load_model_and_tokenizer(
     source: str | os.PathLike,
     tokenizer_source: str | os.PathLike | None = None,
@@ -286,13 +301,11 @@ def load_model_and_tokenizer(
 ) -> LoadedModel:
     """``load_model`` plus its tokenizer, then LoRA injection when ``lora`` is given.
 
-    The tokenizer comes from ``tokenizer_source``, by default the model source itself (for
-    ``"tiny"``: ``default_tokenizer_source()``). Raises ``ValueError`` if the tokenizer has
-    ids the model's embedding cannot hold.
+    The tokenizer comes from ``tokenizer_source``, by default :func:`tokenizer_source_for` the
+    model source. Raises ``ValueError`` if the tokenizer has ids the model's embedding cannot hold.
     """
+    tokenizer_source = tokenizer_source_for(source, tokenizer_source)
     source = _resolve_base(source)
-    if tokenizer_source is None:
-        tokenizer_source = default_tokenizer_source() if source == TINY_MODEL else source
     model = load_model(source, dtype=dtype, device=device, attn_implementation=attn_implementation)
     tokenizer = load_tokenizer(tokenizer_source)
     if len(tokenizer) > model.config.vocab_size:

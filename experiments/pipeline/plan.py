@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from experiments.data import DataConfig
+from experiments.forecasting.generate import ForecastConfig
 from experiments.forecasting.held_out import ForecastPlan
 from experiments.pipeline.plan_schema import (
     SCALARS,
@@ -111,6 +112,12 @@ class Plan:
             if stage.name == name:
                 return stage
         raise KeyError(f"plan {self.name!r} has no stage {name!r}; stages: {[s.name for s in self.stages]}")
+
+    def forecast_passes(self) -> tuple[ForecastConfig, ...]:
+        """The ``generate`` passes of a forecasting stage (the runner runs them, the planner
+        prices them): the data's context and forecast steps (in time steps) and its LLMTIME
+        format (``DataConfig.llmtime_format``, the one the prompts are written in)."""
+        return self.forecast.passes(self.data.prompt_steps, self.data.forecast_steps, self.data.llmtime_format())
 
 
 def shipped_plans() -> dict[str, Path]:

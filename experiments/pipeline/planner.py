@@ -70,10 +70,6 @@ class RunProjection:
     eval_windows: int
 
     @property
-    def experiment(self) -> str:
-        return self.config.experiment
-
-    @property
     def steps(self) -> int:
         return self.config.steps
 
@@ -158,10 +154,10 @@ def fit_run(model: Any, plan: Plan, stage: StageSpec, config: TrainConfig, shape
 
 def forecast_flops(model: Any, plan: Plan, shapes: DataShapes, lora: LoRAConfig | None = None) -> int:
     """Upper bound of one forecast of the test split with ``lora`` (None: the base model): every
-    pass of ``plan.forecast.passes``, every batch at the longest prompt and the pass's token
+    pass of ``plan.forecast_passes()``, every batch at the longest prompt and the pass's token
     bound (also the bound of the unconstrained pass)."""
     setup = CountSetup.from_lora(model, lora, plan.budget.convention)
-    passes = plan.forecast.passes(plan.data.prompt_steps, plan.data.forecast_steps, plan.data.llmtime_format())
+    passes = plan.forecast_passes()
     total = 0
     for start in range(0, shapes.test_series, plan.forecast.batch_size):
         batch = min(plan.forecast.batch_size, shapes.test_series - start)

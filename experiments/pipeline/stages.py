@@ -54,7 +54,8 @@ def run_training(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) ->
     result = train(run.base_model(), run.data, config, stage_dir(run, entry["experiment"]),
                    budget_config(run, entry), progress=run.progress)
     return {
-        "status": result.status, "stop_reason": result.stop_reason, "steps_done": result.steps_done,
+        "status": result.status, "stop_reason": result.stop_reason, "stopped_by_budget": result.stopped_by_budget,
+        "steps_done": result.steps_done,
         "run_dir": str(result.run_dir.relative_to(run.out_dir)),
         "checkpoint": str(result.checkpoint.relative_to(run.out_dir)) if result.checkpoint else None,
         "metrics": str(result.metrics_path.relative_to(run.out_dir)),
@@ -123,9 +124,7 @@ def forecast_share(run: PlanWorkspace, stage_name: str, adapter: str | None) -> 
 
 def _forecast_work(run: PlanWorkspace) -> tuple[tuple[ForecastConfig, ...], np.ndarray]:
     """The ``generate`` passes of a forecast stage and the test trajectories it forecasts."""
-    plan = run.plan
-    passes = plan.forecast.passes(plan.data.prompt_steps, plan.data.forecast_steps, run.data.fmt)
-    return passes, plan.forecast.forecast_ids(run.data.split.test)
+    return run.plan.forecast_passes(), run.plan.forecast.forecast_ids(run.data.split.test)
 
 
 def _validation_of(run: PlanWorkspace, entry: dict[str, Any]) -> ValidationMetrics | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.data import ExperimentData, prepare_data
-from experiments.models.loading import BASE_MODEL, TINY_MODEL, default_tokenizer_source, load_model, load_tokenizer
+from experiments.models.loading import load_model, load_tokenizer, tokenizer_source_for
 from experiments.pipeline.plan import Plan
 from experiments.pipeline.planner import DataShapes
 from experiments.pipeline.results import LEDGER_FILE, Results
@@ -38,9 +38,7 @@ class PlanWorkspace:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            source = self.plan.model.tokenizer or (
-                default_tokenizer_source() if self.plan.model.source in (TINY_MODEL, BASE_MODEL) else self.plan.model.source)
-            self._tokenizer = load_tokenizer(source)
+            self._tokenizer = load_tokenizer(tokenizer_source_for(self.plan.model.source, self.plan.model.tokenizer))
         return self._tokenizer
 
     @property

@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="windows per rank per micro-batch (default %(default)s)")
     training.add_argument("--grad-accum-steps", type=int, default=defaults.grad_accum_steps,
                           help="micro-batches per optimizer step, each charged before it runs (default %(default)s)")
-    training.add_argument("--context", type=int, default=defaults.context, help="tokens per window (default %(default)s)")
+    training.add_argument("--context", type=int, default=defaults.context,
+                          help="tokens per window (default %(default)s)")
     training.add_argument("--learning-rate", "--lr", type=float, default=defaults.learning_rate,
                           help="peak Adam learning rate (default %(default)s)")
     training.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults.lr_schedule,
@@ -82,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--report-to", nargs="+", choices=(*TRACKERS, "none"), default=["none"],
                           help="also log every metric and the FLOPs charged to these accelerate trackers, under "
                                "RUN_DIR/trackers (default: none)")
-    training.add_argument("--max-grad-norm", type=float, default=None, help="clip the global gradient norm (default: no)")
+    training.add_argument("--max-grad-norm", type=float, default=None,
+                          help="clip the global gradient norm (default: no)")
 
     data_defaults = DataConfig()
     data = parser.add_argument_group("data")
@@ -133,7 +135,7 @@ def exit_status(result) -> int:
     """The exit status of a finished ``train`` call: 0, or why it stopped."""
     if result.status != "stopped":
         return 0
-    return EXIT_BUDGET if "exhausted" in (result.stop_reason or "") else EXIT_STOPPED
+    return EXIT_BUDGET if result.stopped_by_budget else EXIT_STOPPED
 
 
 def run_train(args: argparse.Namespace) -> int:

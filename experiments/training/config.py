@@ -168,7 +168,8 @@ class TrainResult:
 
     ``steps_done``: optimizer steps completed in total (earlier sessions included).
     ``status``: ``"finished"`` (all ``steps`` done) or ``"stopped"`` (the budget could not pay
-    for the next step or validation; ``stop_reason`` says which). Losses are mean nats per
+    for the next step or validation, or the loss went non-finite; ``stop_reason`` says which);
+    ``stopped_by_budget``: whether it stopped because the budget refused a charge. Losses are mean nats per
     target token; ``final_train_loss`` is the last step's, None if this call ran no step.
     ``flops_charged``: FLOPs this call charged (training + validation, re-runs included).
     """
@@ -187,3 +188,4 @@ class TrainResult:
     run_dir: Path
     resumed_from: int | None = None
     session: int | None = field(default=None)
+    stopped_by_budget: bool = False

@@ -46,7 +46,13 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from experiments.training.batching import Batch, WindowOrder, windows_digest
-from experiments.training.checkpoint import TrainerState, capture_rng_state, checkpoint_path, load_checkpoint, save_checkpoint
+from experiments.training.checkpoint import (
+    TrainerState,
+    capture_rng_state,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+)
 from experiments.training.distributed import make_accelerator, on_main, resolve_mixed_precision
 from experiments.training.interrupts import INTERRUPTED, InterruptFlag, RunInterrupted
 from experiments.training.validation import validate, validation_indices
@@ -150,6 +156,7 @@ class _Run:
         self.last_loss: float | None = None
         self.started = time.perf_counter()
         self.interrupt = InterruptFlag()
+        self.stopped_by_budget = False  # set when the budget refuses a charge (the run stops there)
 
     def interrupted(self) -> bool:
         """Whether Ctrl-C (SIGINT) came since the last step; every rank agrees (rank 0's word)."""
@@ -173,6 +180,7 @@ class _Run:
             return None, paid
 
         refusal, self.last_charge = on_main(self.accelerator, attempt)
+        self.stopped_by_budget = refusal is not None
         return refusal
 
     # -- one step, one validation, one checkpoint -------------------------------------------
@@ -246,7 +254,8 @@ class _Run:
         rng_states = gather_object([capture_rng_state()])
         if self.accelerator.is_main_process:
             save_checkpoint(self.run_dir, self.state, model=self.unwrapped, optimizer=self.optimizer,
-                            scheduler=self.scheduler, rng_states=rng_states, run_config=self.run_record, keep=self.config.keep_checkpoints)
+                            scheduler=self.scheduler, rng_states=rng_states, run_config=self.run_record,
+                            keep=self.config.keep_checkpoints)
             self.budget.mark_checkpoint(self.state.step)  # the work up to here is kept: not lost in the audit
         self.accelerator.wait_for_everyone()
         self.saved_step = self.state.step
@@ -317,8 +326,8 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
     accelerator = accelerator or make_accelerator(mixed_precision=config.mixed_precision)
     precision = resolve_mixed_precision(config.mixed_precision, cpu=accelerator.device.type == "cpu")
     if accelerator.mixed_precision != precision:
-        raise ValueError(f"the accelerator autocasts {accelerator.mixed_precision!r} but the run asks for {precision!r}: "
-                         f"pass make_accelerator(mixed_precision={config.mixed_precision!r})")
+        raise ValueError(f"the accelerator autocasts {accelerator.mixed_precision!r} but the run asks for "
+                         f"{precision!r}: pass make_accelerator(mixed_precision={config.mixed_precision!r})")
     rank, world_size = accelerator.process_index, accelerator.num_processes
     run_dir = Path(run_dir)
     set_seed(config.seed)
@@ -336,8 +345,9 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
         _check_resumable(checkpoint.state, fresh, checkpoint.path)
         load_checkpoint(checkpoint, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
                         rank=rank)
-    run = _Run(model, optimizer, scheduler, accelerator, data, config, run_dir, fresh if checkpoint is None else checkpoint.state,
-               record, saved_step=None if checkpoint is None else checkpoint.step)
+    run = _Run(model, optimizer, scheduler, accelerator, data, config, run_dir,
+               fresh if checkpoint is None else checkpoint.state, record,
+               saved_step=None if checkpoint is None else checkpoint.step)
 
     with ExitStack() as stack:
         stack.enter_context(distinct_rows_output(run.unwrapped))  # exact, cheaper loss for a collapsed frozen head
@@ -365,8 +375,9 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
             on_main(accelerator, lambda: run.budget.finish("stopped", stop_reason))
         charged, session = on_main(accelerator, lambda: (run.charged, run.session))
     if stop_reason is not None and stop_reason.startswith(INTERRUPTED):
-        raise RunInterrupted(f"{config.experiment}: {stop_reason}; checkpoint {checkpoint_path(run_dir, run.state.step)}",
-                             step=run.state.step)
+        raise RunInterrupted(
+            f"{config.experiment}: {stop_reason}; checkpoint {checkpoint_path(run_dir, run.state.step)}",
+            step=run.state.step)
 
     state = run.state
     return TrainResult(
@@ -384,4 +395,5 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
         run_dir=run_dir,
         resumed_from=None if checkpoint is None else checkpoint.step,
         session=session,
+        stopped_by_budget=run.stopped_by_budget,
     )

@@ -62,14 +62,6 @@ class TrainingWorkload:
             return 0
         return step // self.eval_every + (step == self.steps and self.steps % self.eval_every != 0)
 
-    def evaluation_steps(self) -> range | list[int]:
-        """The steps after which validation runs, lazily (a ``range`` plus, when ``steps`` is
-        not a multiple of ``eval_every``, the last step)."""
-        if not self.eval_every or not self.steps:
-            return []
-        scheduled = range(self.eval_every, self.steps + 1, self.eval_every)
-        return scheduled if self.steps % self.eval_every == 0 else [*scheduled, self.steps]
-
     def with_steps(self, steps: int) -> TrainingWorkload:
         """The same workload with another number of steps."""
         return replace(self, steps=steps)
@@ -129,7 +121,8 @@ def estimate_run(setup: CountSetup | Any, workload: TrainingWorkload) -> RunEsti
                                           workload.gen_samples).total
     return RunEstimate(
         workload=workload, model=setup.model, convention=setup.convention.name,
-        per_micro_batch=per_micro_batch, per_step=per_step, per_validation=per_validation, per_generation=per_generation,
+        per_micro_batch=per_micro_batch, per_step=per_step, per_validation=per_validation,
+        per_generation=per_generation,
         training=workload.steps * per_step,
         validation=workload.validations_through(workload.steps) * per_validation,
         generation=workload.gen_series * per_generation,

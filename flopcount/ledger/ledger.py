@@ -45,7 +45,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from flopcount.ledger import queries
+from flopcount.ledger.errors import BudgetExceeded
 from flopcount.ledger.exact import SQLITE_INTEGER_MAX, decode_flops, encode_flops, register_functions
+from flopcount.ledger.records import Charge, LedgerSnapshot, Session
 from flopcount.ledger.sqlite_file import (
     END_STATUSES,
     PHASES,
@@ -57,9 +60,6 @@ from flopcount.ledger.sqlite_file import (
     upgrade_schema,
 )
 from flopcount.ledger.values import as_count, as_limit
-from flopcount.ledger.records import Charge, LedgerSnapshot, Session
-from flopcount.ledger.usage import read_usage
-from flopcount.ledger.errors import BudgetExceeded
 
 MAX_PAYLOAD_CHARS = 4096
 
@@ -107,7 +107,9 @@ class Ledger:
                 )
             self._connection.execute(f"PRAGMA synchronous = {synchronous}")
             self._connection.execute("PRAGMA foreign_keys = ON")
-            if self._read_one("PRAGMA user_version") < SCHEMA_VERSION:
+            with self._reading() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
                 upgrade_schema(self._connection, self.path)
             self._check_running_total()
         except BaseException:
@@ -273,11 +275,12 @@ class Ledger:
                     f"reservation {charge_id} reserved {reserved} FLOPs but the work cost {flops}: "
                     "the excess was never guarded by the budget (reserve the maximum the work can cost)"
                 )
-            spent = self._spent(db)
+            spent = queries.running_total(db)
             db.execute("UPDATE charges SET flops = ?, tokens = ?, settled_at = ? WHERE id = ?",
                        (encode_flops(flops), tokens, now, charge_id))
             db.execute("UPDATE running_total SET spent = ?", (encode_flops(spent - (reserved - flops)),))
-        return next(charge for charge in self._charges_where("c.id = :id", {"id": charge_id}))
+        with self._reading() as db:
+            return queries.charges_where(db, "c.id = :id", {"id": charge_id})[0]
 
     def _commit(
         self, session: Session, phase: str, flops: int, *, step: int, tokens: int, payload: Any, reservation: bool
@@ -293,7 +296,7 @@ class Ledger:
         reserved = flops if reservation else None
         now = time.time()
         with self._transaction() as db:
-            spent = self._spent(db)
+            spent = queries.running_total(db)
             if spent + flops > self.limit:
                 raise BudgetExceeded(flops, spent, self.limit, session.experiment, phase, step)
             earlier, this_session = db.execute(
@@ -313,12 +316,13 @@ class Ledger:
         return Charge(charge_id, session.experiment, session.id, phase, step, tokens, flops, is_rerun, payload, now,
                       reserved_flops=reserved)
 
-    # -- reading ---------------------------------------------------------------------------
+    # -- reading (the queries live in flopcount.ledger.queries) ----------------------------
 
     @property
     def spent(self) -> int:
         """FLOPs charged so far by every experiment."""
-        return decode_flops(self._read_one("SELECT spent FROM running_total"))
+        with self._reading() as db:
+            return queries.running_total(db)
 
     @property
     def remaining(self) -> int:
@@ -327,34 +331,19 @@ class Ledger:
 
     def spent_by_experiment(self) -> dict[str, int]:
         """FLOPs charged per experiment, in start order."""
-        rows = self._read(
-            "SELECT e.name, exact_sum(c.flops) FROM experiments e"
-            " LEFT JOIN charges c ON c.experiment_id = e.id GROUP BY e.id ORDER BY e.id"
-        )
-        return {name: decode_flops(flops) for name, flops in rows}
+        with self._reading() as db:
+            return queries.spent_by_experiment(db)
 
     def charges(self, experiment: str | None = None) -> list[Charge]:
         """Every charge (of ``experiment``, or of all), in commit order."""
-        return self._charges_where(":name IS NULL OR e.name = :name", {"name": experiment})
-
-    def _charges_where(self, condition: str, parameters: dict[str, Any]) -> list[Charge]:
-        rows = self._read(
-            "SELECT c.id, e.name, c.session_id, c.phase, c.step, c.tokens, c.flops, c.is_rerun,"
-            " c.payload, c.created_at, c.reserved_flops, c.settled_at FROM charges c"
-            f" JOIN experiments e ON e.id = c.experiment_id WHERE {condition} ORDER BY c.id",
-            parameters,
-        )
-        return [
-            Charge(*row[:6], decode_flops(row[6]), bool(row[7]), None if row[8] is None else json.loads(row[8]),
-                   row[9], decode_flops(row[10]), row[11])
-            for row in rows
-        ]
+        with self._reading() as db:
+            return queries.charges_where(db, ":name IS NULL OR e.name = :name", {"name": experiment})
 
     def snapshot(self) -> LedgerSnapshot:
         """Every experiment's usage and the running total, read in one consistent view."""
         with self._transaction("DEFERRED") as db:
-            spent = self._spent(db)
-            usage = read_usage(db)
+            spent = queries.running_total(db)
+            usage = queries.experiment_usage(db)
         return LedgerSnapshot(self.path, self.limit, spent, usage)
 
     def check(self) -> None:
@@ -362,35 +351,22 @@ class Ledger:
         equals the sum of the charges."""
         with self._transaction("DEFERRED") as db:
             problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-            running = self._spent(db)
-            summed = decode_flops(db.execute("SELECT COALESCE(exact_sum(flops), 0) FROM charges").fetchone()[0])
+            running, summed = queries.running_total(db), queries.summed_charges(db)
         if problems != ["ok"]:
             raise LedgerError(f"ledger {self.path} is corrupt: {'; '.join(problems)}")
-        self._raise_unless_equal(running, summed)
+        queries.raise_unless_consistent(self.path, running, summed)
 
     def _check_running_total(self) -> None:
         """On opening: the running total the limit check trusts must be the sum of the charges
         (an edited total would let charges pass the limit)."""
         with self._transaction("DEFERRED") as db:
-            running = self._spent(db)
-            summed = decode_flops(db.execute("SELECT COALESCE(exact_sum(flops), 0) FROM charges").fetchone()[0])
-        self._raise_unless_equal(running, summed)
+            running, summed = queries.running_total(db), queries.summed_charges(db)
+        queries.raise_unless_consistent(self.path, running, summed)
 
-    def _raise_unless_equal(self, running: int, summed: int) -> None:
-        if running != summed:
-            raise LedgerError(f"ledger {self.path} is inconsistent: running total {running} FLOPs, but its charges "
-                              f"sum to {summed} FLOPs (was the file edited?); refusing to charge it")
-
-    @staticmethod
-    def _spent(db: sqlite3.Connection) -> int:
-        """The running total, FLOPs (read inside the caller's transaction)."""
-        return decode_flops(db.execute("SELECT spent FROM running_total").fetchone()[0])
-
-    def _read(self, sql: str, parameters: dict[str, Any] | tuple = ()) -> list[tuple]:
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads outside a transaction; a database error is a :class:`LedgerError`."""
         try:
-            return self._connection.execute(sql, parameters).fetchall()
+            yield self._connection
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"cannot read ledger {self.path}: {error}") from error
-
-    def _read_one(self, sql: str) -> Any:
-        return self._read(sql)[0][0]

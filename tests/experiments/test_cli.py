@@ -96,6 +96,29 @@ def test_the_data_file_comes_from_the_environment_when_no_flag_names_it(tmp_path
     assert flag.data.path == str(tmp_path / "flag.h5")
 
 
+def test_a_plan_exits_4_only_when_the_budget_stopped_one_of_its_runs(tmp_path, capsys):
+    """The exit status reads the runs' typed ``stopped_by_budget``, not the wording of their reason."""
+    from experiments.cli import _finish
+    from experiments.pipeline.plan import load_plan
+    from experiments.pipeline.results import FORMAT, LEDGER_FILE, RESULTS_FILE
+    from flopcount import Ledger
+
+    plan = load_plan("demo", [])
+    Ledger(tmp_path / LEDGER_FILE, 10**12).close()
+    finished = {"status": "finished", "stop_reason": None, "stopped_by_budget": False}
+    by_budget = {"status": "stopped", "stop_reason": "experiment cap reached", "stopped_by_budget": True}
+    non_finite = {"status": "stopped", "stop_reason": "non-finite loss; budget exhausted?", "stopped_by_budget": False}
+    for runs, status in (([finished], 0), ([finished, by_budget], 4), ([non_finite], 5), ([non_finite, by_budget], 4)):
+        stage = {"kind": "sweep", "status": "finished", "runs": [{"experiment": f"grid/{i}", **run}
+                                                                 for i, run in enumerate(runs)]}
+        document = {"format": FORMAT, "plan": plan.name, "plan_text": "", "stages": {"grid": stage}}
+        (tmp_path / RESULTS_FILE).write_text(json.dumps(document), encoding="utf-8")
+        assert _finish(plan, tmp_path, as_json=True) == status, runs
+        summary = json.loads(capsys.readouterr().out)
+        assert [run["stopped_by_budget"] for run in summary["stages"][0]["runs"]] == [
+            run["stopped_by_budget"] for run in runs]
+
+
 def test_version_and_documented_exit_statuses(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])

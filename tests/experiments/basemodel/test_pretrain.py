@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from experiments.basemodel import pretrain
-from experiments.basemodel.corpus import pretrain_corpus, scaling_alphas, simulate_trajectories
-from experiments.basemodel.recipe import BUILDER_VERSION, DEMO_RECIPE, TEST_RECIPE, BaseRecipe
-from experiments.models.loading import load_model, tiny_config
 from experiments.basemodel.pretrain import CHECKPOINTS, RECORD_FILE, build_base, learning_rate, read_record
+from experiments.basemodel.recipe import BUILDER_VERSION, DEMO_RECIPE, BaseRecipe
+from experiments.models.loading import load_model, tiny_config
 from flopcount import Ledger, forward_flops, training_step_flops
-from lvdata import per_trajectory_alpha
 
 # A build of seconds: 6 steps of 2 rows of 256 tokens, validated after steps 3 and 6.
 SMALL = BaseRecipe(name="small", trajectories=48, validation_trajectories=8, simulate_chunk=32, context=256,
@@ -133,32 +130,3 @@ def test_the_learning_rate_warms_up_then_decays_to_its_floor():
     assert rates[0] == pytest.approx(1e-5) and rates[99] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(rates[99:], rates[100:]))
     assert rates[-1] == pytest.approx(1e-4)
-
-
-def test_the_corpus_is_simulated_and_scaled_both_ways(vocabulary):
-    trajectories = simulate_trajectories(SMALL)
-    assert trajectories.shape == (56, 100, 2) and np.isfinite(trajectories).all()
-    alphas, by_context = scaling_alphas(trajectories, SMALL)
-    assert 0 < by_context.sum() < len(by_context)
-    assert np.allclose(alphas[by_context], per_trajectory_alpha(trajectories[by_context, :50]))
-    assert np.allclose(alphas[~by_context], per_trajectory_alpha(trajectories[~by_context]))
-    corpus = pretrain_corpus(SMALL, vocabulary)
-    assert corpus.train.ids.shape == (48, 256) and corpus.validation.ids.shape == (8, 256)
-    assert corpus.train.ids.max() < vocabulary.other_row  # only the alphabet: no padding in cut rows
-    input_ids, labels = corpus.train.batch(np.array([0, 1]))
-    assert torch.equal(input_ids, labels) and input_ids.dtype == torch.int64
-    assert not (corpus.train.ids[:, None] == corpus.validation.ids[None]).all(axis=2).any()  # disjoint systems
-
-
-def test_the_recipe_hash_is_stable_and_covers_every_field(vocabulary):
-    ids = vocabulary.alphabet_ids
-    assert DEMO_RECIPE.recipe_hash(ids) == DEMO_RECIPE.recipe_hash(tuple(ids))
-    assert len(DEMO_RECIPE.recipe_hash(ids)) == 16
-    changed = [replace(DEMO_RECIPE, steps=1), replace(DEMO_RECIPE, seed=1), replace(DEMO_RECIPE, learning_rate=1e-3),
-               replace(DEMO_RECIPE, context_alpha_fraction=0.25), TEST_RECIPE]
-    hashes = {recipe.recipe_hash(ids) for recipe in changed}
-    assert len(hashes) == len(changed) and DEMO_RECIPE.recipe_hash(ids) not in hashes
-    assert DEMO_RECIPE.recipe_hash(ids) != DEMO_RECIPE.recipe_hash(tuple(reversed(ids)))
-    assert BaseRecipe.from_dict(DEMO_RECIPE.to_dict()) == DEMO_RECIPE
-    with pytest.raises(ValueError, match="steps"):
-        BaseRecipe(steps=0)

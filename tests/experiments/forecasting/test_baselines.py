@@ -1,37 +1,14 @@
-"""Baselines: exact on constructed inputs, the physics fit recovers a simulated system, and every
-method goes through the same metric code."""
+"""Baselines: exact on constructed inputs, the physics-fit baseline forecasts simulated systems (and
+falls back to persistence), and every method goes through the same metric code."""
 
 from __future__ import annotations
-
-from dataclasses import astuple
 
 import numpy as np
 import pytest
 
 from experiments.forecasting.baselines import BASELINES, linear_extrapolation, persistence, physics_fit
 from experiments.forecasting.metrics import results_table
-from experiments.forecasting.physics_fit import FitConfig, fit_lotka_volterra
-from flopcount.count.baseline_formulas import LV_RHS_FLOPS
-from lvdata import LVParams, sample_params, simulate_system
-
-TIME = np.linspace(0.0, 200.0, 100)  # the real data's grid
-K_CONTEXT = 50
-# one hand-picked system and two drawn like lvdata.simulate draws them
-SYSTEMS = [(LVParams(prey_growth=0.3, predation=0.4, predator_death=0.25, conversion=0.15, carrying_capacity=6.0),
-            np.array([0.9, 1.1]))]
-SYSTEMS += list(zip(sample_params(2, np.random.default_rng(7)), np.random.default_rng(8).uniform(0.8, 1.2, (2, 2))))
-
-
-@pytest.fixture(scope="module")
-def simulated():
-    """Noise-free damped oscillations of :data:`SYSTEMS` from ``lvdata.simulate_system``, rounded
-    to float32 like the real data: (3, 100, 2)."""
-    return np.stack([simulate_system(params, initial, TIME) for params, initial in SYSTEMS]).astype(np.float32)
-
-
-def split(trajectories: np.ndarray):
-    """(N, T, 2) -> context, context_time, horizon_time, truth."""
-    return trajectories[:, :K_CONTEXT], TIME[:K_CONTEXT], TIME[K_CONTEXT:], trajectories[:, K_CONTEXT:]
+from experiments.forecasting.physics_fit import FitConfig
 
 
 def test_persistence_repeats_the_last_context_value():
@@ -86,35 +63,23 @@ def test_linear_extrapolation_rejects_a_window_longer_than_the_context():
         linear_extrapolation(np.ones((1, 3, 2)), np.arange(3.0), np.arange(3.0, 5.0), window=4)
 
 
-@pytest.mark.parametrize("system", range(len(SYSTEMS)))
-def test_physics_fit_recovers_the_parameters_of_a_simulated_trajectory(simulated, system):
-    context, context_time, _, _ = split(simulated[system:system + 1])
-    fit = fit_lotka_volterra(context[0].astype(np.float64), context_time)
-    assert fit.success
-    params, initial = SYSTEMS[system]
-    expected = np.array([*astuple(params), *initial])  # a, b, c, d, K, x0, y0
-    np.testing.assert_allclose(np.exp(fit.log_parameters), expected, rtol=1e-5)
-    assert astuple(fit.params) == pytest.approx(astuple(params), rel=1e-5)
-    assert fit.flops > fit.rhs_evaluations * LV_RHS_FLOPS > 0
-
-
-def test_physics_fit_forecasts_simulated_trajectories_with_small_error(simulated):
-    context, context_time, horizon_time, truth = split(simulated)
+def test_physics_fit_forecasts_simulated_trajectories_with_small_error(lv_simulated):
+    context, context_time, horizon_time, truth = lv_simulated.split()
     result = physics_fit(context, context_time, horizon_time, progress=False)
     assert result.diagnostics["fit_success"].all() and not result.repaired.any()
     relative_error = np.abs(result.forecast - truth) / truth.mean(axis=1, keepdims=True)
     assert relative_error.max() < 1e-3
 
 
-def test_physics_fit_falls_back_to_persistence_and_says_so(simulated):
-    context, context_time, horizon_time, _ = split(simulated[:1])
+def test_physics_fit_falls_back_to_persistence_and_says_so(lv_simulated):
+    context, context_time, horizon_time, _ = lv_simulated.split(slice(0, 1))
     result = physics_fit(context, context_time, horizon_time, config=FitConfig(max_nfev=1), progress=False)
     assert not result.diagnostics["fit_success"][0] and result.repaired[0]
     np.testing.assert_array_equal(result.forecast[0], np.repeat(context[0, -1:], len(horizon_time), axis=0))
 
 
-def test_every_baseline_goes_through_the_same_metrics(simulated):
-    context, context_time, horizon_time, truth = split(simulated)
+def test_every_baseline_goes_through_the_same_metrics(lv_simulated):
+    context, context_time, horizon_time, truth = lv_simulated.split()
     ids = np.array([11, 12, 13])
     quiet = {"physics_fit": {"progress": False}}
     metrics = [BASELINES[name](context, context_time, horizon_time, **quiet.get(name, {}))

@@ -15,6 +15,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from experiments.models.loading import (
+    BASE_MODEL,
     TINY_MODEL,
     build_tiny_model,
     default_tokenizer_source,
@@ -22,6 +23,7 @@ from experiments.models.loading import (
     load_model_and_tokenizer,
     save_tiny_model,
     tiny_config,
+    tokenizer_source_for,
 )
 from lora import LoRAConfig, LoRALinear, trainable_parameters
 
@@ -89,6 +91,16 @@ def test_load_model_and_tokenizer_with_lora(tiny_model_dir):
     output.loss.backward()
     assert all(p.grad is None for name, p in model.named_parameters() if not name.endswith(("lora_A", "lora_B")))
     assert model.model.layers[1].self_attn.q_proj.lora_B.grad.abs().sum() > 0
+
+
+def test_the_named_models_take_the_shared_tokenizer_and_others_their_own(qwen_assets, tmp_path):
+    """One rule for the planner's workspace and load_model_and_tokenizer; the named base is
+    not built to find its tokenizer."""
+    assert Path(tokenizer_source_for(TINY_MODEL)) == Path(tokenizer_source_for(BASE_MODEL)) == qwen_assets
+    assert tokenizer_source_for(tmp_path) == tmp_path
+    assert tokenizer_source_for("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
+    assert tokenizer_source_for(BASE_MODEL, tmp_path) == tokenizer_source_for(TINY_MODEL, tmp_path) == tmp_path
+    assert Path(tokenizer_source_for(TINY_MODEL, "")) == qwen_assets  # a plan's empty string is unset
 
 
 def test_the_tiny_name_builds_the_model_with_the_shared_tokenizer(qwen_assets, tiny_model):

@@ -130,8 +130,22 @@ def test_parse_plan_keeps_stage_overrides_and_defaults(tmp_path):
     assert plan.training.context == 512  # the defaults stay; the override belongs to the stage
 
 
+def test_the_forecast_passes_take_the_datas_steps_and_llmtime_format(tmp_path):
+    """The passes the runner runs and the planner prices: context/forecast steps and the format
+    (its precision) from ``[data]``, so prompts and grammar agree with the encoded data."""
+    text = MINIMAL + "[data]\nprecision = 3\nprompt_steps = 7\nforecast_steps = 4\n[forecast]\nsamples = 2\n"
+    plan = parse_plan(tomllib.loads(text), tmp_path / "inline.toml")
+    passes = plan.forecast_passes()
+    assert [(p.constrained, p.do_sample, p.samples) for p in passes] == [(True, False, 1), (False, False, 1),
+                                                                         (True, True, 2)]
+    assert {(p.k, p.m, p.fmt) for p in passes} == {(7, 4, plan.data.llmtime_format())}
+    assert passes[0].fmt.precision == 3
+    assert plan.forecast_passes() == plan.forecast.passes(7, 4, plan.data.llmtime_format())
+
+
 @pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace("steps = 3", "steps = 3\nlora_rank = 0"), "stage 'train': .*lora_rank must be an integer >= 1"),
+    (lambda t: t.replace("steps = 3", "steps = 3\nlora_rank = 0"),
+     "stage 'train': .*lora_rank must be an integer >= 1"),
     (lambda t: t.replace("steps = 3", "steps = 3\ncontext = 1"), "stage 'train': .*context must be an integer >= 2"),
     (lambda t: t.replace("steps = 3", "steps = 3\ncheckpoint_every = 0"), "checkpoint_every must be an integer >= 1"),
     (lambda t: t.replace("steps = 3", "steps = 3\nlearning_rate = 0.0"), "learning_rate must be > 0"),

@@ -1,4 +1,4 @@
-"""The stateless training data order, batch assembly, and the validation subset."""
+"""The stateless training data order and batch assembly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from experiments.training.batching import Batch, WindowOrder, windows_digest
-from experiments.training.validation import validation_indices
 from lvdata import make_windows
 
 
@@ -52,14 +51,3 @@ def test_windows_digest_changes_with_any_token():
     changed = make_windows([np.r_[np.arange(1, 11), 99]], context=4, stride=2, pad_id=0)
     assert windows_digest(windows) == windows_digest(make_windows([np.arange(1, 12)], 4, 2, 0))
     assert windows_digest(windows) != windows_digest(changed)
-
-
-def test_validation_scores_a_fixed_seeded_subset_or_everything():
-    subset = validation_indices(50, 8, seed=0)
-    assert len(subset) == 8 == len(set(subset.tolist())) and subset.tolist() == sorted(subset.tolist())
-    np.testing.assert_array_equal(validation_indices(50, 8, seed=0), subset)
-    assert not np.array_equal(validation_indices(50, 8, seed=1), subset)
-    np.testing.assert_array_equal(validation_indices(5, None, 0), np.arange(5))
-    np.testing.assert_array_equal(validation_indices(5, 9, 0), np.arange(5))  # fewer windows than asked: all
-    with pytest.raises(ValueError, match="no validation windows"):
-        validation_indices(0, None, 0)

@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from experiments.training.cli import add_train_command, configs, main, run_train
+from experiments.training.cli import EXIT_BUDGET, EXIT_STOPPED, add_train_command, configs, exit_status, main, run_train
+from experiments.training.config import TrainResult
 
 
 def test_the_command_registers_in_a_parent_cli_and_builds_the_configs(tmp_path):
@@ -36,6 +37,18 @@ def test_a_rerun_with_another_config_exits_3_naming_the_field(tiny_model_dir, tm
     assert "e: finished after step 0" in capsys.readouterr().out
     assert main([*common, "--seed", "1"]) == 3
     assert "train.seed: 0 -> 1" in capsys.readouterr().err
+
+
+def test_the_exit_status_reads_the_typed_budget_stop_not_the_reason_text(tmp_path):
+    def result(status: str, stop_reason: str | None, stopped_by_budget: bool) -> TrainResult:
+        return TrainResult(steps_done=3, status=status, stop_reason=stop_reason, final_train_loss=None,
+                           last_val_loss=None, last_val_perplexity=None, best_val_loss=None, best_val_step=None,
+                           flops_charged=0, checkpoint=None, metrics_path=tmp_path / "m", run_dir=tmp_path,
+                           stopped_by_budget=stopped_by_budget)
+
+    assert exit_status(result("finished", None, False)) == 0
+    assert exit_status(result("stopped", "experiment cap reached at train step 4", True)) == EXIT_BUDGET == 4
+    assert exit_status(result("stopped", "non-finite loss (budget exhausted?)", False)) == EXIT_STOPPED == 5
 
 
 def test_bad_numbers_are_refused_by_the_parser(tmp_path):

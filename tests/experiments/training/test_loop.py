@@ -72,6 +72,7 @@ def test_exactly_the_asked_steps_run_each_charged_once_before_it_ran(tiny_model,
     ledger = tmp_path / "ledger.sqlite"
     result = train(tiny_model, data, config(), tmp_path / "run", BudgetConfig(BIG, ledger), progress=False)
     assert (result.status, result.steps_done, result.stop_reason) == ("finished", 7, None)
+    assert not result.stopped_by_budget
 
     train_charges, validation_charges = charges(ledger, "train"), charges(ledger, "validation")
     assert [c.step for c in train_charges] == list(range(1, 8))
@@ -109,7 +110,7 @@ def test_budget_exhaustion_stops_cleanly_with_a_checkpoint_and_the_reason(tiny_m
     result = train(tiny_model, data, setup, tmp_path / "run", partial, progress=False)
 
     assert (result.status, result.steps_done) == ("stopped", 6)
-    assert result.stop_reason.startswith("budget exhausted at train step 7")
+    assert result.stop_reason.startswith("budget exhausted at train step 7") and result.stopped_by_budget
     assert result.checkpoint == checkpoint_path(tmp_path / "run", 6) and result.checkpoint.is_dir()
     usage = experiment_usage(ledger)
     assert (usage.status, usage.stop_reason) == ("stopped", result.stop_reason)
@@ -120,6 +121,7 @@ def test_budget_exhaustion_stops_cleanly_with_a_checkpoint_and_the_reason(tiny_m
     # Running it again resumes at step 6 and stops at once: nothing more is charged or written.
     again = train(build_tiny_model(), data, setup, tmp_path / "run", partial, progress=False)
     assert (again.status, again.steps_done, again.resumed_from, again.flops_charged) == ("stopped", 6, 6, 0)
+    assert again.stopped_by_budget
     assert experiment_usage(ledger).flops == usage.flops
 
 
@@ -129,7 +131,7 @@ def test_a_validation_the_budget_cannot_pay_stops_after_its_step(tiny_model, dat
     result = train(tiny_model, data, config(steps=10, eval_every=5), tmp_path / "run",
                    BudgetConfig(limit, ledger, require_fit=False), progress=False)
     assert (result.status, result.steps_done, result.last_val_loss) == ("stopped", 5, None)
-    assert result.stop_reason.startswith("budget exhausted at validation step 5")
+    assert result.stop_reason.startswith("budget exhausted at validation step 5") and result.stopped_by_budget
     assert result.checkpoint == checkpoint_path(tmp_path / "run", 5) and result.checkpoint.is_dir()
     assert charges(ledger, "validation") == []
 

@@ -1,16 +1,11 @@
-"""The audit report: its totals equal the ledger's; Markdown, CSV, JSON, PNG and the CLI."""
+"""The audit report: its totals equal the ledger's; Markdown, CSV, JSON and PNG files."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
-import random
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,37 +13,8 @@ from flopcount.audit.table import AUDIT_FILES, audit_report
 from flopcount.ledger.ledger import Ledger, LedgerError
 from flopcount.ledger.sqlite_file import PHASES
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-LIMIT = 10**16
+LIMIT = 10**16  # the limit of the ledger_and_charges fixture (conftest.py)
 EXPERIMENTS = ["baseline", "lora r=4 | lr 1e-4", "context-768"]
-
-
-@pytest.fixture(scope="module")
-def ledger_and_charges(tmp_path_factory):
-    """A ledger with three experiments; the second is killed once and resumed from step 30.
-
-    Returns the path and the list of (experiment, phase, step, flops, tokens, is_rerun) the
-    test itself charged, from which every expected figure is computed.
-    """
-    path = tmp_path_factory.mktemp("audit") / "ledger.sqlite"
-    rng = random.Random(3)
-    charged = []
-    with Ledger(path, LIMIT) as ledger:
-
-        def run(name, steps, session_note=""):
-            session = ledger.begin_session(name, model="qwen2.5-0.5b", convention="coursework", flop_settings={})
-            for step in steps:
-                for phase in PHASES if step % 10 == 0 else ("train",):
-                    flops, tokens = rng.randrange(10**11, 10**12), rng.randrange(1, 5000)
-                    charge = ledger.charge(session, phase, flops, step=step, tokens=tokens)
-                    charged.append((name, phase, step, flops, tokens, charge.is_rerun))
-            return session
-
-        ledger.end_session(run("baseline", [0]), "finished")
-        run("lora r=4 | lr 1e-4", range(0, 45))  # killed: never ended
-        ledger.end_session(run("lora r=4 | lr 1e-4", range(30, 60)), "stopped", "budget exhausted at step 60")
-        ledger.end_session(run("context-768", range(0, 20)), "failed", "ValueError: bad batch")
-    return path, charged
 
 
 def expected_rows(charged):
@@ -148,33 +114,3 @@ def test_an_inconsistent_ledger_is_not_audited(tmp_path):
     connection.close()
     with pytest.raises(LedgerError, match="inconsistent"):
         audit_report(path)
-
-
-def run_cli(*args: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run(
-        [sys.executable, "-m", "flopcount", "audit", *map(str, args)],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-
-
-def test_cli_prints_json_and_writes_the_report_files(ledger_and_charges, tmp_path):
-    path = ledger_and_charges[0]
-    result = run_cli("--ledger", path, "--json", "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout)
-    assert {"limit", "total", "remaining", "experiments"} <= document.keys()
-    assert {"name", "flops", "by_phase"} <= document["experiments"][0].keys()
-    assert document["total"] == audit_report(path).total
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(AUDIT_FILES)
-    again = run_cli("--ledger", path, "--out", tmp_path / "out")
-    assert again.returncode == 2 and "not overwriting" in again.stderr
-
-
-def test_cli_prints_markdown_and_refuses_a_foreign_file(ledger_and_charges, tmp_path):
-    markdown = run_cli("--ledger", ledger_and_charges[0])
-    assert markdown.returncode == 0 and markdown.stdout.startswith("| # | experiment |")
-    foreign = tmp_path / "notes.txt"
-    foreign.write_text("not a ledger")
-    refused = run_cli("--ledger", foreign)
-    assert refused.returncode == 2 and "not an SQLite database" in refused.stderr and str(foreign) in refused.stderr

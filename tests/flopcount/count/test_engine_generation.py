@@ -60,14 +60,6 @@ def test_long_generation_is_computed_in_closed_form():
     assert report.total > 0 and report.decode.seq_len == 10**9 - 1
 
 
-def test_generation_report_dict_and_text():
-    report = generation_flops(CountSetup.of(TINY, lora_rank=2), 6, 4, samples=2)
-    data = report.to_dict()
-    assert data["total"] == report.total == data["prefill"]["total"] + data["decode"]["total"]
-    assert sum(data["by_component"].values()) == report.total
-    assert "prefill" in str(report) and "decode" in str(report)
-
-
 @pytest.mark.parametrize("kwargs, message", [
     (dict(prompt_len=0, new_tokens=3), "prompt_len"),
     (dict(prompt_len=3, new_tokens=0), "new_tokens"),

@@ -28,7 +28,6 @@ Q = PRESETS["qwen2.5-0.5b"]
 ])
 def test_evaluation_schedule(steps, every, expected):
     work = TrainingWorkload(steps=steps, batch=1, seq_len=8, eval_every=every)
-    assert list(work.evaluation_steps()) == expected
     assert [step for step in range(-1, steps + 3) if work.validates_after(step)] == expected
     assert [work.validations_through(step) for step in range(steps + 1)] == [
         sum(1 for e in expected if e <= step) for step in range(steps + 1)]
@@ -84,7 +83,8 @@ def test_steps_that_fit_is_closed_form_for_any_number_of_steps():
     available = 10**27  # about a tenth of the 10**15 steps
     steps = steps_that_fit(SETUP, plan, available)
     assert 0 < steps < plan.steps
-    assert estimate_run(SETUP, plan.with_steps(steps)).total <= available < estimate_run(SETUP, plan.with_steps(steps + 1)).total
+    fitting, one_more = estimate_run(SETUP, plan.with_steps(steps)), estimate_run(SETUP, plan.with_steps(steps + 1))
+    assert fitting.total <= available < one_more.total
 
 
 def test_plan_validation():

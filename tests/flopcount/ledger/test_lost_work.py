@@ -1,4 +1,4 @@
-"""What every experiment of a ledger spent (``flopcount.ledger.usage``): lost work is the work
+"""What every experiment of a ledger spent (``flopcount.ledger.queries.experiment_usage``): lost work is the work
 no checkpoint kept, or, without checkpoints, the re-runs."""
 
 from __future__ import annotations

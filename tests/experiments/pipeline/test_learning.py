@@ -1,0 +1,45 @@
+"""The report's "Did fine-tuning learn?" section and the llmtime-base note, from results.json records."""
+
+from __future__ import annotations
+
+from experiments.pipeline.learning import base_note, learning_section
+
+
+def methods(**median_mse: tuple[float, float]) -> list[dict]:
+    return [{"method": name.replace("__", "-"), "malformed_fraction": 0.25 if "unconstrained" in name else 0.0,
+             "species": {"prey": {"mse": {"median": prey}}, "predator": {"mse": {"median": predator}}}}
+            for name, (prey, predator) in median_mse.items()]
+
+
+BASELINE = {"kind": "baseline", "methods": methods(llm__greedy=(4.0, 3.0), llm__greedy__unconstrained=(9.0, 9.0))}
+EVALUATE = {"kind": "evaluate", "experiment": "final", "base_validation": {"cross_entropy_nats": 1.2, "windows": 24,
+                                                                          "context": 512},
+            "validation": {"cross_entropy_nats": 0.9},
+            "methods": methods(llm__greedy=(0.5, 2.5), llm__greedy__unconstrained=(1.0, 1.0), persistence=(1.0, 2.0),
+                               linear_extrapolation=(3.0, 3.0), physics_fit=(0.1, 0.2))}
+
+
+def test_the_section_sets_base_and_adapter_side_by_side_and_checks_the_goals():
+    text = learning_section({"baseline": BASELINE, "evaluate": EVALUATE})
+    lines = text.splitlines()
+    assert lines[0] == "## Did fine-tuning learn?"
+    assert ("untrained base **1.2000**, fine-tuned adapter of run `final` **0.9000** (-0.3000; perplexity "
+            "3.320 -> 2.460)") in text
+    assert "| untrained base, greedy | 4 | 3 |" in lines and "| **fine-tuned adapter, greedy** | 0.5 | 2.5 |" in lines
+    assert "| physics fit | 0.1 | 0.2 |" in lines
+    assert "on 25.0% of the test trajectories with the untrained base and on 25.0% with the fine-tuned" in text
+    assert "- fine-tuning lowers the validation loss: **met** (1.2000 -> 0.9000)" in lines
+    assert "- fine-tuned greedy median MSE below persistence for prey: **met** (0.5 vs 1)" in lines
+    assert "- fine-tuned greedy median MSE below persistence for predator: **NOT met** (2.5 vs 2)" in lines
+
+
+def test_no_section_without_a_finished_evaluate_stage_and_no_note_without_a_base():
+    assert learning_section({"baseline": BASELINE}) == ""
+    assert learning_section({"evaluate": {"kind": "evaluate"}}) == ""
+    assert base_note({}) == [] and base_note({"base": None}) == []
+    note = base_note({"base": {"steps": 800, "tokens": 1_600_000, "trajectories": 4000, "flops": 3.2e15,
+                               "directory": "bases/llmtime-base", "recipe_hash": "abc123",
+                               "losses": {"final_validation": 0.61234}}})
+    assert note[0] == "" and "800 steps (1,600,000 tokens)" in note[1] and "4,000 `lvdata.simulate`" in note[1]
+    assert "validation loss on held-out simulated trajectories 0.6123" in note[1]
+    assert "`bases/llmtime-base/ledger.sqlite`, recipe abc123" in note[1]
