@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from experiments.data import DataConfig
-from experiments.forecasting.generate import ForecastConfig
+from experiments.forecasting.forecast_config import ForecastConfig
 from experiments.forecasting.held_out import ForecastPlan
 from experiments.pipeline.plan_schema import (
     SCALARS,

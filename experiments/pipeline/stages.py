@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from experiments.forecasting.metrics import ValidationMetrics, results_table
-from experiments.forecasting.generate import ForecastConfig
+from experiments.forecasting.forecast_config import ForecastConfig
 from experiments.forecasting.held_out import evaluate_test_split, llm_forecasts
 from experiments.forecasting.sharding import generation_runner, world
 from experiments.pipeline.distributed import FORECAST, TRAIN, dispatch, per_rank_config

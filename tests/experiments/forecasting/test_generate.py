@@ -130,14 +130,3 @@ def test_examples_that_do_not_fit_the_config_are_refused(model, qwen_tokenizer, 
     examples = examples_from(np.full((1, K + M, 2), 12.5), [1.0])
     with pytest.raises(ValueError, match=message):
         forecast_series(model, qwen_tokenizer, examples, ForecastConfig(**{"k": K, "m": M, **change}))
-
-
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"samples": 3}, "do_sample=True"),
-    ({"band": (0.9, 0.1)}, "band"),
-    ({"m": 0}, "m must be"),
-    ({"do_sample": True, "top_p": 0.0}, "top_p"),
-])
-def test_a_bad_config_is_refused(fields, message):
-    with pytest.raises(ValueError, match=message):
-        ForecastConfig(**fields)
