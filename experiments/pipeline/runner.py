@@ -31,7 +31,13 @@ from experiments.pipeline.planner import (
 from experiments.data import prepare_data
 from experiments.pipeline.report import write_report
 from experiments.pipeline.results import RESULTS_FILE, Results
-from experiments.pipeline.stages import measure_training_rule, run_forecast_stage, run_training, score_at_common_context
+from experiments.pipeline.stages import (
+    best_adapter,
+    measure_training_rule,
+    run_forecast_stage,
+    run_training,
+    score_at_common_context,
+)
 from experiments.pipeline.workspace import LEDGER_FILE, PLAN_SPLITS, PlanWorkspace
 from experiments.training.run_dir import ConfigMismatch
 from experiments.basemodel import base_summary
@@ -86,6 +92,13 @@ def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
             raise PlanError(f"stage {stage.name!r} uses the best setting of {stage.source!r}, which has not finished "
                             f"in {run.out_dir}: run `{run.plan.stage(stage.source).kind}` (or the whole plan with "
                             "`run`) first; nothing was charged")
+    for stage in stages:
+        if stage.kind == "evaluate" and run.results.finished(stage.source):
+            entry, adapter = best_adapter(run, run.results.document["stages"][stage.source])
+            if not adapter.is_file():
+                raise PlanError(f"stage {stage.name!r} forecasts with the adapter of run {entry['experiment']!r}, but "
+                                f"{adapter} is missing: restore it, or run the plan into a new --out directory; "
+                                "nothing was charged")
     if any(not stage.trains for stage in stages):
         _check_prompts_fit(run)
     if recorded is None:

@@ -155,3 +155,19 @@ def test_prompts_longer_than_the_models_positions_are_refused_before_any_charge(
     assert finished.returncode == 3, finished.stderr
     assert "exceed the model's 2048 positions" in finished.stderr and "Traceback" not in finished.stderr
     assert charges(out) == {}
+
+
+def test_ctrl_c_in_a_forecast_stage_exits_130_with_one_line_and_records_the_interruption(qwen_assets, tmp_path):
+    plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run"
+    child = subprocess.Popen(command(plan, out, kind="baseline"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True, env=ENV)
+    wait_for(lambda: "baseline" in charges(out), child)  # generating: the first batch is charged
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert err.splitlines()[-1].startswith("interrupted") and "run the same command again" in err
+    assert "Traceback" not in err
+    row = next(row for row in audit_report(out / LEDGER_FILE).rows if row.name == "baseline")
+    assert (row.status, row.stop_reason) == ("stopped", "interrupted (Ctrl-C)")  # not "failed: KeyboardInterrupt"
+    assert cli(*command(plan, out, kind="baseline")).returncode == 0  # the same command resumes
+    assert stage_status(out, "baseline") == "finished"

@@ -279,3 +279,19 @@ def test_runs_get_the_steps_the_dry_run_projects(real_data_path, tmp_path):
     share = int(0.40 * 10**17) // 9
     affordable = max(s for s in range(1, 2000) if s * step + -(-s // 100) * validation <= share)
     assert min(decided) == affordable
+
+
+def test_evaluate_without_its_adapter_is_refused_before_a_charge(finished_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    results = json.loads((out / "results.json").read_text())
+    results["stages"]["evaluate"]["status"] = "running"  # as if killed in evaluate
+    (out / "results.json").write_text(json.dumps(results))
+    final = results["stages"]["final"]["runs"][0]
+    shutil.rmtree(out / final["checkpoint"])
+    before = {name: row.total for name, row in ledger_rows(out).items()}
+    with pytest.raises(PlanError, match=r"forecasts with the adapter of run 'final', but .* is missing"):
+        run_plan(load_plan(finished_run.parent / "mini.toml"), out, only=["evaluate"], progress=False)
+    assert {name: row.total for name, row in ledger_rows(out).items()} == before
