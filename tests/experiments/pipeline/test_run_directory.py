@@ -69,6 +69,7 @@ def test_run_refuses_a_directory_of_the_users_files_and_touches_none(qwen_assets
     assert {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()} == users  # nothing added
 
 
+@pytest.mark.slow
 def test_a_directory_holding_another_plans_ledger_is_refused_before_a_charge(qwen_assets, tmp_path):
     plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run"
     assert cli(*command(plan, out, kind="baseline")).returncode == 0
@@ -96,6 +97,7 @@ def test_a_stage_run_before_its_source_is_refused_with_no_charge(qwen_assets, tm
     assert charges(out) == {}  # no ledger was even opened: zero FLOPs charged
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_busy_directory_exits_6_naming_the_holders_pid(qwen_assets, tmp_path):
     plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run"
     first = subprocess.Popen(command(plan, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -111,6 +113,7 @@ def test_a_second_run_into_a_busy_directory_exits_6_naming_the_holders_pid(qwen_
     assert {name: sessions for name, (sessions, _) in charges(out).items()}["backward-forward"] == 1  # charged once
 
 
+@pytest.mark.slow
 def test_a_resume_on_changed_data_is_refused_before_a_charge(qwen_assets, tmp_path):
     plan, out, data = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run", tmp_path / "lv.h5"
     trajectories, times = simulate(30, seed=0)
@@ -157,6 +160,7 @@ def test_prompts_longer_than_the_models_positions_are_refused_before_any_charge(
     assert charges(out) == {}
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_forecast_stage_exits_130_with_one_line_and_records_the_interruption(qwen_assets, tmp_path):
     plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run"
     child = subprocess.Popen(command(plan, out, kind="baseline"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
