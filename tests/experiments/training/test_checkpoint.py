@@ -146,6 +146,6 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path):
 
 def test_a_directory_that_is_not_a_run_directory_is_left_alone(tmp_path):
     (tmp_path / "thesis.tex").write_text("precious")
-    with pytest.raises(FileExistsError, match="not a run directory"):
+    with pytest.raises(FileExistsError, match=r"is not empty \(thesis.tex\) .* not a training run directory"):
         open_run_dir(tmp_path, RUN_CONFIG_A)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
