@@ -13,9 +13,10 @@ interrupted run directory. ``--set section.key=value`` (repeatable) changes one 
 checked exactly like the TOML; ``--data`` and ``--model`` point at your own files. The data
 file is found from ``--data``, then ``$LLMTIME_DATA``, then the plan.
 
-exit status: 0 done; 2 usage error; 3 bad input (plan, data, model, run directory); 4 stopped
-by the budget (the plan does not fit, or a run stopped when its share ran out); 5 stopped for
-another reason (a non-finite loss); 130 interrupted (Ctrl-C: re-run the same command to resume).
+exit status: 0 done; 1 unexpected error (a bug); 2 usage error; 3 bad input (plan, data, model,
+ledger, run directory); 4 stopped by the budget (the plan does not fit, or a run stopped when its
+share ran out); 5 stopped for another reason (a non-finite loss); 6 the run directory is in use
+by another run (its pid is named); 130 interrupted (Ctrl-C: re-run the same command to resume).
 Errors are one line; --debug shows the traceback.
 """
 
@@ -25,18 +26,13 @@ import argparse
 import json
 import logging
 import os
-import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from experiments.pipeline.plan import STAGE_KINDS, PlanError, load_plan, shipped_plans
-from experiments.training.cli import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_STOPPED, add_train_command
-from experiments.training.interrupts import RunInterrupted
-from experiments.training.run_dir import ConfigMismatch
+from experiments.training.cli import EXIT_BUDGET, EXIT_STOPPED, add_train_command
+from experiments.training.errors import run_command
 from experiments.basemodel.cli import add_base_dir_argument, add_pretrain_command, apply_base_dir
-from flopcount import BudgetExceeded, LedgerError, PlanDoesNotFit
-from lvdata import DatasetError
-from lvdata.tokens import TokenizerLoadError
 
 DATA_ENV = "LLMTIME_DATA"
 
@@ -175,14 +171,13 @@ def _run_stage(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from experiments.pipeline.report import write_report
+    from experiments.pipeline.results import Results
+    from experiments.training.run_lock import DirectoryLock
 
-    print(write_report(args.out))
+    Results.read(args.out)  # a run directory (refused untouched otherwise), and not one a run is writing to
+    with DirectoryLock(args.out):
+        print(write_report(args.out))
     return 0
-
-
-BAD_INPUT = (PlanError, DatasetError, TokenizerLoadError, ConfigMismatch, LedgerError, FileNotFoundError,
-             FileExistsError, NotADirectoryError, IsADirectoryError, ValueError)
-OVER_BUDGET = (PlanDoesNotFit, BudgetExceeded)  # PlanOverBudget is a PlanError: matched first, below
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,24 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
     apply_base_dir(args)
-    try:
-        return args.func(args)
-    except (RunInterrupted, KeyboardInterrupt) as interrupt:
-        if args.debug:
-            raise
-        where = f" ({interrupt})" if str(interrupt) else ""
-        print(f"interrupted{where}: run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (PlanOverBudget, *OVER_BUDGET) as error:
-        if args.debug:
-            raise
-        print(f"stopped by the budget: {error}", file=sys.stderr)
-        return EXIT_BUDGET
-    except BAD_INPUT as error:
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return run_command(args.func, args, debug=args.debug, over_budget=(PlanOverBudget,))
 
 
 def _version() -> str:

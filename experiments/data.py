@@ -12,6 +12,8 @@ Training and validation read only their own splits; the test split is reached on
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -145,6 +147,30 @@ class ExperimentData:
             return float(per_trajectory_alpha(self.trajectories[trajectory_id : trajectory_id + 1, :k])[0])
         return float(self.alphas[trajectory_id])
 
+    @property
+    def values_digest(self) -> str:
+        """SHA-256 of the trajectories and time values as loaded (shape, dtype and bytes): a
+        run records it when it starts and refuses to resume on data that has changed since."""
+        digest = hashlib.sha256()
+        for array in (self.trajectories, self.time):
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
+
+    def require_splits(self, *names: str) -> ExperimentData:
+        """``self``, once every split in ``names`` holds a trajectory (a plan needs validation
+        windows and test prompts); else a ``DatasetError`` saying how many systems are needed."""
+        empty = [name for name in names if getattr(self.split, name).size == 0]
+        if empty:
+            n, fractions = len(self.trajectories), self.config.fractions
+            smallest = min(fraction for name, fraction in zip(("train", "validation", "test"), fractions)
+                           if name in empty)
+            needed = f"at least {math.floor(0.5 / smallest) + 1} systems" if smallest > 0 else "non-zero fractions"
+            raise DatasetError(f"{self.source}: {n} trajectories split with fractions {fractions} leave the "
+                               f"{' and '.join(empty)} split(s) empty; this needs {needed}")
+        return self
+
     def token_lengths(self, split: str) -> list[int]:
         """Tokens of each whole trajectory of ``split``, in id order (from the text when the
         data was prepared without a tokenizer)."""
@@ -168,7 +194,7 @@ class ExperimentData:
 def load_or_simulate(config: DataConfig) -> tuple[np.ndarray, np.ndarray, str]:
     """``(trajectories, time, source)`` of ``config``: its file, or its simulation (when it has
     no path, or the file is missing and ``fallback = "simulate"``). The one place that decides."""
-    if config.path is not None and (Path(config.path).is_file() or config.fallback == "error"):
+    if config.path is not None and (Path(config.path).exists() or config.fallback == "error"):
         if not Path(config.path).exists():
             raise DatasetError(f"{config.path}: file not found (in a plan, set fallback = \"simulate\" to simulate "
                                "instead)")
@@ -192,8 +218,11 @@ def prepare_data(config: DataConfig, tokenizer=None) -> ExperimentData:
     if config.prompt_steps + config.forecast_steps > n_steps:
         raise ValueError(f"prompt_steps + forecast_steps = {config.prompt_steps + config.forecast_steps} "
                          f"exceeds the {n_steps} steps per trajectory of {source}")
-    split = split_indices(len(trajectories), seed=config.split_seed, fractions=config.fractions,
-                          test_ids=config.test_ids)
+    try:
+        split = split_indices(len(trajectories), seed=config.split_seed, fractions=config.fractions,
+                              test_ids=config.test_ids)
+    except ValueError as error:  # test ids out of range or repeated, too few trajectories to train on
+        raise DatasetError(f"{source} ({len(trajectories)} trajectories): {error}") from None
     scaler = Scaler.fit(config.alpha_rule, trajectories, train_ids=split.train)
     alphas = scaler.alphas(np.arange(len(trajectories)))
     fmt = config.llmtime_format()

@@ -131,8 +131,8 @@ class Budget:
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
-        """End the session: finished on a normal exit, stopped when a budget error escapes,
-        failed on any other exception (which propagates), unless :meth:`finish` already ran."""
+        """End the session: finished on a normal exit, stopped when a budget error or Ctrl-C
+        escapes, failed on any other exception (which propagates), unless :meth:`finish` already ran."""
         try:
             if not self._finished:
                 if exc is None:
@@ -141,6 +141,8 @@ class Budget:
                     self.finish("stopped", f"{exc.scope} exhausted at {exc.phase} step {exc.step}")
                 elif isinstance(exc, PlanDoesNotFit):
                     self.finish("stopped", f"plan does not fit the budget (at most {exc.max_steps} steps would)")
+                elif isinstance(exc, KeyboardInterrupt):  # Ctrl-C: a stop the user asked for, not a failure
+                    self.finish("stopped", "interrupted (Ctrl-C)")
                 else:
                     self.finish("failed", f"{type(exc).__name__}: {exc}")
         finally:

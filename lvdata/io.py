@@ -48,9 +48,12 @@ def load_trajectories(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(f"{path}: not a regular file")
     if not h5py.is_hdf5(path):
         raise DatasetError(f"{path}: not an HDF5 file")
-    with h5py.File(path, "r") as handle:
-        trajectories = _read_dataset(handle, TRAJECTORIES_KEY, path)
-        time = _read_dataset(handle, TIME_KEY, path)
+    try:
+        with h5py.File(path, "r") as handle:
+            trajectories = _read_dataset(handle, TRAJECTORIES_KEY, path)
+            time = _read_dataset(handle, TIME_KEY, path)
+    except OSError as error:  # h5py: a truncated or damaged file (its message names no file)
+        raise DatasetError(f"{path}: unreadable HDF5 file ({error})") from None
     return validate_trajectories(trajectories, time, where=str(path))
 
 

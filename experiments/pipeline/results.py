@@ -15,10 +15,15 @@ from typing import Any
 
 from experiments.forecasting.metrics import json_ready
 from experiments.training.config import TrainConfig
+from experiments.training.run_dir import ConfigMismatch
 
 RESULTS_FILE = "results.json"
 LEDGER_FILE = "ledger.sqlite"  # every FLOP of the run directory's plan
 FORMAT = "llmtime-plan-results/1"
+
+
+class ResultsError(ValueError):
+    """A ``results.json`` that cannot be read (truncated, not JSON, or another tool's file)."""
 
 
 class Results:
@@ -35,23 +40,19 @@ class Results:
         path = out_dir / RESULTS_FILE
         if not path.exists():
             return cls(path, {"format": FORMAT, "plan": plan_name, "plan_text": plan_text, "stages": {}})
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path}: unreadable results file ({error}); move it away to start afresh") from None
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a results file of this tool (format {document.get('format')!r})")
+        document = _load(path)
         if document.get("plan") != plan_name or document.get("plan_text") != plan_text:
-            raise ValueError(f"{out_dir} holds a run of another plan (or of an edited version of plan "
+            raise ConfigMismatch(f"{out_dir} holds a run of another plan (or of an edited version of plan "
                              f"{document.get('plan')!r}); choose another --out directory")
         return cls(path, document)
 
     @classmethod
     def read(cls, out_dir: Path) -> Results:
+        """The results of the run in ``out_dir`` (refused, with one line, when missing or damaged)."""
         path = out_dir / RESULTS_FILE
         if not path.is_file():
             raise FileNotFoundError(f"no {RESULTS_FILE} in {out_dir}: run a plan there first")
-        return cls(path, json.loads(path.read_text(encoding="utf-8")))
+        return cls(path, _load(path))
 
     def stage(self, name: str) -> dict[str, Any]:
         """The record of stage ``name`` (created empty, status ``pending``)."""
@@ -80,6 +81,19 @@ class Results:
             os.fsync(handle.fileno())
         os.replace(temporary, self.path)
 
+
+def _load(path: Path) -> dict[str, Any]:
+    """The document at ``path``; ``ResultsError`` when it is unreadable, not JSON (a truncated
+    file) or not a results file of this tool."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ResultsError(f"{path}: unreadable results file ({type(error).__name__}: {error}); it was not "
+                           "written by a finished save of this tool: move it away to start afresh") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise ResultsError(f"{path}: not a results file of this tool (format {found!r}, expected {FORMAT!r})")
+    return document
 
 
 def run_config(entry: dict[str, Any]) -> TrainConfig:

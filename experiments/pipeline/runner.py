@@ -44,13 +44,23 @@ from experiments.pipeline.report import write_report
 from experiments.pipeline.distributed import (FORECAST, STOP, TRAIN, check_batches_split, dispatch, join_process_group,
                                               serve)
 from experiments.pipeline.results import RESULTS_FILE, Results
-from experiments.pipeline.stages import (forecast_share, measure_training_rule, run_forecast_stage, run_training,
-                                         score_at_common_context)
-from experiments.pipeline.workspace import LEDGER_FILE, PlanWorkspace
+from experiments.pipeline.stages import (
+    best_adapter,
+    forecast_share,
+    measure_training_rule,
+    run_forecast_stage,
+    run_training,
+    score_at_common_context,
+)
+from experiments.pipeline.workspace import LEDGER_FILE, PLAN_SPLITS, PlanWorkspace
+from experiments.training.run_dir import ConfigMismatch
 from experiments.basemodel import base_summary
+from experiments.training.run_lock import DirectoryLock, claim_directory
+from flopcount import Ledger
 
 logger = logging.getLogger(__name__)
-__all__ = ["LEDGER_FILE", "PlanOverBudget", "dry_run", "open_run", "run_plan"]
+__all__ = ["LEDGER_FILE", "PLAN_SPLITS", "DataChanged", "PlanOverBudget", "check_preconditions", "dry_run",
+           "open_run", "run_plan"]
 HANDLERS = {TRAIN: lambda run, name, entry: run_training(run, run.plan.stage(name), entry), FORECAST: forecast_share}
 
 
@@ -58,16 +68,76 @@ class PlanOverBudget(PlanError):
     """The plan's projected FLOPs do not fit its limit, or what is left of it in the ledger."""
 
 
+class DataChanged(ConfigMismatch):
+    """The data a run directory was started on has changed (a resume would mix two data sets)."""
+
+
 def dry_run(plan: Plan) -> PlanProjection:
     """Projected FLOPs of every stage of ``plan``; loads the data but no tokenizer or weights."""
-    return project(plan, DataShapes.of(plan, prepare_data(plan.data)))
+    return project(plan, DataShapes.of(plan, prepare_data(plan.data).require_splits(*PLAN_SPLITS)))
 
 
 def open_run(plan: Plan, out_dir: Path, *, progress: bool = True) -> PlanWorkspace:
-    """Bind ``plan`` to ``out_dir`` (created if needed; refused if it holds another plan's run)."""
+    """Bind ``plan`` to ``out_dir``. A new or empty directory becomes this plan's run directory
+    (``results.json`` is written at once, so the directory is claimed before anything else is);
+    one holding a run of this plan is resumed; anything else is refused untouched
+    (``claim_directory``: a file, a stranger's directory, a run of another plan)."""
+    fresh = claim_directory(out_dir, RESULTS_FILE, "plan run directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = Results.open(out_dir, plan.name, plan.text)
+    if fresh:
+        results.save()
     return PlanWorkspace(plan, out_dir, results, progress)
+
+
+def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
+    """Everything that can refuse ``stages`` without spending a FLOP, checked before the first
+    charge: the data is the data the run started on (recorded on the first run), every stage's
+    source has finished or runs before it, and the test prompts plus the forecast fit the model."""
+    data = {"source": run.data.source, "values_sha256": run.data.values_digest}
+    recorded = run.results.document.get("data")
+    if recorded is not None and recorded.get("values_sha256") != data["values_sha256"]:
+        raise DataChanged(f"the data changed since this run started in {run.out_dir}: {data['source']} now has "
+                          f"values sha256 {data['values_sha256'][:16]}..., the run recorded "
+                          f"{recorded.get('values_sha256', '?')[:16]}... ({recorded.get('source')}); resuming would mix "
+                          "results of two data sets: restore that data, or run into a new --out directory")
+    names = [stage.name for stage in stages]
+    for index, stage in enumerate(stages):
+        if stage.source and not run.results.finished(stage.source) and stage.source not in names[:index]:
+            raise PlanError(f"stage {stage.name!r} uses the best setting of {stage.source!r}, which has not finished "
+                            f"in {run.out_dir}: run `{run.plan.stage(stage.source).kind}` (or the whole plan with "
+                            "`run`) first; nothing was charged")
+    for stage in stages:
+        if stage.kind == "evaluate" and run.results.finished(stage.source):
+            entry, adapter = best_adapter(run, run.results.document["stages"][stage.source])
+            if not adapter.is_file():
+                raise PlanError(f"stage {stage.name!r} forecasts with the adapter of run {entry['experiment']!r}, but "
+                                f"{adapter} is missing: restore it, or run the plan into a new --out directory; "
+                                "nothing was charged")
+    if any(not stage.trains for stage in stages):
+        _check_prompts_fit(run)
+    if recorded is None:
+        run.results.set("data", data)
+
+
+def _check_prompts_fit(run: PlanWorkspace) -> None:
+    """Refuse a forecast whose longest test prompt plus its new tokens exceed the model's positions."""
+    plan, model = run.plan, plan_model(run.plan)
+    if isinstance(model, str):
+        from transformers import AutoConfig
+
+        try:
+            model = AutoConfig.from_pretrained(model)
+        except (OSError, ValueError):
+            return  # loading the model itself says what is wrong, before any charge
+    limit = getattr(model, "max_position_embeddings", None)
+    passes = plan.forecast_passes()
+    needed = run.shapes.test_prompt_tokens + max(forecast.new_token_bound for forecast in passes)
+    if limit is not None and needed > limit:
+        raise PlanError(f"plan {plan.name!r}: the longest test prompt ({run.shapes.test_prompt_tokens} tokens of "
+                        f"{plan.data.prompt_steps} steps) plus up to {needed - run.shapes.test_prompt_tokens} forecast "
+                        f"tokens ({plan.data.forecast_steps} steps) exceed the model's {limit} positions: lower "
+                        "data.prompt_steps, data.forecast_steps or data.precision; nothing was charged")
 
 
 def check_fits(run: PlanWorkspace, projection: PlanProjection) -> None:
@@ -112,27 +182,28 @@ def run_plan(plan: Plan, out_dir: Path, *, only: list[str] | None = None, progre
 
 
 def _run_plan(plan: Plan, out_dir: Path, only: list[str] | None, progress: bool) -> Results:
-    run = open_run(plan, out_dir, progress=progress)
-    projection = project(plan, run.shapes, run.selections())
-    check_fits(run, projection)
-    run.results.document["plan_summary"] = {
-        "description": plan.description, "model": plan.model.source, "data": run.data.source,
-        "limit": plan.budget.limit, "convention": plan.budget.convention,
-        **base_summary(plan.model.source)}  # llmtime-base: built here on first use
-    run.results.set("projection", projection.to_dict())
-    if not run.results.finished(MEASUREMENT):
-        run_measurement(run)
-    for stage in plan.stages:
-        if only is not None and stage.name not in only:
-            continue
-        if run.results.finished(stage.name):
-            logger.info("stage %s: finished earlier, skipped", stage.name)
-            continue
-        if stage.source and run.results.selection(stage.source) is None:
-            raise RuntimeError(f"stage {stage.name!r} uses the best setting of {stage.source!r}, "
-                               f"which has not finished: run it first")
-        run_stage(run, stage)
-    write_report(out_dir)
+    """Rank 0's run of the plan. The run directory is locked for the whole run (``DirectoryBusy``
+    names the pid of a run already in it); every refusal comes before the first FLOP is charged."""
+    claim_directory(out_dir, RESULTS_FILE, "plan run directory")  # before the lock file is written there
+    with DirectoryLock(out_dir):
+        run = open_run(plan, out_dir, progress=progress)
+        stages = [stage for stage in plan.stages if only is None or stage.name in only]
+        check_preconditions(run, [stage for stage in stages if not run.results.finished(stage.name)])
+        projection = project(plan, run.shapes, run.selections())
+        check_fits(run, projection)
+        run.results.document["plan_summary"] = {
+            "description": plan.description, "model": plan.model.source, "data": run.data.source,
+            "limit": plan.budget.limit, "convention": plan.budget.convention,
+            **base_summary(plan.model.source)}  # llmtime-base: built here on first use
+        run.results.set("projection", projection.to_dict())
+        if not run.results.finished(MEASUREMENT):
+            run_measurement(run)
+        for stage in stages:
+            if run.results.finished(stage.name):
+                logger.info("stage %s: finished earlier, skipped", stage.name)
+                continue
+            run_stage(run, stage)
+        write_report(out_dir)
     return run.results
 
 

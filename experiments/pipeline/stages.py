@@ -65,6 +65,13 @@ def run_training(run: PlanWorkspace, stage: StageSpec, entry: dict[str, Any]) ->
     }  # fmt: skip
 
 
+def best_adapter(run: PlanWorkspace, source: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """The entry of the best run of a finished training stage's record ``source``, and the
+    adapter file of its last checkpoint."""
+    entry = next(e for e in source["runs"] if e["experiment"] == source["best"]["experiment"])
+    return entry, run.out_dir / (entry.get("checkpoint") or "<no checkpoint>") / ADAPTER
+
+
 def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, Any] | None,
                        caps: dict[str, int] | None = None) -> dict[str, Any]:
     """Forecast the test split with the base model (``baseline``) or the best adapter of the
@@ -73,8 +80,7 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
     caps = caps or {}
     model, lora, validation, record = run.base_model(), None, None, {"source": stage.source or None}
     if stage.kind == "evaluate":
-        entry = next(e for e in source["runs"] if e["experiment"] == source["best"]["experiment"])
-        adapter = run.out_dir / entry["checkpoint"] / ADAPTER
+        entry, adapter = best_adapter(run, source)
         # the untrained base on the run's own validation windows, before its adapter goes in
         record.update(base_validation=score_untrained_base(run, stage, entry, model,
                                                            caps.get(f"{stage.name}/{BASE_VALIDATION}")))

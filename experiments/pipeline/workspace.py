@@ -18,6 +18,8 @@ from experiments.pipeline.results import LEDGER_FILE, Results
 from experiments.training.config import TrainConfig
 from flopcount import Ledger
 
+PLAN_SPLITS = ("validation", "test")  # training needs validation windows, every forecast stage test prompts
+
 
 @dataclass
 class PlanWorkspace:
@@ -45,14 +47,15 @@ class PlanWorkspace:
     def data(self) -> ExperimentData:
         """The plan's data, tokenized (loaded on first use)."""
         if self._data is None:
-            self._data = prepare_data(self.plan.data, self.tokenizer)
+            self._data = prepare_data(self.plan.data, self.tokenizer).require_splits(*PLAN_SPLITS)
         return self._data
 
     @property
     def shapes(self) -> DataShapes:
         """The planner's token counts of this plan's data (no tokenizer needed)."""
         if self._shapes is None:
-            self._shapes = DataShapes.of(self.plan, self._data or prepare_data(self.plan.data))
+            data = self._data or prepare_data(self.plan.data).require_splits(*PLAN_SPLITS)
+            self._shapes = DataShapes.of(self.plan, data)
         return self._shapes
 
     def base_model(self):

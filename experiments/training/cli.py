@@ -24,7 +24,15 @@ from experiments.models.loading import TINY_MODEL, load_model_and_tokenizer
 from experiments.training.loop import train
 from experiments.training.trackers import TRACKERS
 from experiments.training.config import LR_SCHEDULES, MIXED_PRECISION, BudgetConfig, TrainConfig
-from flopcount import BudgetExceeded, LedgerError, PlanDoesNotFit
+from experiments.training.errors import (  # noqa: F401  (the exit statuses, re-exported)
+    EXIT_BAD_INPUT,
+    EXIT_BUDGET,
+    EXIT_BUSY,
+    EXIT_INTERRUPTED,
+    EXIT_STATUSES,
+    EXIT_STOPPED,
+    run_command,
+)
 from flopcount.cli import flops_argument
 from flopcount.count.conventions import CONVENTIONS
 
@@ -126,11 +134,6 @@ def configs(args: argparse.Namespace) -> tuple[TrainConfig, DataConfig, BudgetCo
     return train_config, data_config, budget
 
 
-EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_STOPPED, EXIT_INTERRUPTED = 3, 4, 5, 130
-"""Exit statuses beyond 0 (done) and 2 (usage, argparse's): bad input; stopped by the budget;
-stopped for another reason (a non-finite loss); interrupted by Ctrl-C (resumable)."""
-
-
 def exit_status(result) -> int:
     """The exit status of a finished ``train`` call: 0, or why it stopped."""
     if result.status != "stopped":
@@ -158,20 +161,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.training.cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.training.cli", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=f"exit status:\n{EXIT_STATUSES}")
     add_arguments(parser)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    try:
-        return run_train(args)
-    except KeyboardInterrupt as interrupt:
-        print(f"interrupted ({interrupt}): run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (PlanDoesNotFit, BudgetExceeded) as error:
-        print(f"{parser.prog}: stopped by the budget: {error}", file=sys.stderr)
-        return EXIT_BUDGET
-    except (ValueError, OSError, LedgerError) as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return run_command(run_train, args, debug=args.debug, prog=parser.prog)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ from experiments.training.loss import count_targets
 from experiments.training.distinct_rows import causal_lm_nats, distinct_rows_output
 from experiments.training.metrics_log import METRICS_FILE, MetricsLog
 from experiments.training.trackers import open_trackers
-from experiments.training.run_dir import config_hash, open_run_dir
+from experiments.training.run_dir import ConfigMismatch, config_hash, open_run_dir
 from experiments.training.config import BudgetConfig, TrainConfig, TrainResult
 from flopcount import Budget, BudgetExceeded, PlanDoesNotFit
 from flopcount.ledger.records import Charge
@@ -293,11 +293,17 @@ class _Run:
         return None
 
 
+_RESUME_FIELDS = {"config_hash": "configuration", "data_order_seed": "data order seed", "world_size": "process count",
+                  "train_windows_digest": "training windows (the data file or the tokenizer changed since)"}
+
+
 def _check_resumable(saved: TrainerState, current: TrainerState, where: Path) -> None:
-    for name in ("config_hash", "data_order_seed", "world_size", "train_windows_digest"):
+    for name, meaning in _RESUME_FIELDS.items():
         if getattr(saved, name) != getattr(current, name):
-            raise ValueError(f"cannot resume from {where}: its {name} is {getattr(saved, name)!r} but this run's "
-                             f"is {getattr(current, name)!r} (the data order would not continue where it stopped)")
+            raise ConfigMismatch(f"cannot resume from {where}: not the same {meaning} as when it was saved ({name} "
+                                 f"{str(getattr(saved, name))[:16]} -> {str(getattr(current, name))[:16]}), so the "
+                                 "data order would not continue where it stopped: restore them, or use a new run "
+                                 "directory")
 
 
 def _preflight(run: _Run, require_fit: bool) -> None:
@@ -333,47 +339,48 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
     set_seed(config.seed)
     ensure_lora(model, config.lora_config())
     record = run_config(config, data, model)
-    checkpoint = on_main(accelerator, lambda: open_run_dir(run_dir, record))
+    with ExitStack() as held:  # the run directory's lock (main process), until the run has ended
+        checkpoint = on_main(accelerator, lambda: open_run_dir(run_dir, record, held))
 
-    optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=config.learning_rate)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    scheduler = make_scheduler(optimizer, config)  # stepped once per optimizer step, on every rank
-    fresh = TrainerState(step=0, seed=config.seed, data_order_seed=config.seed, world_size=world_size,
-                         config_hash=config_hash(record),
-                         train_windows_digest=windows_digest(data.train_windows(config.context)))
-    if checkpoint is not None:
-        _check_resumable(checkpoint.state, fresh, checkpoint.path)
-        load_checkpoint(checkpoint, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
-                        rank=rank)
-    run = _Run(model, optimizer, scheduler, accelerator, data, config, run_dir,
-               fresh if checkpoint is None else checkpoint.state, record,
-               saved_step=None if checkpoint is None else checkpoint.step)
+        optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=config.learning_rate)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        scheduler = make_scheduler(optimizer, config)  # stepped once per optimizer step, on every rank
+        fresh = TrainerState(step=0, seed=config.seed, data_order_seed=config.seed, world_size=world_size,
+                             config_hash=config_hash(record),
+                             train_windows_digest=windows_digest(data.train_windows(config.context)))
+        if checkpoint is not None:
+            _check_resumable(checkpoint.state, fresh, checkpoint.path)
+            load_checkpoint(checkpoint, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
+                            rank=rank)
+        run = _Run(model, optimizer, scheduler, accelerator, data, config, run_dir,
+                   fresh if checkpoint is None else checkpoint.state,
+                   record, saved_step=None if checkpoint is None else checkpoint.step)
 
-    with ExitStack() as stack:
-        stack.enter_context(distinct_rows_output(run.unwrapped))  # exact, cheaper loss for a collapsed frozen head
+        with ExitStack() as stack:
+            stack.enter_context(distinct_rows_output(run.unwrapped))  # exact, cheaper loss for a collapsed frozen head
 
-        def open_guard() -> None:
-            run.budget = stack.enter_context(Budget(
-                budget.limit, budget.ledger, config.experiment, config.count_setup(run.unwrapped.config,
-                                                                                   budget.convention),
-                config={**record, "world_size": world_size, "run_dir": str(run_dir.resolve())},
-                synchronous=budget.synchronous, experiment_limit=budget.experiment_limit,
-            ))  # fmt: skip
-            _preflight(run, budget.require_fit)
-            run.budget.mark_checkpoint(run.state.step)  # resumed from here (0: nothing saved yet)
-            trackers = open_trackers(config.report_to, config.experiment, run_dir / "trackers", record)
-            run.log = stack.enter_context(MetricsLog(run_dir / METRICS_FILE, trackers))
-            if progress:
-                run.bar = stack.enter_context(tqdm(total=config.steps, initial=run.state.step,
-                                                   desc=config.experiment, unit="step"))
+            def open_guard() -> None:
+                run.budget = stack.enter_context(Budget(
+                    budget.limit, budget.ledger, config.experiment, config.count_setup(run.unwrapped.config,
+                                                                                       budget.convention),
+                    config={**record, "world_size": world_size, "run_dir": str(run_dir.resolve())},
+                    synchronous=budget.synchronous, experiment_limit=budget.experiment_limit,
+                ))  # fmt: skip
+                _preflight(run, budget.require_fit)
+                run.budget.mark_checkpoint(run.state.step)  # resumed from here (0: nothing saved yet)
+                trackers = open_trackers(config.report_to, config.experiment, run_dir / "trackers", record)
+                run.log = stack.enter_context(MetricsLog(run_dir / METRICS_FILE, trackers))
+                if progress:
+                    run.bar = stack.enter_context(tqdm(total=config.steps, initial=run.state.step,
+                                                       desc=config.experiment, unit="step"))
 
-        on_main(accelerator, open_guard)
-        with run.interrupt:
-            stop_reason = run.run()
-        run.save()
-        if stop_reason is not None:
-            on_main(accelerator, lambda: run.budget.finish("stopped", stop_reason))
-        charged, session = on_main(accelerator, lambda: (run.charged, run.session))
+            on_main(accelerator, open_guard)
+            with run.interrupt:
+                stop_reason = run.run()
+            run.save()
+            if stop_reason is not None:
+                on_main(accelerator, lambda: run.budget.finish("stopped", stop_reason))
+            charged, session = on_main(accelerator, lambda: (run.charged, run.session))
     if stop_reason is not None and stop_reason.startswith(INTERRUPTED):
         raise RunInterrupted(
             f"{config.experiment}: {stop_reason}; checkpoint {checkpoint_path(run_dir, run.state.step)}",

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from experiments.training.checkpoint import RUN_CONFIG, Checkpoint, latest_checkpoint
+from experiments.training.run_lock import DirectoryLock, claim_directory
 
 
 class ConfigMismatch(ValueError):
@@ -67,20 +69,24 @@ def check_same_config(recorded: dict[str, Any], current: dict[str, Any], where: 
         )
 
 
-def open_run_dir(run_dir: str | os.PathLike[str], config: dict[str, Any]) -> Checkpoint | None:
+def open_run_dir(run_dir: str | os.PathLike[str], config: dict[str, Any],
+                 held: ExitStack | None = None) -> Checkpoint | None:
     """Prepare ``run_dir`` for a run of ``config``; return the checkpoint to resume from, if any.
 
     A new directory gets ``run_config.json``. An existing one must have been started with the
     same configuration (and so must its latest checkpoint), else ``ConfigMismatch``. A
-    non-empty directory that was never a run directory is refused rather than written into.
+    non-empty directory that was never a run directory is refused rather than written into
+    (``claim_directory``). With ``held``, the directory's lock is taken first and kept there
+    (``DirectoryBusy`` while another process trains in it).
     """
     run_dir = Path(run_dir)
     record = run_dir / RUN_CONFIG
-    if record.is_file():
+    fresh = claim_directory(run_dir, RUN_CONFIG, "training run directory")
+    if held is not None:
+        held.enter_context(DirectoryLock(run_dir))
+        fresh = claim_directory(run_dir, RUN_CONFIG, "training run directory")  # again, now that it is ours
+    if not fresh:
         check_same_config(read_run_config(record), config, record)
-    elif run_dir.is_dir() and any(run_dir.iterdir()):
-        raise FileExistsError(f"{run_dir} is not empty and holds no {RUN_CONFIG}: it is not a run directory "
-                              "of this program; choose an empty or new directory")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         temporary = record.with_name(f".{RUN_CONFIG}.tmp")

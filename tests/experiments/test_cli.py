@@ -130,3 +130,42 @@ def test_version_and_documented_exit_statuses(capsys):
     with pytest.raises(SystemExit) as usage:
         main(["run", "--no-such-flag"])
     assert usage.value.code == 2
+
+
+def test_the_exit_statuses_of_a_busy_directory_and_a_bug_are_documented(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "6 the run directory is in use by another run" in text and "1 unexpected error (a bug)" in text
+
+
+def test_report_of_a_truncated_results_file_is_one_line_naming_it(tmp_path):
+    (tmp_path / "results.json").write_text('{"format": "llmtime-plan-results/1", "plan": "demo", "stag')
+    finished = run_cli("report", "--out", str(tmp_path))
+    assert finished.returncode == 3, finished.stderr
+    assert f"{tmp_path / 'results.json'}: unreadable results file (JSONDecodeError" in finished.stderr
+    assert "Traceback" not in finished.stderr and finished.stderr.count("\n") == 1
+    assert sorted(os.listdir(tmp_path)) == ["results.json"]  # no report, no figures, no lock written
+
+
+def test_out_pointing_at_a_file_is_refused_and_the_file_kept(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    finished = run_cli("baseline", "--plan", "demo", "--out", str(target), "--no-progress")
+    assert finished.returncode == 3 and "is a file, not a directory" in finished.stderr, finished.stderr
+    assert "Traceback" not in finished.stderr and target.read_text() == "mine"
+
+
+def test_a_truncated_or_misplaced_data_file_is_one_line_naming_it(tmp_path):
+    from lvdata import save_trajectories, simulate
+
+    data = tmp_path / "lv.h5"
+    save_trajectories(data, *simulate(10, seed=0))
+    data.write_bytes(data.read_bytes()[:3000])  # an interrupted copy
+    finished = run_cli("run", "--plan", "demo", "--dry-run", "--data", str(data))
+    assert finished.returncode == 3, finished.stderr
+    assert f"{data}: unreadable HDF5 file" in finished.stderr and "Traceback" not in finished.stderr
+    folder = tmp_path / "folder.h5"  # the demo falls back to simulating only when the file is missing
+    folder.mkdir()
+    finished = run_cli("run", "--plan", "demo", "--dry-run", "--data", str(folder))
+    assert finished.returncode == 3 and f"{folder}: not a regular file" in finished.stderr, finished.stderr

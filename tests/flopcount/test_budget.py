@@ -197,3 +197,11 @@ def test_an_experiment_cap_counts_reservations_at_their_settled_cost(ledger_path
         with pytest.raises(ExperimentCapExceeded):
             guard.reserve_generation(prompt_len=64, max_new_tokens=32, step=2)
     assert experiment_row(ledger_path).flops == 2 * settled
+
+
+def test_ctrl_c_marks_the_experiment_stopped_interrupted_and_propagates(ledger_path):
+    with pytest.raises(KeyboardInterrupt), budget(ledger_path) as guard:
+        guard.charge_training_step(batch=4, seq_len=128, step=0)
+        raise KeyboardInterrupt
+    row = experiment_row(ledger_path)
+    assert (row.status, row.stop_reason) == ("stopped", "interrupted (Ctrl-C)")  # not "failed: KeyboardInterrupt"

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments.pipeline.plan import load_plan
+from experiments.pipeline.plan import PlanError, load_plan
 from experiments.pipeline.runner import LEDGER_FILE, PlanOverBudget, dry_run, run_plan
 from experiments.models.loading import tiny_config
+from experiments.training.run_dir import ConfigMismatch
 from flopcount import CountSetup, Ledger, audit_report, forward_flops, training_step_flops
 
 MINI_PLAN = """
@@ -243,14 +244,18 @@ def test_a_plan_that_cannot_fit_is_refused_before_any_work(qwen_assets, tmp_path
 
 def test_a_stage_whose_source_has_not_run_is_refused(qwen_assets, tmp_path):
     plan = load_plan(write_mini_plan(tmp_path, qwen_assets))
-    with pytest.raises(RuntimeError, match="uses the best setting of 'grid', which has not finished"):
+    with pytest.raises(PlanError, match="uses the best setting of 'grid', which has not finished"):
         run_plan(plan, tmp_path / "run", only=["context"], progress=False)
+    assert not (tmp_path / "run" / LEDGER_FILE).exists()  # refused before the measurement was charged
 
 
 def test_another_plan_is_refused_in_a_used_run_directory(finished_run, qwen_assets, tmp_path):
     edited = write_mini_plan(tmp_path, qwen_assets, limit="3e12")
-    with pytest.raises(ValueError, match="holds a run of another plan"):
+    before = ledger_rows(finished_run)
+    with pytest.raises(ConfigMismatch, match="holds a run of another plan"):
         run_plan(load_plan(edited), finished_run, progress=False)
+    assert {name: row.total for name, row in ledger_rows(finished_run).items()} == {
+        name: row.total for name, row in before.items()}  # refused before a charge
 
 
 @pytest.mark.slow
@@ -355,3 +360,19 @@ def test_every_figure_of_the_report_is_a_png_and_a_pdf(finished_run, figure_chec
     assert {path.with_suffix(".png") for path in finished_run.rglob("*.pdf")} == written
     for png in sorted(written):
         figure_check(png)
+
+
+def test_evaluate_without_its_adapter_is_refused_before_a_charge(finished_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    results = json.loads((out / "results.json").read_text())
+    results["stages"]["evaluate"]["status"] = "running"  # as if killed in evaluate
+    (out / "results.json").write_text(json.dumps(results))
+    final = results["stages"]["final"]["runs"][0]
+    shutil.rmtree(out / final["checkpoint"])
+    before = {name: row.total for name, row in ledger_rows(out).items()}
+    with pytest.raises(PlanError, match=r"forecasts with the adapter of run 'final', but .* is missing"):
+        run_plan(load_plan(finished_run.parent / "mini.toml"), out, only=["evaluate"], progress=False)
+    assert {name: row.total for name, row in ledger_rows(out).items()} == before

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -72,3 +76,53 @@ def test_the_trainer_options_are_documented_and_reach_the_config(tmp_path, capsy
     config = configs(args)[0]
     assert (config.mixed_precision, config.lr_schedule, config.warmup_steps, config.grad_accum_steps) == (
         "bf16", "linear", 3, 4)
+
+
+def test_a_non_empty_run_dir_is_refused_untouched(tmp_path):
+    run_dir, ledger = tmp_path / "mine", tmp_path / "l.sqlite"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    finished = subprocess.run([sys.executable, "-m", "experiments", "train", "--run-dir", str(run_dir),
+                               "--experiment", "e", "--budget", "1e17", "--ledger", str(ledger), "--steps", "1",
+                               "--simulate-systems", "6", "--no-progress"], capture_output=True, text=True)
+    assert finished.returncode == 3, finished.stderr
+    assert "is not empty (notes.txt) and holds no run_config.json" in finished.stderr
+    assert "Traceback" not in finished.stderr and finished.stderr.count("\n") == 1
+    assert os.listdir(run_dir) == ["notes.txt"] and not ledger.exists()
+
+
+def test_a_run_dir_in_use_exits_6_naming_the_holder(tiny_model_dir, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom experiments.training.run_lock import "
+                               "DirectoryLock\nwith DirectoryLock(sys.argv[1]):\n    print('locked', flush=True)\n"
+                               "    time.sleep(120)", str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        finished = subprocess.run([sys.executable, "-m", "experiments.training.cli", "--model", str(tiny_model_dir),
+                                   "--run-dir", str(tmp_path / "run"), "--experiment", "e", "--budget", "1e17",
+                                   "--ledger", str(tmp_path / "l.sqlite"), "--steps", "1", "--context", "32",
+                                   "--simulate-systems", "6", "--no-progress"], capture_output=True, text=True)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert finished.returncode == 6, finished.stderr
+    assert f"in use by another run (pid {holder.pid}" in finished.stderr and "Traceback" not in finished.stderr
+
+
+def test_resuming_on_changed_data_is_one_line_not_a_digest_traceback(tiny_model_dir, tmp_path, capsys):
+    from lvdata import save_trajectories, simulate
+
+    data = tmp_path / "lv.h5"
+    trajectories, times = simulate(6, seed=0)
+    save_trajectories(data, trajectories, times)
+    common = ["--model", str(tiny_model_dir), "--run-dir", str(tmp_path / "run"), "--experiment", "e",
+              "--budget", "1e17", "--ledger", str(tmp_path / "l.sqlite"), "--steps", "2", "--context", "32",
+              "--checkpoint-every", "2", "--eval-every", "0", "--data", str(data), "--no-progress"]
+    assert main(common) == 0
+    capsys.readouterr()
+    changed = trajectories.copy()
+    changed[:, 10:] *= 1.7  # new values after step 10 (a uniform rescaling would not change the scaled text)
+    save_trajectories(data, changed, times, overwrite=True)
+    assert main(common) == 3
+    err = capsys.readouterr().err
+    assert "not the same training windows (the data file or the tokenizer changed since)" in err.splitlines()[-1]
+    assert "Traceback" not in err

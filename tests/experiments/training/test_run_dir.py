@@ -49,3 +49,10 @@ def test_a_new_run_directory_records_its_config_and_reads_it_back(tmp_path):
         read_run_config(tmp_path / "list.json")
     with pytest.raises(ValueError, match="cannot read the run configuration"):
         read_run_config(tmp_path / "missing.json")
+
+
+def test_a_directory_that_is_not_a_run_directory_is_left_alone(tmp_path):
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(FileExistsError, match=r"is not empty \(thesis.tex\) .* not a training run directory"):
+        open_run_dir(tmp_path, RUN_CONFIG_A)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
