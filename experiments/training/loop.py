@@ -60,7 +60,7 @@ from experiments.training.loss import count_targets
 from experiments.training.distinct_rows import causal_lm_nats, distinct_rows_output
 from experiments.training.metrics_log import METRICS_FILE, MetricsLog
 from experiments.training.trackers import open_trackers
-from experiments.training.run_dir import ConfigMismatch, config_hash, open_run_dir
+from experiments.training.run_dir import check_resumable, config_hash, open_run_dir
 from experiments.training.config import BudgetConfig, TrainConfig, TrainResult
 from flopcount import Budget, BudgetExceeded, PlanDoesNotFit
 from flopcount.ledger.records import Charge
@@ -293,19 +293,6 @@ class _Run:
         return None
 
 
-_RESUME_FIELDS = {"config_hash": "configuration", "data_order_seed": "data order seed", "world_size": "process count",
-                  "train_windows_digest": "training windows (the data file or the tokenizer changed since)"}
-
-
-def _check_resumable(saved: TrainerState, current: TrainerState, where: Path) -> None:
-    for name, meaning in _RESUME_FIELDS.items():
-        if getattr(saved, name) != getattr(current, name):
-            raise ConfigMismatch(f"cannot resume from {where}: not the same {meaning} as when it was saved ({name} "
-                                 f"{str(getattr(saved, name))[:16]} -> {str(getattr(current, name))[:16]}), so the "
-                                 "data order would not continue where it stopped: restore them, or use a new run "
-                                 "directory")
-
-
 def _preflight(run: _Run, require_fit: bool) -> None:
     """Say (or, with ``require_fit``, refuse) when the rest of the run cannot all be paid
     (``Budget.preflight``: the steps after the last checkpoint and their validations)."""
@@ -349,7 +336,7 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
                              config_hash=config_hash(record),
                              train_windows_digest=windows_digest(data.train_windows(config.context)))
         if checkpoint is not None:
-            _check_resumable(checkpoint.state, fresh, checkpoint.path)
+            check_resumable(checkpoint.state, fresh, checkpoint.path)
             load_checkpoint(checkpoint, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
                             rank=rank)
         run = _Run(model, optimizer, scheduler, accelerator, data, config, run_dir,

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from experiments.training.checkpoint import RUN_CONFIG, Checkpoint, latest_checkpoint
+from experiments.training.checkpoint import RUN_CONFIG, Checkpoint, TrainerState, latest_checkpoint
 from experiments.training.run_lock import DirectoryLock, claim_directory
 
 
@@ -100,3 +100,18 @@ def open_run_dir(run_dir: str | os.PathLike[str], config: dict[str, Any],
             raise ConfigMismatch(f"{checkpoint.path} has config hash {checkpoint.state.config_hash}, "
                                  f"not {config_hash(config)} of {stored}; the checkpoint was altered")
     return checkpoint
+
+
+_RESUME_FIELDS = {"config_hash": "configuration", "data_order_seed": "data order seed", "world_size": "process count",
+                  "train_windows_digest": "training windows (the data file or the tokenizer changed since)"}
+
+
+def check_resumable(saved: TrainerState, current: TrainerState, where: Path) -> None:
+    """Raise ``ConfigMismatch`` unless a checkpoint's state ``saved`` (at ``where``) continues the
+    run ``current`` would start: same configuration, data order seed, process count and windows."""
+    for name, meaning in _RESUME_FIELDS.items():
+        if getattr(saved, name) != getattr(current, name):
+            raise ConfigMismatch(f"cannot resume from {where}: not the same {meaning} as when it was saved ({name} "
+                                 f"{str(getattr(saved, name))[:16]} -> {str(getattr(current, name))[:16]}), so the "
+                                 "data order would not continue where it stopped: restore them, or use a new run "
+                                 "directory")

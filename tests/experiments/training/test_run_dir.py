@@ -56,3 +56,18 @@ def test_a_directory_that_is_not_a_run_directory_is_left_alone(tmp_path):
     with pytest.raises(FileExistsError, match=r"is not empty \(thesis.tex\) .* not a training run directory"):
         open_run_dir(tmp_path, RUN_CONFIG_A)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
+
+
+def test_a_checkpoint_resumes_only_the_run_whose_data_order_it_continues(tmp_path):
+    from dataclasses import replace
+
+    from experiments.training.checkpoint import TrainerState
+    from experiments.training.run_dir import ConfigMismatch, check_resumable
+
+    saved = TrainerState(step=4, seed=0, data_order_seed=0, world_size=1, config_hash="abc",
+                         train_windows_digest="d1")
+    check_resumable(saved, replace(saved, step=0), tmp_path)  # the same run, started afresh: resumes
+    for field, value, meaning in (("world_size", 2, "process count"), ("train_windows_digest", "d2", "training windows"),
+                                  ("data_order_seed", 1, "data order seed")):
+        with pytest.raises(ConfigMismatch, match=rf"cannot resume from {tmp_path}: not the same {meaning}"):
+            check_resumable(saved, replace(saved, step=0, **{field: value}), tmp_path)
