@@ -124,6 +124,7 @@ def test_a_version_1_ledger_is_upgraded_in_place_and_keeps_its_charges(path):
     with closing(sqlite3.connect(path)) as connection:  # rewrite it as schema version 1 had it
         connection.execute("ALTER TABLE charges DROP COLUMN settled_at")
         connection.execute("ALTER TABLE charges DROP COLUMN reserved_flops")
+        connection.execute("ALTER TABLE sessions DROP COLUMN checkpoint_step")  # added by version 4
         connection.execute("PRAGMA user_version = 1")
         connection.commit()
     with Ledger(path) as ledger:

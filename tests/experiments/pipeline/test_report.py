@@ -50,7 +50,8 @@ def test_the_report_has_the_header_the_audit_the_sweep_and_the_projection(tmp_pa
     assert f"spent **{5.1e13:.6g}** of {LIMIT:.6g} FLOPs (5.10%)" in text
     assert "## Learning rate x LoRA rank grid (stage `grid`)" in lines
     assert "| 0.01 | 1 | 2e+13 | 2.00% | 1.25 | 2 | finished **(best)** |" in lines
-    assert "Selected `grid/lr=0.01` (lowest validation loss); the next stage uses its setting." in lines
+    assert ("Selected `grid/lr=0.01` (lowest validation loss; each run's adapter is its last checkpoint, at the "
+            "step shown); the next stage uses its setting.") in lines
     assert "| grid | finished | 1e+14 | 5e+13 | 50.0% | 12 s |" in lines
     assert "| final | pending | 0 | 0 | - | - |" in lines
     assert "## Training curves" not in text and "Did fine-tuning learn?" not in text  # nothing to show
