@@ -256,7 +256,8 @@ def _project_stage(model: Any, plan: Plan, stage: StageSpec, shapes: DataShapes,
         candidates = _candidates(plan, stage.source)
     if stage.kind == "baseline":
         return StageProjection(stage.name, stage.kind, forecast_flops(model, plan, shapes),
-                               note="untrained model, greedy + sampled; upper bound")
+                               note=f"untrained model: {', '.join(f.method_name for f in plan.forecast_passes())}; "
+                                    "upper bound")
     if stage.kind == "evaluate":
         flops = max(forecast_flops(model, plan, shapes, chosen.lora_config())
                     + base_validation_flops(model, plan, chosen, shapes)  # the untrained base, same windows
