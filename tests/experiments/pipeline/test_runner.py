@@ -269,7 +269,7 @@ def test_a_stage_whose_source_has_not_run_is_refused(qwen_assets, tmp_path):
 def test_another_plan_is_refused_in_a_used_run_directory(finished_run, qwen_assets, tmp_path):
     edited = write_mini_plan(tmp_path, qwen_assets, limit="3e12")
     before = ledger_rows(finished_run)
-    with pytest.raises(ConfigMismatch, match="holds a run of another plan"):
+    with pytest.raises(ConfigMismatch, match="holds a run of plan .* with other settings"):
         run_plan(load_plan(edited), finished_run, progress=False)
     assert {name: row.total for name, row in ledger_rows(finished_run).items()} == {
         name: row.total for name, row in before.items()}  # refused before a charge
