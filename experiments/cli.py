@@ -116,9 +116,9 @@ def data_path_of(args: argparse.Namespace) -> str | None:
     for origin, value in (("--data", args.data), (f"${DATA_ENV}", os.environ.get(DATA_ENV))):
         if value:
             path = Path(value).expanduser().resolve()
-            if not path.is_file():
-                raise DatasetError(f"{path} (from {origin}): {'not a file' if path.exists() else 'file not found'}; "
-                                   f"{DATA_SEARCH}, and a path given there is never replaced by simulated data")
+            if not path.exists():  # (one that exists but is no HDF5 file is refused when it loads)
+                raise DatasetError(f"{path} (from {origin}): file not found; {DATA_SEARCH}, and a path given by "
+                                   "--data or the variable is never replaced by simulated data")
             return str(path)
     return None
 
