@@ -11,13 +11,8 @@ Every stage command runs the plan's stage of that kind into ``--out`` (the stage
 setting from must have finished there); ``run`` runs them all in order and resumes an
 interrupted run directory. ``--set section.key=value`` (repeatable) changes one plan value,
 checked exactly like the TOML; ``--data`` and ``--model`` point at your own files. The data
-file is found from ``--data``, then ``$LLMTIME_DATA``, then the plan.
-
-exit status: 0 done; 1 unexpected error (a bug); 2 usage error; 3 bad input (plan, data, model,
-ledger, run directory); 4 stopped by the budget (the plan does not fit, or a run stopped when its
-share ran out); 5 stopped for another reason (a non-finite loss); 6 the run directory is in use
-by another run (its pid is named); 130 interrupted (Ctrl-C: re-run the same command to resume).
-Errors are one line; --debug shows the traceback.
+file is found from ``--data``, then ``$LLMTIME_DATA``, then the plan's ``[data]`` path; a path
+given by ``--data`` or ``$LLMTIME_DATA`` must exist (the plan's ``fallback`` does not apply to it).
 """
 
 from __future__ import annotations
@@ -26,13 +21,14 @@ import argparse
 import json
 import logging
 import os
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from experiments.pipeline.plan import STAGE_KINDS, PlanError, load_plan, shipped_plans
 from experiments.training.cli import EXIT_BUDGET, EXIT_STOPPED, add_train_command
-from experiments.training.errors import run_command
+from experiments.training.errors import add_common_options, run_command
 from experiments.basemodel.cli import add_base_dir_argument, add_pretrain_command, apply_base_dir
+from lvdata import DatasetError
+from lvdata.exit_status import package_version
 
 DATA_ENV = "LLMTIME_DATA"
 
@@ -48,8 +44,7 @@ _STAGE_HELP = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
 
     run = subparsers.add_parser("run", help="run a whole plan in order (or project it with --dry-run)",
@@ -76,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "directory's ledger and results.json.")
     report.add_argument("--out", type=Path, required=True, help="the run directory")
     report.set_defaults(func=_report)
+    add_common_options(parser, subparsers)
     return parser
 
 
@@ -91,16 +87,40 @@ def _plan_arguments(parser: argparse.ArgumentParser, out_required: bool) -> None
     add_base_dir_argument(parser)
 
 
+DATA_SEARCH = f"the data file is found from --data, then ${DATA_ENV}, then the plan's [data] path"
+
+
 def plan_of(args: argparse.Namespace):
-    """The plan with ``--data`` (or ``$LLMTIME_DATA``), ``--model`` and every ``--set`` applied."""
+    """The plan with ``--data`` (or ``$LLMTIME_DATA``), ``--model`` and every ``--set`` applied.
+    A data file named by ``--data`` or ``$LLMTIME_DATA`` must exist; one named by the plan must
+    exist unless the plan's ``fallback = "simulate"``. ``DatasetError`` says where the path came from."""
     overrides = list(args.overrides)
-    data = args.data or os.environ.get(DATA_ENV)
+    data = data_path_of(args)
     if data:
-        overrides.append(f"data.path={json.dumps(str(Path(data).expanduser().resolve()))}")
+        overrides.append(f"data.path={json.dumps(data)}")
     if args.model:
         model = Path(args.model).expanduser()
         overrides.append(f"model.source={json.dumps(str(model.resolve()) if model.exists() else args.model)}")
-    return load_plan(args.plan, overrides)
+    plan = load_plan(args.plan, overrides)
+    path = plan.data.path
+    if not data and path is not None and not Path(path).exists() and plan.data.fallback == "error":
+        origin = ("--set data.path" if any(o.strip().startswith("data.path") for o in args.overrides)
+                  else "the plan's [data] path")
+        raise DatasetError(f"{path} (from {origin}): file not found; pass --data PATH or set ${DATA_ENV}, or set "
+                           f"fallback = \"simulate\" in the plan's [data] to simulate instead ({DATA_SEARCH})")
+    return plan
+
+
+def data_path_of(args: argparse.Namespace) -> str | None:
+    """The data file of ``--data``, else of ``$LLMTIME_DATA`` (resolved), else None (the plan's)."""
+    for origin, value in (("--data", args.data), (f"${DATA_ENV}", os.environ.get(DATA_ENV))):
+        if value:
+            path = Path(value).expanduser().resolve()
+            if not path.exists():  # (one that exists but is no HDF5 file is refused when it loads)
+                raise DatasetError(f"{path} (from {origin}): file not found; {DATA_SEARCH}, and a path given by "
+                                   "--data or the variable is never replaced by simulated data")
+            return str(path)
+    return None
 
 
 def _summary(plan, out: Path) -> dict:
@@ -188,13 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     apply_base_dir(args)
     return run_command(args.func, args, debug=args.debug, over_budget=(PlanOverBudget,))
-
-
-def _version() -> str:
-    try:
-        return version("llmtime-budget")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 __all__ = ["STAGE_KINDS", "build_parser", "main"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,25 +20,30 @@ from flopcount.count.setup import DEFAULT_LORA_TARGETS, CountSetup
 from flopcount.count.workload import TrainingWorkload, estimate_run, steps_that_fit
 from flopcount.count.formatting import format_table, flops_text
 from flopcount.count.shape import PRESETS
+from flopcount.ledger.sqlite_file import LedgerError
+from lvdata.exit_status import ErrorKinds, add_common_options, package_version, run_command
+
+# TypeError: CountSetup's checks of a model it cannot read; LedgerError: a damaged or foreign ledger.
+ERROR_KINDS = ErrorKinds(bad_input=(TypeError, LedgerError))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m flopcount", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m flopcount", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_count_command(subparsers)
     add_plan_command(subparsers)
     add_audit_command(subparsers)
+    add_common_options(parser, subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; errors are one line and an exit status of :mod:`lvdata.exit_status` (see --help)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(args.func, args, debug=args.debug, prog=f"{parser.prog} {args.command}", kinds=ERROR_KINDS)
 
 
 def add_count_command(subparsers: Any) -> None:

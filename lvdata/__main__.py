@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from lvdata.defaults import default_tokenizer_source, load_dataset
-from lvdata.io import DatasetError
+from lvdata.exit_status import add_common_options, run_command
 from lvdata.summary_view import format_summary, plot_token_lengths
 from lvdata.summary import summarize
-from lvdata.tokens import TokenizerLoadError, load_tokenizer
+from lvdata.tokens import load_tokenizer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,20 +22,24 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--seed", type=int, default=0, help="split seed (and simulate seed) [0]")
     summary.add_argument("--plot", help="also write a PNG histogram of token lengths here")
     summary.add_argument("--force", action="store_true", help="replace an existing --plot file")
+    summary.set_defaults(func=run_summary)
+    add_common_options(parser, commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command; errors are one line and an exit status of :mod:`lvdata.exit_status` (see --help)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(args.func, args, debug=args.debug, prog=f"{parser.prog} {args.command}")
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    """Print the dataset summary (and write the --plot PNG); return the exit status."""
     if args.plot and Path(args.plot).exists() and not args.force:
-        print(f"error: {args.plot} exists; not overwriting it (pass --force to replace it)", file=sys.stderr)
-        return 2
-    try:
-        dataset = load_dataset(args.data, seed=args.seed)
-        tokenizer = load_tokenizer(args.tokenizer or default_tokenizer_source())
-    except (DatasetError, TokenizerLoadError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise FileExistsError(f"{args.plot} exists; not overwriting it (pass --force to replace it)")
+    dataset = load_dataset(args.data, seed=args.seed)
+    tokenizer = load_tokenizer(args.tokenizer or default_tokenizer_source())
     summary = summarize(dataset, tokenizer, seed=args.seed)
     print(format_summary(summary))
     if args.plot:

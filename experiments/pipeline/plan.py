@@ -35,6 +35,7 @@ or ``$LLMTIME_SHARED``); other relative paths are relative to the plan file.
 from __future__ import annotations
 
 import itertools
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -141,7 +142,10 @@ def load_plan(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Plan:
         raise PlanError(f"{path}: not valid TOML: {error}") from None
     for override in overrides:
         apply_override(document, override, path)
-    plan = parse_plan(document, path)
+    try:
+        plan = parse_plan(document, path)
+    except PlanError as error:
+        raise PlanError(f"{error}{override_origin(str(error), overrides)}") from None
     lines = "".join(f"\n# --set {override}" for override in overrides)
     return replace(plan, text=text + lines)
 
@@ -163,6 +167,17 @@ def apply_override(document: dict[str, Any], override: str, path: Path) -> None:
     if not isinstance(table, dict):
         raise PlanError(f"{path}: [{section_name}] must be a table")
     table[name] = value
+
+
+def override_origin(message: str, overrides: Sequence[str]) -> str:
+    """`` (from --set ...)`` when an error ``message`` about ``[section]``'s ``key`` concerns a
+    value an override set, else ``""``: the TOML path alone would point at the wrong place."""
+    culprits = []
+    for override in overrides:
+        section_name, _, name = override.partition("=")[0].strip().partition(".")
+        if f"[{section_name}]" in message and re.search(rf"\b{re.escape(name)}\b", message):
+            culprits.append(f"--set {override.strip()}")
+    return f" (from {', '.join(culprits)})" if culprits else ""
 
 
 SETTABLE_SECTIONS = ("model", "data", "budget", "training", "forecast")

@@ -8,6 +8,7 @@ runs continue from their checkpoints with the steps decided when they first star
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -41,9 +42,13 @@ class Results:
         if not path.exists():
             return cls(path, {"format": FORMAT, "plan": plan_name, "plan_text": plan_text, "stages": {}})
         document = _load(path)
-        if document.get("plan") != plan_name or document.get("plan_text") != plan_text:
-            raise ConfigMismatch(f"{out_dir} holds a run of another plan (or of an edited version of plan "
-                             f"{document.get('plan')!r}); choose another --out directory")
+        if document.get("plan") != plan_name:
+            raise ConfigMismatch(f"{out_dir} holds a run of another plan ({document.get('plan')!r}, not "
+                                 f"{plan_name!r}); choose another --out directory")
+        if document.get("plan_text") != plan_text:
+            raise ConfigMismatch(f"{out_dir} holds a run of plan {plan_name!r} with other settings "
+                                 f"({text_difference(str(document.get('plan_text', '')), plan_text)}); re-run with "
+                                 "the same --set/--data/--model, or choose another --out directory")
         return cls(path, document)
 
     @classmethod
@@ -89,11 +94,20 @@ def _load(path: Path) -> dict[str, Any]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ResultsError(f"{path}: unreadable results file ({type(error).__name__}: {error}); it was not "
-                           "written by a finished save of this tool: move it away to start afresh") from None
+                           "written by a finished save of this tool: run into a new --out directory") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise ResultsError(f"{path}: not a results file of this tool (format {found!r}, expected {FORMAT!r})")
     return document
+
+
+def text_difference(before: str, after: str, lines: int = 4) -> str:
+    """The first ``lines`` lines that differ between two plan texts, as ``-old | +new`` on one line."""
+    changed = [line for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()]
+    shown = " | ".join(f"{line[0]}{line[1:].strip()}" for line in changed[:lines])
+    more = f" | ... {len(changed) - lines} more" if len(changed) > lines else ""
+    return f"the run's plan text {shown}{more}" if changed else "the plan texts differ only in blank lines"
 
 
 def run_config(entry: dict[str, Any]) -> TrainConfig:

@@ -53,6 +53,7 @@ from experiments.pipeline.stages import (
     score_at_common_context,
 )
 from experiments.pipeline.workspace import LEDGER_FILE, PLAN_SPLITS, PlanWorkspace
+from experiments.training.errors import NothingToSelect
 from experiments.training.run_dir import ConfigMismatch
 from experiments.basemodel import base_summary
 from experiments.training.run_lock import DirectoryLock, claim_directory
@@ -265,8 +266,11 @@ def select_best(stage: str, runs: list[dict[str, Any]], key: str, criterion: str
                        "selection", stage, entry["experiment"], entry["status"], entry["steps_done"],
                        entry["stop_reason"] or "no validation")
     if not scored:
-        raise RuntimeError(f"stage {stage!r}: no run has a validation loss to select by "
-                           f"({', '.join(entry['experiment'] for entry in missing)} stopped before validating)")
+        why = "; ".join(f"{entry['experiment']} {entry['status']} after {entry['steps_done']} steps "
+                        f"({entry['stop_reason'] or 'no validation'})" for entry in missing)
+        raise NothingToSelect(f"stage {stage!r}: no run has a validation loss to select by ({why}); give its runs "
+                              "enough steps (or budget_share) to validate at least once, or set eval_every, then "
+                              "run into a new --out directory")
     best = min(scored, key=lambda entry: entry[key])
     return {"experiment": best["experiment"], "settings": best["settings"], "val_loss": best[key],
             "criterion": criterion, "missing": missing}

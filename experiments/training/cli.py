@@ -31,6 +31,7 @@ from experiments.training.errors import (  # noqa: F401  (the exit statuses, re-
     EXIT_INTERRUPTED,
     EXIT_STATUSES,
     EXIT_STOPPED,
+    add_common_options,
     run_command,
 )
 from flopcount.cli import flops_argument
@@ -162,10 +163,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.training.cli", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=f"exit status:\n{EXIT_STATUSES}")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    add_common_options(parser)
     args = parser.parse_args(argv)
     return run_command(run_train, args, debug=args.debug, prog=parser.prog)
 

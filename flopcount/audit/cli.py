@@ -3,7 +3,8 @@
 Prints the audit table as Markdown (or, with ``--json``, an object with ``limit``, ``total``,
 ``remaining`` and ``experiments``) on stdout; ``--out DIR`` also writes ``audit.md``,
 ``audit.csv``, ``audit.png`` and ``audit.pdf`` there, refusing to replace existing files unless ``--force``.
-Exit status 0 on success, 2 when the ledger cannot be audited or a file would be replaced.
+Errors (a ledger that cannot be audited, a file that would be replaced) propagate to the
+``flopcount`` CLI, which reports them as bad input (exit status 3, :mod:`lvdata.exit_status`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from flopcount.audit.table import AUDIT_FILES, audit_report
-from flopcount.ledger.sqlite_file import LedgerError
 
 
 def add_audit_command(subparsers: Any) -> None:
@@ -35,12 +35,8 @@ def add_audit_command(subparsers: Any) -> None:
 
 def run_audit(args: argparse.Namespace) -> int:
     """Run the audit described by parsed ``args``; return the exit status."""
-    try:
-        report = audit_report(args.ledger)
-        written = report.write(args.out, force=args.force) if args.out else []
-    except (LedgerError, FileExistsError) as error:
-        print(f"python -m flopcount audit: error: {error}", file=sys.stderr)
-        return 2
+    report = audit_report(args.ledger)
+    written = report.write(args.out, force=args.force) if args.out else []
     print((report.to_json() if args.json else report.to_markdown()).rstrip("\n"))
     for path in written:
         print(f"wrote {path}", file=sys.stderr)

@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from experiments.cli import main
+from lvdata.exit_status import EXIT_STATUSES
 from flopcount import CountSetup, training_step_flops
 
+ROOT = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = ("run", "baseline", "train", "sweep", "context", "final", "evaluate", "report")
 
 
@@ -75,6 +78,7 @@ def test_set_data_and_model_override_the_plan_and_are_checked_like_the_toml(tmp_
     from experiments.cli import build_parser, plan_of
 
     data = tmp_path / "mine.h5"
+    data.touch()  # a --data file must exist (its content is read when the data loads)
     args = build_parser().parse_args(["run", "--plan", "demo", "--dry-run", "--set", "training.learning_rate=2e-3",
                                       "--set", "forecast.series=2", "--data", str(data), "--model", "my/model"])
     plan = plan_of(args)
@@ -90,6 +94,8 @@ def test_set_data_and_model_override_the_plan_and_are_checked_like_the_toml(tmp_
 def test_the_data_file_comes_from_the_environment_when_no_flag_names_it(tmp_path, monkeypatch):
     from experiments.cli import build_parser, plan_of
 
+    for name in ("env.h5", "flag.h5"):
+        (tmp_path / name).touch()
     monkeypatch.setenv("LLMTIME_DATA", str(tmp_path / "env.h5"))
     assert plan_of(build_parser().parse_args(["run", "--plan", "demo"])).data.path == str(tmp_path / "env.h5")
     flag = plan_of(build_parser().parse_args(["run", "--plan", "demo", "--data", str(tmp_path / "flag.h5")]))
@@ -136,7 +142,54 @@ def test_the_exit_statuses_of_a_busy_directory_and_a_bug_are_documented(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "6 the run directory is in use by another run" in text and "1 unexpected error (a bug)" in text
+    assert "6 the run directory is in use by another process" in text and "1 an unexpected error (a bug)" in text
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_documents_the_exit_statuses_and_takes_debug(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert EXIT_STATUSES in capsys.readouterr().out
+    from experiments.cli import build_parser
+
+    required = {"run": ["--plan", "demo"], "report": ["--out", "x"],
+                "train": ["--run-dir", "x", "--experiment", "e", "--budget", "1e12", "--ledger", "l", "--steps", "1"]}
+    arguments = required.get(command, ["--plan", "demo", "--out", "x"])
+    assert build_parser().parse_args([command, *arguments, "--debug"]).debug is True
+    assert build_parser().parse_args(["--debug", command, *arguments]).debug is True
+    assert build_parser().parse_args([command, *arguments]).debug is False
+
+
+def test_debug_after_the_subcommand_shows_the_traceback():
+    finished = run_cli("run", "--plan", "demo", "--dry-run", "--set", "training.learning_rate=nan", "--debug")
+    assert finished.returncode == 1 and "Traceback" in finished.stderr and "PlanError" in finished.stderr
+
+
+@pytest.mark.parametrize("origin", ["--data", "$LLMTIME_DATA"])
+def test_a_mistyped_data_path_is_an_error_naming_its_origin_never_simulated(origin, tmp_path):
+    missing = tmp_path / "no_such_file.h5"
+    if origin == "--data":
+        finished = run_cli("run", "--plan", "demo", "--dry-run", "--data", str(missing))
+    else:
+        finished = run_cli("run", "--plan", "demo", "--dry-run", LLMTIME_DATA=str(missing))
+    assert finished.returncode == 3 and "fits" not in finished.stdout, finished.stdout
+    assert finished.stderr == f"error: {missing} (from {origin}): file not found; the data file is found from " \
+        "--data, then $LLMTIME_DATA, then the plan's [data] path, and a path given by --data or the variable is " \
+        "never replaced by simulated data\n"
+
+
+def test_a_missing_plan_data_file_names_all_three_places(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LLMTIME_DATA", raising=False)
+    plan = tmp_path / "mine.toml"
+    text = (ROOT / "experiments" / "plans" / "demo.toml").read_text(encoding="utf-8")
+    text = text.replace('fallback = "simulate"', 'fallback = "error"')
+    plan.write_text(text.replace("{shared}/data/lotka_volterra_data.h5", "gone.h5"), encoding="utf-8")
+    assert main(["run", "--plan", str(plan), "--dry-run"]) == 3
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{tmp_path / 'gone.h5'} (from the plan's [data] path)" in error, error
+    assert all(place in error for place in ("--data PATH", "$LLMTIME_DATA", "fallback = \"simulate\""))
+    assert main(["run", "--plan", str(plan), "--dry-run", "--set", f"data.path='{tmp_path / 'also.h5'}'"]) == 3
+    assert f"{tmp_path / 'also.h5'} (from --set data.path)" in capsys.readouterr().err
 
 
 def test_report_of_a_truncated_results_file_is_one_line_naming_it(tmp_path):

@@ -11,6 +11,8 @@ import pytest
 from flopcount import CountSetup, COMPONENTS, TrainingWorkload, estimate_run, forward_flops, generation_flops, steps_that_fit, \
     training_step_flops
 
+from lvdata.exit_status import EXIT_BAD_INPUT, EXIT_STATUSES, EXIT_USAGE
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -72,17 +74,34 @@ def test_plan_json_matches_the_api():
     (["count", "--model", "qwen2.5-9b", "--seq-len", "4"], "neither a preset"),
     (["count", "--model", "qwen2.5-0.5b", "--seq-len", "4", "--lora-rank", "2", "--lora-targets", "qkv"],
      "unknown LoRA target"),
-    (["plan", "--model", "qwen2.5-0.5b", "--steps", "1", "--batch", "1", "--seq-len", "8", "--budget", "1.5"],
-     "whole number"),
 ])
-def test_bad_input_exits_2_with_the_problem_named(args, message):
+def test_bad_input_exits_3_with_the_problem_named_on_one_line(args, message):
     result = flopcount_cli(*args)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == EXIT_BAD_INPUT, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_usage_error_exits_2_and_debug_after_the_subcommand_shows_the_traceback():
+    assert flopcount_cli("count", "--no-such-flag").returncode == EXIT_USAGE
+    budget = flopcount_cli("plan", "--model", "qwen2.5-0.5b", "--steps", "1", "--batch", "1", "--seq-len", "8",
+                           "--budget", "1.5")  # an argument argparse's type check refuses: a usage error
+    assert budget.returncode == EXIT_USAGE and "whole number" in budget.stderr
+    debug = flopcount_cli("count", "--model", "qwen2.5-0.5b", "--seq-len", "0", "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "seq_len must be >= 1" in debug.stderr
+    before = flopcount_cli("--debug", "count", "--model", "qwen2.5-0.5b", "--seq-len", "0")
+    assert "Traceback" in before.stderr
+
+
+def test_version_and_every_help_shows_the_shared_exit_statuses():
+    version = flopcount_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("python -m flopcount ")
+    for command in ([], ["count"], ["plan"], ["audit"]):
+        shown = flopcount_cli(*command, "--help")
+        assert shown.returncode == 0 and EXIT_STATUSES in shown.stdout, command
 
 
 def test_unknown_hub_id_fails_clearly_offline():
     result = flopcount_cli("count", "--model", "no-such-owner/no-such-model", "--seq-len", "4",
                            env={"HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 2
+    assert result.returncode == EXIT_BAD_INPUT
     assert "could not load the config of hub model 'no-such-owner/no-such-model'" in result.stderr

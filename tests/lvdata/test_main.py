@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from lvdata.defaults import PROJECT_ROOT
+from lvdata.exit_status import EXIT_BAD_INPUT, EXIT_STATUSES
 
 
 def test_summary_cli_defaults_to_the_real_data_and_prints_token_lengths(real_data_path, qwen_assets, tmp_path):
@@ -30,8 +31,17 @@ def test_summary_cli_reports_a_bad_file_without_a_traceback(tmp_path):
     bad.write_text("not hdf5")
     command = [sys.executable, "-m", "lvdata", "summary", "--data", str(bad)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"error: {bad}: not an HDF5 file"
+    assert result.returncode == EXIT_BAD_INPUT
+    assert result.stderr == f"python -m lvdata summary: error: {bad}: not an HDF5 file\n"
+    debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr  # --debug after the subcommand
+
+
+def test_every_help_shows_the_shared_exit_statuses():
+    for command in ([], ["summary"]):
+        shown = subprocess.run([sys.executable, "-m", "lvdata", *command, "--help"], capture_output=True, text=True,
+                               cwd=PROJECT_ROOT, timeout=120)
+        assert shown.returncode == 0 and EXIT_STATUSES in shown.stdout, command
 
 
 def test_summary_cli_never_overwrites_a_plot_without_force(tmp_path):
@@ -39,5 +49,5 @@ def test_summary_cli_never_overwrites_a_plot_without_force(tmp_path):
     plot.write_bytes(b"the user's own figure")
     command = [sys.executable, "-m", "lvdata", "summary", "--data", str(tmp_path / "missing.h5"), "--plot", str(plot)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
-    assert result.returncode == 2 and "not overwriting it (pass --force" in result.stderr
+    assert result.returncode == EXIT_BAD_INPUT and "not overwriting it (pass --force" in result.stderr
     assert plot.read_bytes() == b"the user's own figure"

@@ -173,3 +173,15 @@ def test_the_trainer_options_parse_into_the_training_config_and_bad_values_are_r
                          ("learning_rate = inf", "learning_rate must be a finite number")):
         with pytest.raises(PlanError, match=rf"\[training\].*{message}"):
             load_plan(write_plan(tmp_path, MINIMAL.replace("[budget]", f"[training]\n{bad}\n[budget]"), "bad.toml"))
+
+
+def test_a_bad_set_value_is_reported_as_coming_from_its_set_not_only_the_toml():
+    with pytest.raises(PlanError) as caught:
+        load_plan("demo", ["training.learning_rate=nan", "training.lora_rank=4"])
+    message = str(caught.value)
+    assert "[training]" in message and "learning_rate" in message
+    assert message.endswith("(from --set training.learning_rate=nan)"), message
+    with pytest.raises(PlanError) as caught:  # an error the overrides did not cause names none
+        load_plan("demo", ["training.lora_rank=4", "budget.limit=-1"])
+    assert "limit" in str(caught.value) and "--set budget.limit=-1" in str(caught.value)
+    assert "lora_rank" not in str(caught.value)

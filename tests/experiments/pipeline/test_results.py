@@ -26,7 +26,7 @@ def test_a_new_document_is_written_atomically_and_read_back(tmp_path):
 def test_another_plan_or_a_foreign_file_is_refused_and_left_as_it_was(tmp_path):
     Results.open(tmp_path, "demo", "text").set("note", 1)
     before = (tmp_path / RESULTS_FILE).read_text()
-    with pytest.raises(ValueError, match="holds a run of another plan"):
+    with pytest.raises(ValueError, match="holds a run of plan 'demo' with other settings"):
         Results.open(tmp_path, "demo", "edited text")
     with pytest.raises(ValueError, match="holds a run of another plan"):
         Results.open(tmp_path, "coursework", "text")
@@ -35,10 +35,21 @@ def test_another_plan_or_a_foreign_file_is_refused_and_left_as_it_was(tmp_path):
     with pytest.raises(ValueError, match="not a results file of this tool"):
         Results.open(tmp_path, "demo", "text")
     (tmp_path / RESULTS_FILE).write_text("{broken")
-    with pytest.raises(ValueError, match="unreadable results file"):
+    with pytest.raises(ValueError, match="unreadable results file.*run into a new --out directory"):
         Results.open(tmp_path, "demo", "text")
     with pytest.raises(FileNotFoundError, match="run a plan there first"):
         Results.read(tmp_path / "elsewhere")
+
+
+def test_a_resume_with_a_forgotten_set_shows_the_differing_lines_and_what_to_do(tmp_path):
+    text = "[model]\nsource = 'tiny'\n"
+    Results.open(tmp_path, "demo", text + "\n# --set training.learning_rate=2e-3").set("note", 1)
+    with pytest.raises(ValueError) as caught:
+        Results.open(tmp_path, "demo", text)  # the same plan, run again without its --set
+    message = str(caught.value)
+    assert "\n" not in message and "another plan" not in message, message
+    assert "-# --set training.learning_rate=2e-3" in message
+    assert "re-run with the same --set/--data/--model, or choose another --out directory" in message
 
 
 def test_a_selection_exists_only_once_its_stage_has_finished(tmp_path):

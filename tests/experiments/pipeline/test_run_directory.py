@@ -84,7 +84,7 @@ def test_a_directory_holding_another_plans_ledger_is_refused_before_a_charge(qwe
     (tmp_path / "edited").mkdir()
     edited = write_mini_plan(tmp_path / "edited", qwen_assets, limit="3e12")
     refused = cli(*command(edited, out, kind="baseline"))  # another plan in this plan's directory
-    assert refused.returncode == 3 and "holds a run of another plan" in refused.stderr, refused.stderr
+    assert refused.returncode == 3 and "with other settings" in refused.stderr, refused.stderr
     assert charges(out) == before  # the measurement was not charged again
 
 

@@ -17,6 +17,7 @@ import pytest
 from experiments.pipeline.plan import PlanError, load_plan
 from experiments.pipeline.runner import LEDGER_FILE, PlanOverBudget, dry_run, run_plan
 from experiments.models.loading import tiny_config
+from experiments.training.errors import EXIT_STOPPED, NothingToSelect, exit_status_of
 from experiments.training.run_dir import ConfigMismatch
 from flopcount import CountSetup, Ledger, audit_report, forward_flops, training_step_flops
 
@@ -221,8 +222,24 @@ def test_a_run_without_a_validation_loss_is_reported_missing_never_skipped_silen
     assert f"**Missing from the selection: `{killed['experiment']}`** has no validation loss (stopped after 1 steps" \
         in report
     assert "(no validation loss: missing from the selection)" in report
-    with pytest.raises(RuntimeError, match="no run has a validation loss"):
+    with pytest.raises(NothingToSelect, match="no run has a validation loss"):
         select_best("grid", [killed], "val_loss", "lowest validation loss")
+
+
+def test_a_stage_where_no_run_validated_is_a_stopped_error_naming_the_runs_not_a_bug():
+    from experiments.pipeline.runner import select_best
+
+    runs = [{"experiment": "grid/lr1e-3", "status": "stopped", "steps_done": 1, "val_loss": None,
+             "stop_reason": "experiment cap exhausted at train step 2"},
+            {"experiment": "grid/lr3e-3", "status": "stopped", "steps_done": 0, "val_loss": None,
+             "stop_reason": "non-finite loss at step 1"}]
+    with pytest.raises(NothingToSelect) as caught:
+        select_best("grid", runs, "val_loss", "lowest validation loss")
+    status, line = exit_status_of(caught.value)
+    assert status == EXIT_STOPPED and "\n" not in line and "bug" not in line, line
+    assert "grid/lr1e-3 stopped after 1 steps (experiment cap exhausted at train step 2)" in line
+    assert "grid/lr3e-3 stopped after 0 steps (non-finite loss at step 1)" in line
+    assert "new --out directory" in line
 
 
 def test_rerunning_a_finished_plan_charges_nothing(finished_run):
@@ -252,7 +269,7 @@ def test_a_stage_whose_source_has_not_run_is_refused(qwen_assets, tmp_path):
 def test_another_plan_is_refused_in_a_used_run_directory(finished_run, qwen_assets, tmp_path):
     edited = write_mini_plan(tmp_path, qwen_assets, limit="3e12")
     before = ledger_rows(finished_run)
-    with pytest.raises(ConfigMismatch, match="holds a run of another plan"):
+    with pytest.raises(ConfigMismatch, match="holds a run of plan .* with other settings"):
         run_plan(load_plan(edited), finished_run, progress=False)
     assert {name: row.total for name, row in ledger_rows(finished_run).items()} == {
         name: row.total for name, row in before.items()}  # refused before a charge

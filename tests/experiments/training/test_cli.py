@@ -126,3 +126,12 @@ def test_resuming_on_changed_data_is_one_line_not_a_digest_traceback(tiny_model_
     err = capsys.readouterr().err
     assert "not the same training windows (the data file or the tokenizer changed since)" in err.splitlines()[-1]
     assert "Traceback" not in err
+
+
+def test_the_standalone_train_help_shows_the_shared_exit_statuses(capsys):
+    from lvdata.exit_status import EXIT_STATUSES
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0 and EXIT_STATUSES in text and "--debug" in text

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from flopcount.audit.table import AUDIT_FILES, audit_report
+from lvdata.exit_status import EXIT_BAD_INPUT
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -31,7 +32,7 @@ def test_cli_prints_json_and_writes_the_report_files(ledger_and_charges, tmp_pat
     assert document["total"] == audit_report(path).total
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(AUDIT_FILES)
     again = run_cli("--ledger", path, "--out", tmp_path / "out")
-    assert again.returncode == 2 and "not overwriting" in again.stderr
+    assert again.returncode == EXIT_BAD_INPUT and "not overwriting" in again.stderr
 
 
 def test_cli_prints_markdown_and_refuses_a_foreign_file(ledger_and_charges, tmp_path):
@@ -40,4 +41,4 @@ def test_cli_prints_markdown_and_refuses_a_foreign_file(ledger_and_charges, tmp_
     foreign = tmp_path / "notes.txt"
     foreign.write_text("not a ledger")
     refused = run_cli("--ledger", foreign)
-    assert refused.returncode == 2 and "not an SQLite database" in refused.stderr and str(foreign) in refused.stderr
+    assert refused.returncode == EXIT_BAD_INPUT and "not an SQLite database" in refused.stderr and str(foreign) in refused.stderr
