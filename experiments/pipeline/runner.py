@@ -33,6 +33,7 @@ from experiments.pipeline.planner import (
     MEASUREMENT_TOKENS,
     DataShapes,
     PlanProjection,
+    model_positions,
     plan_model,
     project,
     project_training_stage,
@@ -122,15 +123,8 @@ def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
 
 def _check_prompts_fit(run: PlanWorkspace) -> None:
     """Refuse a forecast whose longest test prompt plus its new tokens exceed the model's positions."""
-    plan, model = run.plan, plan_model(run.plan)
-    if isinstance(model, str):
-        from transformers import AutoConfig
-
-        try:
-            model = AutoConfig.from_pretrained(model)
-        except (OSError, ValueError):
-            return  # loading the model itself says what is wrong, before any charge
-    limit = getattr(model, "max_position_embeddings", None)
+    plan = run.plan
+    limit = model_positions(plan_model(plan))  # None: loading the model itself says what is wrong
     passes = plan.forecast_passes()
     needed = run.shapes.test_prompt_tokens + max(forecast.new_token_bound for forecast in passes)
     if limit is not None and needed > limit:
