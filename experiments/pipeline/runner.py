@@ -47,6 +47,7 @@ from experiments.pipeline.distributed import (FORECAST, STOP, TRAIN, check_batch
 from experiments.pipeline.results import RESULTS_FILE, Results
 from experiments.pipeline.stages import (
     best_adapter,
+    check_adapter,
     forecast_share,
     measure_training_rule,
     run_forecast_stage,
@@ -94,7 +95,8 @@ def open_run(plan: Plan, out_dir: Path, *, progress: bool = True) -> PlanWorkspa
 def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
     """Everything that can refuse ``stages`` without spending a FLOP, checked before the first
     charge: the data is the data the run started on (recorded on the first run), every stage's
-    source has finished or runs before it, and the test prompts plus the forecast fit the model."""
+    source has finished or runs before it, a finished source's adapter reads and fits the base model, and
+    the test prompts plus the forecast fit the model."""
     data = {"source": run.data.source, "values_sha256": run.data.values_digest}
     recorded = run.results.document.get("data")
     if recorded is not None and recorded.get("values_sha256") != data["values_sha256"]:
@@ -111,10 +113,7 @@ def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
     for stage in stages:
         if stage.kind == "evaluate" and run.results.finished(stage.source):
             entry, adapter = best_adapter(run, run.results.document["stages"][stage.source])
-            if not adapter.is_file():
-                raise PlanError(f"stage {stage.name!r} forecasts with the adapter of run {entry['experiment']!r}, but "
-                                f"{adapter} is missing: restore it, or run the plan into a new --out directory; "
-                                "nothing was charged")
+            check_adapter(stage.name, entry, adapter, run.base_model())
     if any(not stage.trains for stage in stages):
         _check_prompts_fit(run)
     if recorded is None:

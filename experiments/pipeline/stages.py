@@ -18,6 +18,7 @@ from experiments.forecasting.forecast_config import ForecastConfig
 from experiments.forecasting.held_out import evaluate_test_split, llm_forecasts
 from experiments.forecasting.sharding import generation_runner, world
 from experiments.pipeline.distributed import FORECAST, TRAIN, dispatch, per_rank_config
+from experiments.pipeline.plan import PlanError
 from experiments.pipeline.planner import plan_model, selection_config
 from experiments.pipeline.results import run_config
 from experiments.pipeline.workspace import PlanWorkspace
@@ -28,7 +29,7 @@ from experiments.training.loop import train
 from experiments.training.metrics_log import read_metrics
 from experiments.training.validation import loss_sums, validation_indices
 from flopcount import Budget, CountSetup
-from lora import inject, load_adapter
+from lora import inject, load_adapter, read_adapter
 
 if TYPE_CHECKING:
     from experiments.pipeline.plan import StageSpec
@@ -72,6 +73,17 @@ def best_adapter(run: PlanWorkspace, source: dict[str, Any]) -> tuple[dict[str, 
     return entry, run.out_dir / (entry.get("checkpoint") or "<no checkpoint>") / ADAPTER
 
 
+def check_adapter(stage: str, entry: dict[str, Any], adapter: Path, model: Any) -> None:
+    """Refuse (``PlanError``, one line) an adapter that is missing, unreadable or not for ``model``,
+    read and checked without changing ``model``: before the first FLOP of stage ``stage`` is charged."""
+    try:
+        read_adapter(model, adapter)
+    except (OSError, ValueError) as error:
+        raise PlanError(f"stage {stage!r} forecasts with the adapter of run {entry['experiment']!r}, but {adapter} "
+                        f"cannot be used ({error}): restore it, or run the plan into a new --out directory; nothing "
+                        "was charged") from error
+
+
 def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, Any] | None,
                        caps: dict[str, int] | None = None) -> dict[str, Any]:
     """Forecast the test split with the base model (``baseline``) or the best adapter of the
@@ -81,6 +93,7 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
     model, lora, validation, record = run.base_model(), None, None, {"source": stage.source or None}
     if stage.kind == "evaluate":
         entry, adapter = best_adapter(run, source)
+        check_adapter(stage.name, entry, adapter, model)
         # the untrained base on the run's own validation windows, before its adapter goes in
         record.update(base_validation=score_untrained_base(run, stage, entry, model,
                                                            caps.get(f"{stage.name}/{BASE_VALIDATION}")))

@@ -362,17 +362,43 @@ def test_every_figure_of_the_report_is_a_png_and_a_pdf(finished_run, figure_chec
         figure_check(png)
 
 
+def killed_in_evaluate(finished_run: Path, out: Path) -> dict:
+    """A copy of the finished run at ``out`` as if killed in evaluate; returns the final stage's run entry."""
+    import shutil
+
+    shutil.copytree(finished_run, out)
+    results = json.loads((out / "results.json").read_text())
+    results["stages"]["evaluate"]["status"] = "running"
+    (out / "results.json").write_text(json.dumps(results))
+    return results["stages"]["final"]["runs"][0]
+
+
 def test_evaluate_without_its_adapter_is_refused_before_a_charge(finished_run, tmp_path):
     import shutil
 
     out = tmp_path / "copy"
-    shutil.copytree(finished_run, out)
-    results = json.loads((out / "results.json").read_text())
-    results["stages"]["evaluate"]["status"] = "running"  # as if killed in evaluate
-    (out / "results.json").write_text(json.dumps(results))
-    final = results["stages"]["final"]["runs"][0]
-    shutil.rmtree(out / final["checkpoint"])
+    shutil.rmtree(out / killed_in_evaluate(finished_run, out)["checkpoint"])
     before = {name: row.total for name, row in ledger_rows(out).items()}
-    with pytest.raises(PlanError, match=r"forecasts with the adapter of run 'final', but .* is missing"):
+    with pytest.raises(PlanError, match=r"forecasts with the adapter of run 'final', but .* cannot be used \(no "
+                                        r"adapter config at .*nothing was charged$"):
         run_plan(load_plan(finished_run.parent / "mini.toml"), out, only=["evaluate"], progress=False)
     assert {name: row.total for name, row in ledger_rows(out).items()} == before
+
+
+def test_evaluate_with_a_corrupted_adapter_is_refused_in_one_line_before_a_charge(finished_run, tmp_path):
+    out = tmp_path / "copy"
+    adapter = out / killed_in_evaluate(finished_run, out)["checkpoint"] / "adapter"
+    weights = next(adapter.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:40])  # truncated
+    before = {name: row.total for name, row in ledger_rows(out).items()}
+    with pytest.raises(PlanError, match=r"forecasts with the adapter of run 'final', but .* cannot be used") as error:
+        run_plan(load_plan(finished_run.parent / "mini.toml"), out, only=["evaluate"], progress=False)
+    assert "\n" not in str(error.value) and str(error.value).endswith("nothing was charged")
+    assert {name: row.total for name, row in ledger_rows(out).items()} == before
+
+
+def test_evaluate_killed_after_its_source_finished_resumes_with_the_intact_adapter(finished_run, tmp_path):
+    out = tmp_path / "copy"
+    killed_in_evaluate(finished_run, out)
+    run_plan(load_plan(finished_run.parent / "mini.toml"), out, only=["evaluate"], progress=False)
+    assert json.loads((out / "results.json").read_text())["stages"]["evaluate"]["status"] == "finished"
