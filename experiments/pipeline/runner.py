@@ -268,17 +268,17 @@ def select_best(stage: str, runs: list[dict[str, Any]], key: str, criterion: str
 def _decide_runs(run: PlanWorkspace, stage: StageSpec) -> list[dict[str, Any]]:
     """The runs of a training stage with their steps: fitted to the stage's share of the limit
     (or, for ``"rest"``, what the other stages and the reserve leave), split evenly between the
-    runs; refused when the ledger cannot pay that share and every other unfinished stage's
-    needs (:mod:`experiments.pipeline.caps`)."""
+    runs. Refused (``PlanOverBudget``) when the ledger cannot pay the stage's projection and every
+    other unfinished stage's needs (:mod:`experiments.pipeline.caps`); a stage is never shrunk to
+    what is left. ``check_fits`` refuses that case before the run starts, so this is its guard."""
     plan, selections = run.plan, run.selections()
     projection = project(plan, run.shapes, selections)
     needs = unfinished_needs(run, projection)
     room = run.remaining() - sum(need for name, need in needs.items() if name != stage.name)
-    share = stage_share(plan, stage, projection)
-    available = share if room >= projection.stage(stage.name).flops else room
-    configs = run_configs(plan, stage, selections.get(stage.source))
-    runs, _ = project_training_stage(plan_model(plan), plan, stage, configs, run.shapes, available)
-    if any(r.steps == 0 for r in runs):
+    if room < projection.stage(stage.name).flops:
         raise PlanOverBudget(_no_longer_fits(run, sum(needs.values()), run.remaining()))
+    configs = run_configs(plan, stage, selections.get(stage.source))
+    runs, _ = project_training_stage(plan_model(plan), plan, stage, configs, run.shapes,
+                                     stage_share(plan, stage, projection))
     return [{key: value for key, value in r.to_dict().items() if key != "flops"} | {"projected_flops": r.flops,
             "status": "pending"} for r in runs]

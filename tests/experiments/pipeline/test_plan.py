@@ -9,7 +9,7 @@ import pytest
 
 from experiments.data import load_or_simulate
 from lvdata import DatasetError
-from experiments.pipeline.plan import REST, PlanError, load_plan, parse_plan, shipped_plans
+from experiments.pipeline.plan import REST, PlanError, load_plan, parse_plan, run_configs, shipped_plans, stage_of
 
 MINIMAL = """
 [model]
@@ -173,3 +173,11 @@ def test_the_trainer_options_parse_into_the_training_config_and_bad_values_are_r
                          ("learning_rate = inf", "learning_rate must be a finite number")):
         with pytest.raises(PlanError, match=rf"\[training\].*{message}"):
             load_plan(write_plan(tmp_path, MINIMAL.replace("[budget]", f"[training]\n{bad}\n[budget]"), "bad.toml"))
+
+
+def test_stage_of_reads_back_the_stage_of_every_ledger_name_a_plan_writes():
+    plan = load_plan("demo")
+    for stage in (s for s in plan.stages if s.trains):
+        assert {stage_of(config.experiment) for config in run_configs(plan, stage)} == {stage.name}
+    assert stage_of("grid/lr=0.001,r=4") == "grid" and stage_of("evaluate/base-validation") == "evaluate"
+    assert stage_of("final") == "final"

@@ -17,6 +17,7 @@ import pytest
 from experiments.pipeline.plan import PlanError, load_plan
 from experiments.pipeline.runner import LEDGER_FILE, PlanOverBudget, dry_run, run_plan
 from experiments.models.loading import tiny_config
+from experiments.training.metrics_log import read_metrics
 from experiments.training.run_dir import ConfigMismatch
 from flopcount import CountSetup, Ledger, audit_report, forward_flops, training_step_flops
 
@@ -194,6 +195,11 @@ def test_report_names_the_step_of_the_adapter_it_evaluates(finished_run):
     report = (finished_run / "report.md").read_text()
     assert "adapter of `final` (run `final`, step 4 of 4)" in report
     assert "adapter of run `final` at step 4 of 4" in evaluate["description"]
+    validated = [r["step"] for r in read_metrics(finished_run / final["metrics"], kind="validation") if r["step"] <= 4]
+    assert evaluate["validation"]["step"] == max(validated)
+    assert f"Validation cross-entropy of that adapter's run at step {max(validated)}: " in report
+    assert f"fine-tuned adapter (run `final`, step 4 of 4) **{evaluate['validation']['cross_entropy_nats']:.4f}** " \
+           f"(validation at step {max(validated)}; " in report
 
 
 def test_a_run_without_a_validation_loss_is_reported_missing_never_skipped_silently(finished_run, tmp_path, caplog):
@@ -322,6 +328,24 @@ def test_runs_get_the_steps_the_dry_run_projects(real_data_path, tmp_path):
     assert min(decided) == affordable
 
 
+def test_a_stage_the_ledger_can_no_longer_pay_is_refused_never_shrunk(qwen_assets, tmp_path):
+    from experiments.pipeline.caps import unfinished_needs
+    from experiments.pipeline.planner import project
+    from experiments.pipeline.runner import _decide_runs, open_run
+
+    plan = load_plan(write_mini_plan(tmp_path, qwen_assets))
+    run = open_run(plan, tmp_path / "run", progress=False)
+    assert [entry["steps"] for entry in _decide_runs(run, plan.stage("grid"))] == [3, 3]
+    needs = unfinished_needs(run, project(plan, run.shapes))
+    lost = plan.budget.limit - (sum(needs.values()) - needs["grid"] // 2)  # half of grid's share left, e.g. crashes
+    with Ledger(run.ledger_path, plan.budget.limit) as ledger:
+        session = ledger.begin_session("baseline", model="tiny", convention="coursework", flop_settings={})
+        ledger.charge(session, "generation", lost, step=1, tokens=8)
+        ledger.end_session(session, "failed")
+    with pytest.raises(PlanOverBudget, match="can no longer fit its budget"):
+        _decide_runs(run, plan.stage("grid"))
+
+
 def test_report_opens_with_the_comparison_table(finished_run):
     report = (finished_run / "report.md").read_text()
     headings = [line for line in report.splitlines() if line.startswith("## ")]
@@ -402,3 +426,9 @@ def test_evaluate_killed_after_its_source_finished_resumes_with_the_intact_adapt
     killed_in_evaluate(finished_run, out)
     run_plan(load_plan(finished_run.parent / "mini.toml"), out, only=["evaluate"], progress=False)
     assert json.loads((out / "results.json").read_text())["stages"]["evaluate"]["status"] == "finished"
+
+
+def test_the_training_curves_text_says_what_the_figure_plots(finished_run):
+    report = (finished_run / "report.md").read_text()
+    assert "per step" not in report.split("## Training curves")[1].split("\n\n")[1]
+    assert "against the FLOPs the plan had spent, one panel per stage" in report
