@@ -164,6 +164,20 @@ def _count_windows(length: int, context: int, stride: int) -> int:
     return max(0, -(-(length - context) // stride)) + 1
 
 
+def count_windows(lengths: Sequence[int], context: int, stride: int) -> int:
+    """How many windows :func:`make_windows` cuts from sequences of ``lengths`` tokens, in closed
+    form (nothing is allocated, so any ``context`` is counted in constant memory).
+
+    Raises:
+        ValueError: ``context < 1`` or ``stride`` outside ``1..context``, as :func:`make_windows`.
+    """
+    if context < 1:
+        raise ValueError(f"context must be >= 1 token, got {context}")
+    if not 1 <= stride <= context:
+        raise ValueError(f"stride must be in 1..context ({context}), got {stride}")
+    return sum(_count_windows(int(length), context, stride) for length in lengths)
+
+
 @dataclass(frozen=True)
 class ForecastExample:
     """A forecasting task on one trajectory: continue ``prompt_text`` with ``m`` steps.

@@ -19,15 +19,8 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from experiments.forecasting.generate import BatchRunner, ForecastJob, GeneratedBatch, run_in_order
-from experiments.training.distributed import MainRankFailed
+from experiments.training.distributed import MainRankFailed, world
 from flopcount import Budget, BudgetExceeded
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of this process: (0, 1) without a process group."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return 0, 1
-    return dist.get_rank(), dist.get_world_size()
 
 
 def rounds(n_calls: int, world_size: int) -> list[list[int]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.pipeline.learning import BASE_VALIDATION, base_validation_flops
-from experiments.pipeline.plan import Plan
+from experiments.pipeline.plan import Plan, stage_of
 from experiments.pipeline.planner import (
     MEASUREMENT,
     PlanProjection,
@@ -39,11 +39,6 @@ from experiments.training.checkpoint import latest_checkpoint
 from flopcount import Ledger, audit_report, estimate_run, remaining_cost
 
 FINISHED_RUN = ("finished", "stopped")
-
-
-def stage_of(experiment: str) -> str:
-    """The stage a ledger experiment belongs to (``grid/lr=1e-05,r=2`` -> ``grid``)."""
-    return experiment.split("/")[0]
 
 
 def spent_by_experiment(run: PlanWorkspace) -> dict[str, int]:

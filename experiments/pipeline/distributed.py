@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from experiments.forecasting.sharding import world
+from experiments.training.distributed import world
 from experiments.pipeline.plan import PlanError
 from experiments.training.config import TrainConfig
 from experiments.training.distributed import MainRankFailed

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from experiments.forecasting.baselines import BASELINES
 from experiments.forecasting.metrics import SPECIES, perplexity
 from experiments.pipeline.results import run_config
 from experiments.training.config import TrainConfig
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 BASE_VALIDATION = "base-validation"
 GREEDY, UNCONSTRAINED = "llm-greedy", "llm-greedy-unconstrained"
-BASELINE_METHODS = ("persistence", "linear_extrapolation", "physics_fit")
 
 
 def base_validation_flops(model: Any, plan: Plan, config: TrainConfig | None, shapes: DataShapes) -> int:
@@ -114,14 +114,16 @@ def learning_section(stages: dict[str, dict[str, Any]]) -> str:
     base, tuned = evaluate.get("base_validation") or {}, evaluate.get("validation") or {}
     base_loss, tuned_loss = base.get("cross_entropy_nats"), tuned.get("cross_entropy_nats")
     lines = ["## Did fine-tuning learn?", ""]
+    which = adapter_step(evaluate) or f" of run `{evaluate.get('experiment')}`"
     if base_loss is not None and tuned_loss is not None:
         lines += [f"Validation loss on the same {base['windows']} validation windows of {base['context']} tokens "
-                  f"(nats per target token): untrained base **{base_loss:.4f}**, fine-tuned adapter of run "
-                  f"`{evaluate.get('experiment')}`{_at_step(evaluate)} **{tuned_loss:.4f}** ({tuned_loss - base_loss:+.4f}; perplexity "
-                  f"{perplexity(base_loss):.3f} -> {perplexity(tuned_loss):.3f}).", ""]
+                  f"(nats per target token): untrained base **{base_loss:.4f}**, fine-tuned adapter"
+                  f"{which} **{tuned_loss:.4f}** ({validation_step(evaluate)}"
+                  f"{tuned_loss - base_loss:+.4f}; perplexity {perplexity(base_loss):.3f} -> "
+                  f"{perplexity(tuned_loss):.3f}).", ""]
     tuned_mse = _median_mse(evaluate, GREEDY)
     rows = [("untrained base, greedy", _median_mse(baseline, GREEDY)), ("**fine-tuned adapter, greedy**", tuned_mse),
-            *((name.replace("_", " "), _median_mse(evaluate, name)) for name in BASELINE_METHODS)]
+            *((name.replace("_", " "), _median_mse(evaluate, name)) for name in BASELINES)]
     lines += ["Median MSE over the test trajectories (original units), forecasting the same steps from the same "
               "context:", "", "| method | " + " | ".join(SPECIES) + " |", "|---|" + "---:|" * len(SPECIES)]
     lines += [f"| {label} | " + " | ".join(_num(mse.get(name)) for name in SPECIES) + " |"
@@ -135,9 +137,19 @@ def learning_section(stages: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _at_step(record: dict[str, Any]) -> str:
-    step = record.get("adapter_step")
-    return "" if step is None else f" (step {step} of {record.get('planned_steps')})"
+def adapter_step(record: dict[str, Any]) -> str:
+    """Which checkpoint of which run an evaluate stage's ``record`` used, e.g. `` (run `final`, step 36
+    of 40)``; "" when no step is recorded."""
+    if record.get("adapter_step") is None:
+        return ""
+    return f" (run `{record.get('experiment')}`, step {record['adapter_step']} of {record.get('planned_steps')})"
+
+
+def validation_step(record: dict[str, Any]) -> str:
+    """``"validation at step N; "``: the step of the validation an evaluate ``record`` shows for its
+    adapter (it may be earlier than the adapter's own step); "" when not recorded."""
+    step = (record.get("validation") or {}).get("step")
+    return "" if step is None else f"validation at step {step}; "
 
 
 def _num_pct(value: float | None) -> str:
@@ -160,4 +172,5 @@ def _goals(base_loss, tuned_loss, tuned_mse, persistence_mse) -> list[str]:
     return goals
 
 
-__all__ = ["BASE_VALIDATION", "base_note", "base_validation_flops", "learning_section", "score_untrained_base"]
+__all__ = ["BASE_VALIDATION", "adapter_step", "base_note", "base_validation_flops", "learning_section", "score_untrained_base",
+           "validation_step"]

@@ -243,6 +243,12 @@ def run_name(stage: StageSpec, config: TrainConfig) -> str:
     return stage.name
 
 
+def stage_of(experiment: str) -> str:
+    """The stage a ledger experiment belongs to, as :func:`run_name` writes it: its name up to the
+    first ``/`` (``grid/lr=1e-05,r=2`` -> ``grid``; ``evaluate/base-validation`` -> ``evaluate``)."""
+    return experiment.split("/", 1)[0]
+
+
 def _short(key: str) -> str:
     return {"learning_rate": "lr", "lora_rank": "r", "lora_alpha": "alpha", "batch_size": "batch"}.get(key, key)
 

@@ -20,14 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from experiments.data import ExperimentData
 from experiments.pipeline.plan import REST, Plan, StageSpec, run_configs
 from experiments.training.config import TrainConfig
 from flopcount import CountSetup, estimate_run, forward_flops, generation_flops, steps_that_fit, training_step_flops
 from lora import LoRAConfig
-from lvdata import make_windows
+from lvdata import count_windows
 from experiments.pipeline.learning import base_validation_flops
 
 
@@ -51,8 +49,7 @@ class DataShapes:
 
     def validation_windows(self, context: int) -> int:
         """Validation windows at ``context`` (stride = context), as ``lvdata.make_windows`` cuts them."""
-        sequences = [np.zeros(n, dtype=np.int64) for n in self.validation_lengths]
-        return len(make_windows(sequences, context, context, pad_id=0))
+        return count_windows(self.validation_lengths, context, context)
 
     def eval_windows(self, config: TrainConfig) -> int:
         """Validation windows a run of ``config`` scores per validation."""
@@ -268,8 +265,8 @@ def _project_stage(model: Any, plan: Plan, stage: StageSpec, shapes: DataShapes,
     totals = [sum(run.flops for run in runs) + scoring for runs, scoring in options]
     costliest = max(range(len(options)), key=totals.__getitem__)
     runs, scoring = options[costliest]
-    problem = ""
-    if stage.steps is None and any(run.config.steps == 0 for run in runs):
+    problem = context_problem(model, stage, [run.config for option, _ in options for run in option], shapes)
+    if not problem and stage.steps is None and any(run.config.steps == 0 for run in runs):
         problem = (f"its share ({max(available, 0):.4g} FLOPs for {len(runs)} run(s)) does not pay for "
                    "a single training step")
     notes = []
@@ -280,6 +277,33 @@ def _project_stage(model: Any, plan: Plan, stage: StageSpec, shapes: DataShapes,
         notes.append(f"upper bound over the {len(candidates)} settings {stage.source!r} may select; steps "
                      f"{steps[0]}-{steps[-1]} depending on the one selected (shown: the costliest)")
     return StageProjection(stage.name, stage.kind, totals[costliest], tuple(runs), "; ".join(notes), problem)
+
+
+def context_problem(model: Any, stage: StageSpec, runs: list[TrainConfig], shapes: DataShapes) -> str:
+    """Why the contexts (tokens) of ``runs`` cannot train, naming the plan key that sets them:
+    longer than the model's positions, or than every validation trajectory (no window is filled). "" if none."""
+    key = ("contexts" if stage.kind == "context" else "grid context" if "context" in stage.grid
+           else "context (its override)" if "context" in stage.overrides else "training.context")
+    longest, positions = max(run.context for run in runs), model_positions(model)
+    if positions is not None and longest > positions:
+        return f"{key} = {longest} tokens is longer than the model's {positions} positions (max_position_embeddings)"
+    if shapes.validation_lengths and longest > max(shapes.validation_lengths):
+        return (f"{key} = {longest} tokens is longer than every validation trajectory (the longest has "
+                f"{max(shapes.validation_lengths)} tokens): no window can be filled; lower it")
+    return ""
+
+
+def model_positions(model: Any) -> int | None:
+    """The model's ``max_position_embeddings`` (tokens), read from a config or a local / cached
+    model's config.json (never the network); None where it cannot be read."""
+    if isinstance(model, str):
+        from transformers import AutoConfig
+
+        try:
+            model = AutoConfig.from_pretrained(model, local_files_only=True)
+        except (OSError, ValueError):
+            return None
+    return getattr(model, "max_position_embeddings", None)
 
 
 def _candidates(plan: Plan, source: str) -> list[TrainConfig]:

@@ -16,7 +16,8 @@ from typing import Any
 
 from experiments.training.metrics_log import read_metrics
 from experiments.pipeline.comparison import comparison_section, spotlight_section
-from experiments.pipeline.learning import base_note, learning_section
+from experiments.pipeline.learning import adapter_step, base_note, learning_section
+from experiments.pipeline.plan import stage_of
 from experiments.pipeline.planner import MEASUREMENT
 from experiments.pipeline.report_plots import plot_training_curves
 from experiments.pipeline.results import LEDGER_FILE, Results
@@ -58,7 +59,7 @@ def write_report(out_dir: Path) -> Path:
 
 def stage_flops(audit: AuditReport, stage: str) -> int:
     """FLOPs the ledger holds for a stage: its experiment and its runs (``stage/...``)."""
-    return sum(row.total for row in audit.rows if row.name == stage or row.name.startswith(stage + "/"))
+    return sum(row.total for row in audit.rows if stage_of(row.name) == stage)
 
 
 def _header(document: dict[str, Any]) -> str:
@@ -136,17 +137,11 @@ def _sweep_section(name: str, record: dict[str, Any], audit: AuditReport) -> str
     return "\n".join(lines)
 
 
-def adapter_step(record: dict[str, Any]) -> str:
-    """Which checkpoint of which run an evaluate stage used, e.g. `` (run `final`, step 36 of 40)``."""
-    if record.get("adapter_step") is None:
-        return ""
-    return f" (run `{record.get('experiment')}`, step {record['adapter_step']} of {record.get('planned_steps')})"
-
-
 def _curves_section(curves: dict[str, list[dict[str, Any]]]) -> str:
     if not curves:
         return ""
-    return ("## Training curves\n\nTraining loss per step and validation loss (nats per target token) of every run."
+    return ("## Training curves\n\nTraining loss (line) and validation loss (dots), in nats per target token, of "
+            "every run against the FLOPs the plan had spent, one panel per stage."
             f"\n\n![training curves]({FIGURES}/training_curves.png)")
 
 
@@ -160,8 +155,10 @@ def _forecast_section(name: str, record: dict[str, Any]) -> str:
              table]
     validation = record.get("validation")
     if validation:
-        lines += ["", f"Validation cross-entropy of that adapter: {_num(validation.get('cross_entropy_nats'))} "
-                      f"nats/token (perplexity {_num(validation.get('perplexity'))})."]
+        at = f" at step {validation['step']}" if validation.get("step") is not None else ""
+        lines += ["", f"Validation cross-entropy of that adapter's run{at}: "
+                      f"{_num(validation.get('cross_entropy_nats'))} nats/token (perplexity "
+                      f"{_num(validation.get('perplexity'))})."]
     lines += [f"\n![{Path(figure).stem}]({figure})" for figure in record.get("figures", [])]
     return "\n".join(lines)
 

@@ -12,11 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from experiments.forecasting.plots import PALETTE, save_figure  # noqa: E402
-
-
-def stage_of(run: str) -> str:
-    """The stage a run belongs to: its ledger name up to the first ``/``."""
-    return run.split("/", 1)[0]
+from experiments.pipeline.plan import stage_of  # noqa: E402
 
 
 def loss_against_flops(records: list[dict[str, Any]]) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:

@@ -33,6 +33,7 @@ from experiments.pipeline.planner import (
     MEASUREMENT_TOKENS,
     DataShapes,
     PlanProjection,
+    model_positions,
     plan_model,
     project,
     project_training_stage,
@@ -46,6 +47,7 @@ from experiments.pipeline.distributed import (FORECAST, STOP, TRAIN, check_batch
 from experiments.pipeline.results import RESULTS_FILE, Results
 from experiments.pipeline.stages import (
     best_adapter,
+    check_adapter,
     forecast_share,
     measure_training_rule,
     run_forecast_stage,
@@ -94,7 +96,8 @@ def open_run(plan: Plan, out_dir: Path, *, progress: bool = True) -> PlanWorkspa
 def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
     """Everything that can refuse ``stages`` without spending a FLOP, checked before the first
     charge: the data is the data the run started on (recorded on the first run), every stage's
-    source has finished or runs before it, and the test prompts plus the forecast fit the model."""
+    source has finished or runs before it, a finished source's adapter reads and fits the base model, and
+    the test prompts plus the forecast fit the model."""
     data = {"source": run.data.source, "values_sha256": run.data.values_digest}
     recorded = run.results.document.get("data")
     if recorded is not None and recorded.get("values_sha256") != data["values_sha256"]:
@@ -111,10 +114,7 @@ def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
     for stage in stages:
         if stage.kind == "evaluate" and run.results.finished(stage.source):
             entry, adapter = best_adapter(run, run.results.document["stages"][stage.source])
-            if not adapter.is_file():
-                raise PlanError(f"stage {stage.name!r} forecasts with the adapter of run {entry['experiment']!r}, but "
-                                f"{adapter} is missing: restore it, or run the plan into a new --out directory; "
-                                "nothing was charged")
+            check_adapter(stage.name, entry, adapter, run.base_model())
     if any(not stage.trains for stage in stages):
         _check_prompts_fit(run)
     if recorded is None:
@@ -123,15 +123,8 @@ def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
 
 def _check_prompts_fit(run: PlanWorkspace) -> None:
     """Refuse a forecast whose longest test prompt plus its new tokens exceed the model's positions."""
-    plan, model = run.plan, plan_model(run.plan)
-    if isinstance(model, str):
-        from transformers import AutoConfig
-
-        try:
-            model = AutoConfig.from_pretrained(model)
-        except (OSError, ValueError):
-            return  # loading the model itself says what is wrong, before any charge
-    limit = getattr(model, "max_position_embeddings", None)
+    plan = run.plan
+    limit = model_positions(plan_model(plan))  # None: loading the model itself says what is wrong
     passes = plan.forecast_passes()
     needed = run.shapes.test_prompt_tokens + max(forecast.new_token_bound for forecast in passes)
     if limit is not None and needed > limit:
@@ -279,17 +272,17 @@ def select_best(stage: str, runs: list[dict[str, Any]], key: str, criterion: str
 def _decide_runs(run: PlanWorkspace, stage: StageSpec) -> list[dict[str, Any]]:
     """The runs of a training stage with their steps: fitted to the stage's share of the limit
     (or, for ``"rest"``, what the other stages and the reserve leave), split evenly between the
-    runs; refused when the ledger cannot pay that share and every other unfinished stage's
-    needs (:mod:`experiments.pipeline.caps`)."""
+    runs. Refused (``PlanOverBudget``) when the ledger cannot pay the stage's projection and every
+    other unfinished stage's needs (:mod:`experiments.pipeline.caps`); a stage is never shrunk to
+    what is left. ``check_fits`` refuses that case before the run starts, so this is its guard."""
     plan, selections = run.plan, run.selections()
     projection = project(plan, run.shapes, selections)
     needs = unfinished_needs(run, projection)
     room = run.remaining() - sum(need for name, need in needs.items() if name != stage.name)
-    share = stage_share(plan, stage, projection)
-    available = share if room >= projection.stage(stage.name).flops else room
-    configs = run_configs(plan, stage, selections.get(stage.source))
-    runs, _ = project_training_stage(plan_model(plan), plan, stage, configs, run.shapes, available)
-    if any(r.steps == 0 for r in runs):
+    if room < projection.stage(stage.name).flops:
         raise PlanOverBudget(_no_longer_fits(run, sum(needs.values()), run.remaining()))
+    configs = run_configs(plan, stage, selections.get(stage.source))
+    runs, _ = project_training_stage(plan_model(plan), plan, stage, configs, run.shapes,
+                                     stage_share(plan, stage, projection))
     return [{key: value for key, value in r.to_dict().items() if key != "flops"} | {"projected_flops": r.flops,
             "status": "pending"} for r in runs]

@@ -16,8 +16,10 @@ import torch
 from experiments.forecasting.metrics import ValidationMetrics, results_table
 from experiments.forecasting.forecast_config import ForecastConfig
 from experiments.forecasting.held_out import evaluate_test_split, llm_forecasts
-from experiments.forecasting.sharding import generation_runner, world
+from experiments.forecasting.sharding import generation_runner
+from experiments.training.distributed import world
 from experiments.pipeline.distributed import FORECAST, TRAIN, dispatch, per_rank_config
+from experiments.pipeline.plan import PlanError
 from experiments.pipeline.planner import plan_model, selection_config
 from experiments.pipeline.results import run_config
 from experiments.pipeline.workspace import PlanWorkspace
@@ -28,7 +30,7 @@ from experiments.training.loop import train
 from experiments.training.metrics_log import read_metrics
 from experiments.training.validation import loss_sums, validation_indices
 from flopcount import Budget, CountSetup
-from lora import inject, load_adapter
+from lora import inject, load_adapter, read_adapter
 
 if TYPE_CHECKING:
     from experiments.pipeline.plan import StageSpec
@@ -72,22 +74,36 @@ def best_adapter(run: PlanWorkspace, source: dict[str, Any]) -> tuple[dict[str, 
     return entry, run.out_dir / (entry.get("checkpoint") or "<no checkpoint>") / ADAPTER
 
 
+def check_adapter(stage: str, entry: dict[str, Any], adapter: Path, model: Any) -> None:
+    """Refuse (``PlanError``, one line) an adapter that is missing, unreadable or not for ``model``,
+    read and checked without changing ``model``: before the first FLOP of stage ``stage`` is charged."""
+    try:
+        read_adapter(model, adapter)
+    except (OSError, ValueError) as error:
+        raise PlanError(f"stage {stage!r} forecasts with the adapter of run {entry['experiment']!r}, but {adapter} "
+                        f"cannot be used ({error}): restore it, or run the plan into a new --out directory; nothing "
+                        "was charged") from error
+
+
 def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, Any] | None,
                        caps: dict[str, int] | None = None) -> dict[str, Any]:
     """Forecast the test split with the base model (``baseline``) or the best adapter of the
     stage ``source`` (``evaluate``), next to every non-LLM baseline; generation is charged
     to the ledger as experiment ``stage.name``. ``caps``: experiment -> its FLOP cap."""
     caps = caps or {}
-    model, lora, validation, record = run.base_model(), None, None, {"source": stage.source or None}
+    model, lora, validation, validation_step = run.base_model(), None, None, None
+    record: dict[str, Any] = {"source": stage.source or None}
     if stage.kind == "evaluate":
         entry, adapter = best_adapter(run, source)
+        check_adapter(stage.name, entry, adapter, model)
         # the untrained base on the run's own validation windows, before its adapter goes in
         record.update(base_validation=score_untrained_base(run, stage, entry, model,
                                                            caps.get(f"{stage.name}/{BASE_VALIDATION}")))
         lora = load_adapter(model, adapter).config
-        validation = _validation_of(run, entry)
+        adapter_step = read_checkpoint(adapter.parent).step
+        validation, validation_step = _validation_of(run, entry, adapter_step)
         record.update(adapter=str(adapter.relative_to(run.out_dir)), experiment=entry["experiment"],
-                      adapter_step=read_checkpoint(adapter.parent).step, planned_steps=entry["steps"])
+                      adapter_step=adapter_step, planned_steps=entry["steps"])
     dispatch(FORECAST, stage.name, record.get("adapter"))  # the other ranks make their share of the calls
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     out = stage_dir(run, stage.name)
@@ -112,7 +128,7 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
         results_table=results_table(results.metrics),
         methods=[metrics.to_dict() for metrics in results.metrics],  # per trajectory: the report's spotlight
         figures=[str(path.relative_to(run.out_dir)) for path in results.files if path.suffix == ".png"],
-        validation=validation.to_dict() if validation else None,
+        validation={**validation.to_dict(), "step": validation_step} if validation else None,
     )  # fmt: skip
     return record
 
@@ -133,12 +149,16 @@ def _forecast_work(run: PlanWorkspace) -> tuple[tuple[ForecastConfig, ...], np.n
     return run.plan.forecast_passes(), run.plan.forecast.forecast_ids(run.data.split.test)
 
 
-def _validation_of(run: PlanWorkspace, entry: dict[str, Any]) -> ValidationMetrics | None:
-    """The last validation of a training run, from its metrics file."""
-    records = read_metrics(run.out_dir / entry["metrics"], kind="validation")
+def _validation_of(run: PlanWorkspace, entry: dict[str, Any],
+                   adapter_step: int) -> tuple[ValidationMetrics | None, int | None]:
+    """The latest validation of a training run at or before ``adapter_step`` (from its metrics
+    file; a later one scored weights the adapter does not hold), and its step."""
+    records = [r for r in read_metrics(run.out_dir / entry["metrics"], kind="validation")
+               if r["step"] <= adapter_step and r.get("val_loss") is not None]
     if not records:
-        return None
-    return ValidationMetrics(cross_entropy_nats=records[-1]["val_loss"], n_tokens=records[-1]["val_tokens"])
+        return None, None
+    return ValidationMetrics(cross_entropy_nats=records[-1]["val_loss"], n_tokens=records[-1]["val_tokens"]), \
+        records[-1]["step"]
 
 
 def measure_training_rule(run: PlanWorkspace, experiment: str, seq_len: int, cap: int | None = None) -> dict[str, Any]:
@@ -179,16 +199,15 @@ def score_at_common_context(run: PlanWorkspace, stage: StageSpec, record: dict[s
     setup = scoring.count_setup(plan_model(run.plan), run.plan.budget.convention)
     budget = Budget(run.plan.budget.limit, run.ledger_path, scoring.experiment, setup,
                     config={"context": context, "windows": len(indices)}, experiment_limit=cap)
-    model = None  # one base model alive at a time: two float32 copies of the full-size model hold 4 GB
     with budget:
         for number, entry in enumerate(record["runs"], start=1):
             if entry.get("selection_val_loss") is not None or not entry.get("checkpoint"):
                 continue
-            model = run.base_model() if model is None else model
+            model = run.base_model()  # a fresh base per run: one alive at a time (a full-size copy holds 2 GB)
             load_adapter(model, run.out_dir / entry["checkpoint"] / ADAPTER)
             budget.charge_forward(batch=len(indices), seq_len=context, step=number)
             nats, tokens = loss_sums(model.to(device), windows, indices, scoring.batch_size, device)
             entry.update(selection_val_loss=float(nats / tokens), selection_context=context)
             run.results.save()
-            model = None
+            del model
     return f"lowest validation loss on the same {len(indices)} validation windows of {context} tokens"

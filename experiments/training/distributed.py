@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
+import torch.distributed as dist
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list
@@ -49,6 +50,13 @@ def make_accelerator(cpu: bool | None = None, mixed_precision: str | None = None
     if state and state.get("_mixed_precision") != precision and PartialState().num_processes == 1:
         AcceleratorState._reset_state()  # the one process-wide setting; safe with no process group
     return Accelerator(cpu=cpu, mixed_precision=precision)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) without a process group."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
 
 
 def on_main(accelerator: Accelerator, action: Callable[[], T]) -> T:

@@ -125,7 +125,7 @@ def ensure_lora(model: nn.Module, lora: LoRAConfig) -> None:
                          "(only the adapter is trained and charged)")
 
 
-def run_config(config: TrainConfig, data, model: nn.Module) -> dict[str, Any]:
+def run_identity(config: TrainConfig, data, model: nn.Module) -> dict[str, Any]:
     """The configuration a run directory and its checkpoints are tied to (JSON-ready)."""
     return {"train": config.to_dict(), "data": data.config.to_dict(), "model": base_model_info(model)}
 
@@ -325,7 +325,7 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
     run_dir = Path(run_dir)
     set_seed(config.seed)
     ensure_lora(model, config.lora_config())
-    record = run_config(config, data, model)
+    record = run_identity(config, data, model)
     with ExitStack() as held:  # the run directory's lock (main process), until the run has ended
         checkpoint = on_main(accelerator, lambda: open_run_dir(run_dir, record, held))
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from lvdata import (
     IGNORE_INDEX,
     TokenizerLoadError,
+    count_windows,
     decode,
     encode,
     load_tokenizer,
@@ -100,6 +101,20 @@ def test_window_invariants(lengths, context, stride_fraction):
         np.testing.assert_array_equal(covered, tokens)  # every real token appears in some window
         assert starts[-1] + context >= len(tokens)  # the last window reaches the end...
         assert len(starts) == 1 or starts[-2] + context < len(tokens)  # ...and is needed
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(0, 60), max_size=6), context=st.integers(1, 24), stride_fraction=st.floats(0.01, 1.0))
+def test_count_windows_counts_what_make_windows_cuts(lengths, context, stride_fraction):
+    stride = max(1, int(round(stride_fraction * context)))
+    windows = make_windows([np.ones(n, dtype=np.int64) for n in lengths], context=context, stride=stride, pad_id=0)
+    assert count_windows(lengths, context, stride) == len(windows)
+
+
+def test_count_windows_of_a_huge_context_is_one_per_sequence_without_allocating():
+    assert count_windows([300, 0, 5], 10**10, 10**10) == 2
+    with pytest.raises(ValueError, match=r"stride must be in 1..context"):
+        count_windows([3], 8, 9)
 
 
 def test_train_and_validation_strides_on_a_long_sequence():

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from experiments.forecasting.generate import ForecastConfig, forecast_series, run_in_order
-from experiments.forecasting.sharding import generation_runner, rounds, run_sharded, world
+from experiments.forecasting.sharding import generation_runner, rounds, run_sharded
+from experiments.training.distributed import world
 from experiments.models.loading import build_tiny_model
 from flopcount import Budget, Ledger
 import lvdata

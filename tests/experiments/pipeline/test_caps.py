@@ -222,3 +222,25 @@ def test_a_grid_cell_killed_before_its_first_validation_is_completed_and_selecte
     assert grid["best"]["val_loss"] == min(e["val_loss"] for e in grid["runs"])
     rows = {row.name: row for row in audit_report(out / LEDGER_FILE).rows}
     assert rows["grid/r=1"].lost > 0 and rows["grid/r=1"].steps == 4  # step 3's first charge, thrown away
+
+
+def test_a_stage_the_ledger_can_no_longer_pay_is_refused_never_shrunk(qwen_assets, tmp_path):
+    from experiments.pipeline.caps import unfinished_needs
+    from experiments.pipeline.planner import project
+    from experiments.pipeline.runner import PlanOverBudget, _decide_runs, open_run
+    from flopcount import Ledger
+
+    plan_path = tmp_path / "crash.toml"
+    plan_path.write_text(CRASH_PLAN.format(tokenizer=qwen_assets, limit="4e11", reserve=""))
+    plan = load_plan(plan_path)
+    run = open_run(plan, tmp_path / "run", progress=False)
+    planned = [entry["steps"] for entry in _decide_runs(run, plan.stage("lora"))]
+    needs = unfinished_needs(run, project(plan, run.shapes))
+    lost = plan.budget.limit - (sum(needs.values()) - needs["lora"] // 2)  # half of lora's share left
+    with Ledger(run.ledger_path, plan.budget.limit) as ledger:
+        session = ledger.begin_session("baseline", model="tiny", convention="coursework", flop_settings={})
+        ledger.charge(session, "generation", lost, step=1, tokens=8)
+        ledger.end_session(session, "failed")
+    assert planned[0] > 1  # half the share would still pay for some steps: it is not shrunk to them
+    with pytest.raises(PlanOverBudget, match="can no longer fit its budget"):
+        _decide_runs(run, plan.stage("lora"))

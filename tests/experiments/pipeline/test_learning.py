@@ -24,13 +24,21 @@ def test_the_section_sets_base_and_adapter_side_by_side_and_checks_the_goals():
     lines = text.splitlines()
     assert lines[0] == "## Did fine-tuning learn?"
     assert ("untrained base **1.2000**, fine-tuned adapter of run `final` **0.9000** (-0.3000; perplexity "
-            "3.320 -> 2.460)") in text
+            "3.320 -> 2.460)") in text  # neither the adapter's step nor its validation's recorded
     assert "| untrained base, greedy | 4 | 3 |" in lines and "| **fine-tuned adapter, greedy** | 0.5 | 2.5 |" in lines
     assert "| physics fit | 0.1 | 0.2 |" in lines
     assert "on 25.0% of the test trajectories with the untrained base and on 25.0% with the fine-tuned" in text
     assert "- fine-tuning lowers the validation loss: **met** (1.2000 -> 0.9000)" in lines
     assert "- fine-tuned greedy median MSE below persistence for prey: **met** (0.5 vs 1)" in lines
     assert "- fine-tuned greedy median MSE below persistence for predator: **NOT met** (2.5 vs 2)" in lines
+
+
+def test_the_adapter_loss_names_the_adapter_step_and_the_step_of_its_validation():
+    evaluate = {**EVALUATE, "adapter_step": 40, "planned_steps": 40,
+                "validation": {"cross_entropy_nats": 0.9, "step": 30}}
+    text = learning_section({"baseline": BASELINE, "evaluate": evaluate})
+    assert ("fine-tuned adapter (run `final`, step 40 of 40) **0.9000** (validation at step 30; -0.3000; "
+            "perplexity 3.320 -> 2.460)") in text
 
 
 def test_no_section_without_a_finished_evaluate_stage_and_no_note_without_a_base():

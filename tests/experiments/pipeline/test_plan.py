@@ -9,7 +9,7 @@ import pytest
 
 from experiments.data import load_or_simulate
 from lvdata import DatasetError
-from experiments.pipeline.plan import REST, PlanError, load_plan, parse_plan, shipped_plans
+from experiments.pipeline.plan import REST, PlanError, load_plan, parse_plan, run_configs, shipped_plans, stage_of
 
 MINIMAL = """
 [model]
@@ -185,3 +185,11 @@ def test_a_bad_set_value_is_reported_as_coming_from_its_set_not_only_the_toml():
         load_plan("demo", ["training.lora_rank=4", "budget.limit=-1"])
     assert "limit" in str(caught.value) and "--set budget.limit=-1" in str(caught.value)
     assert "lora_rank" not in str(caught.value)
+
+
+def test_stage_of_reads_back_the_stage_of_every_ledger_name_a_plan_writes():
+    plan = load_plan("demo")
+    for stage in (s for s in plan.stages if s.trains):
+        assert {stage_of(config.experiment) for config in run_configs(plan, stage)} == {stage.name}
+    assert stage_of("grid/lr=0.001,r=4") == "grid" and stage_of("evaluate/base-validation") == "evaluate"
+    assert stage_of("final") == "final"

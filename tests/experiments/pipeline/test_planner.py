@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from experiments import load_plan, prepare_data, project
+from experiments.pipeline.planner import DataShapes, plan_model
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -68,3 +72,53 @@ def test_the_flopcount_plan_command_counts_ten_billion_steps_in_constant_memory(
     data = json.loads(result.stdout)
     assert data["workload"]["steps"] == 10**10 and 0 < data["steps_that_fit"] <= 10**10
     assert data["validation"] == 10**10 * data["per_validation"]
+
+
+def test_a_dry_run_of_a_ten_billion_token_context_is_refused_quickly_in_bounded_memory():
+    code = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
+            "sys.argv = ['experiments'] + sys.argv[1:]; runpy.run_module('experiments', run_name='__main__')")
+    arguments = ["run", "--plan", "demo", "--dry-run", "--set", "training.context=10000000000"]
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True, cwd=REPO_ROOT,
+                            timeout=120)
+    assert time.perf_counter() - started < 60
+    assert "this is a bug" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+    assert result.returncode != 0 and "DOES NOT FIT" in result.stdout
+    assert ("training.context = 10000000000 tokens is longer than the model's 2048 positions "
+            "(max_position_embeddings)") in result.stdout
+
+
+CONTEXTS = """
+[model]
+source = "tiny"
+[data]
+simulate_systems = 30
+[budget]
+limit = 1e16
+[training]
+context = 64
+[[stages]]
+kind = "train"
+steps = 2
+[[stages]]
+kind = "context"
+name = "long"
+from = "train"
+contexts = [64, {context}]
+steps = 2
+"""
+
+
+def test_a_context_longer_than_every_validation_trajectory_is_a_problem_naming_the_key(tmp_path):
+    plan_file = tmp_path / "contexts.toml"
+    plan_file.write_text(CONTEXTS.format(context=2000))
+    plan = load_plan(str(plan_file))
+    shapes = DataShapes.of(plan, prepare_data(plan.data))
+    assert max(shapes.validation_lengths) < 2000 <= plan_model(plan).max_position_embeddings
+    projection = project(plan, shapes)
+    assert not projection.fits
+    assert projection.problems == [f"stage 'long': contexts = 2000 tokens is longer than every validation trajectory "
+                                   f"(the longest has {max(shapes.validation_lengths)} tokens): no window can be "
+                                   "filled; lower it"]
+    plan_file.write_text(CONTEXTS.format(context=128))
+    assert project(load_plan(str(plan_file)), shapes).fits

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments.pipeline.report_plots import loss_against_flops, plot_training_curves, stage_of
+from experiments.pipeline.report_plots import loss_against_flops, plot_training_curves
 
 
 def records(spent: int, steps: int = 4) -> list[dict]:
@@ -19,7 +19,6 @@ def test_points_are_placed_at_the_flops_the_plan_had_spent():
     train, validation = loss_against_flops(records(100))
     assert train == [(110, 2.0), (120, 1.0), (130, 2.0 / 3), (140, 0.5)]
     assert validation == [(123, 1.25), (143, 2.5 / 4)]
-    assert stage_of("grid/lr=0.001,r=4") == "grid" and stage_of("final") == "final"
 
 
 def test_the_figure_has_a_panel_per_stage_in_png_and_pdf(tmp_path):

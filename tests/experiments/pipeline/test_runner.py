@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from experiments.pipeline.plan import PlanError, load_plan
 from experiments.pipeline.runner import LEDGER_FILE, PlanOverBudget, dry_run, run_plan
 from experiments.models.loading import tiny_config
 from experiments.training.errors import EXIT_STOPPED, NothingToSelect, exit_status_of
+from experiments.training.metrics_log import read_metrics
 from experiments.training.run_dir import ConfigMismatch
 from flopcount import CountSetup, Ledger, audit_report, forward_flops, training_step_flops
 
@@ -195,11 +197,16 @@ def test_report_names_the_step_of_the_adapter_it_evaluates(finished_run):
     report = (finished_run / "report.md").read_text()
     assert "adapter of `final` (run `final`, step 4 of 4)" in report
     assert "adapter of run `final` at step 4 of 4" in evaluate["description"]
+    step = max(r["step"] for r in read_metrics(finished_run / final["metrics"], kind="validation") if r["step"] <= 4)
+    assert evaluate["validation"]["step"] == step and f"that adapter's run at step {step}: " in report
+    assert f"(run `final`, step 4 of 4) **{evaluate['validation']['cross_entropy_nats']:.4f}** (validation at step " \
+           f"{step}; " in report
+    assert "per step" not in report.split("## Training curves")[1].split("\n\n")[1]  # the figure's x axis is FLOPs
+    assert "against the FLOPs the plan had spent, one panel per stage" in report
 
 
 def test_a_run_without_a_validation_loss_is_reported_missing_never_skipped_silently(finished_run, tmp_path, caplog):
     import logging
-    import shutil
 
     from experiments.pipeline.report import write_report
     from experiments.pipeline.runner import select_best
@@ -379,17 +386,32 @@ def test_every_figure_of_the_report_is_a_png_and_a_pdf(finished_run, figure_chec
         figure_check(png)
 
 
-def test_evaluate_without_its_adapter_is_refused_before_a_charge(finished_run, tmp_path):
-    import shutil
-
-    out = tmp_path / "copy"
+def killed_in_evaluate(finished_run: Path, out: Path) -> dict:
+    """A copy of the finished run at ``out`` as if killed in evaluate; returns the final stage's run entry."""
     shutil.copytree(finished_run, out)
     results = json.loads((out / "results.json").read_text())
-    results["stages"]["evaluate"]["status"] = "running"  # as if killed in evaluate
+    results["stages"]["evaluate"]["status"] = "running"
     (out / "results.json").write_text(json.dumps(results))
-    final = results["stages"]["final"]["runs"][0]
-    shutil.rmtree(out / final["checkpoint"])
+    return results["stages"]["final"]["runs"][0]
+
+
+@pytest.mark.parametrize("damage", ["removed", "truncated"])
+def test_evaluate_with_a_missing_or_corrupted_adapter_is_refused_in_one_line_before_a_charge(finished_run, tmp_path,
+                                                                                              damage):
+    out = tmp_path / "copy"
+    checkpoint = out / killed_in_evaluate(finished_run, out)["checkpoint"]
+    weights = next((checkpoint / "adapter").glob("*.safetensors"))
+    shutil.rmtree(checkpoint) if damage == "removed" else weights.write_bytes(weights.read_bytes()[:40])
     before = {name: row.total for name, row in ledger_rows(out).items()}
-    with pytest.raises(PlanError, match=r"forecasts with the adapter of run 'final', but .* is missing"):
+    with pytest.raises(PlanError, match=r"forecasts with the adapter of run 'final', but .* cannot be used \(") as error:
         run_plan(load_plan(finished_run.parent / "mini.toml"), out, only=["evaluate"], progress=False)
+    assert "\n" not in str(error.value) and str(error.value).endswith("nothing was charged")
+    assert damage != "removed" or "no adapter config at" in str(error.value)
     assert {name: row.total for name, row in ledger_rows(out).items()} == before
+
+
+def test_evaluate_killed_after_its_source_finished_resumes_with_the_intact_adapter(finished_run, tmp_path):
+    killed_in_evaluate(finished_run, out := tmp_path / "copy")
+    run_plan(load_plan(finished_run.parent / "mini.toml"), out, only=["evaluate"], progress=False)
+    assert json.loads((out / "results.json").read_text())["stages"]["evaluate"]["status"] == "finished"
+

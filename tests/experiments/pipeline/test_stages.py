@@ -80,3 +80,18 @@ def test_training_and_context_selection_never_hold_two_base_models(qwen_assets, 
     # grid: 2 runs; context: 2 runs, then the selection scores each adapter on a fresh base model
     # (the first loaded also prices the scoring: no extra load for its config)
     assert len(run.alive_at_load) == 2 + 2 + 2
+
+
+def test_an_adapter_is_shown_with_the_latest_validation_at_or_before_its_step(qwen_assets, tmp_path: Path):
+    from experiments.pipeline.stages import _validation_of
+    from experiments.training.metrics_log import MetricsLog
+
+    path = tmp_path / "plan.toml"
+    path.write_text(PLAN.format(tokenizer=qwen_assets))
+    run = open_run(load_plan(path), tmp_path / "run", progress=False)
+    with MetricsLog(run.out_dir / "metrics.jsonl") as log:
+        for step, loss in ((10, 2.0), (20, 1.5), (30, 1.2)):  # step 30 validated after the last checkpoint (25)
+            log.write("validation", step=step, val_loss=loss, val_ppl=0.0, val_tokens=100)
+    validation, step = _validation_of(run, {"metrics": "metrics.jsonl"}, adapter_step=25)
+    assert (validation.cross_entropy_nats, step) == (1.5, 20)
+    assert _validation_of(run, {"metrics": "metrics.jsonl"}, adapter_step=5) == (None, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.training.distributed import make_accelerator, on_main, resolve_mixed_precision
+from experiments.training.distributed import make_accelerator, on_main, resolve_mixed_precision, world
 
 
 def test_mixed_precision_is_resolved_and_checked():
@@ -26,3 +26,7 @@ def test_a_single_process_runs_the_action_once_and_raises_its_own_error():
 
     with pytest.raises(LookupError, match="no such ledger row"):
         on_main(accelerator, fail)
+
+
+def test_without_a_process_group_this_process_is_rank_0_of_1():
+    assert world() == (0, 1)
