@@ -10,6 +10,7 @@ from experiments.models.loading import (
     load_model,
     load_model_and_tokenizer,
     load_tokenizer,
+    model_identity,
     release_unreachable_memory,
     save_tiny_model,
     tiny_config,
@@ -17,5 +18,6 @@ from experiments.models.loading import (
 
 __all__ = [
     "QWEN_MODEL_ID", "TINY_MODEL", "LoadedModel", "build_random_model", "build_tiny_model", "default_tokenizer_source", "load_model",
-    "load_model_and_tokenizer", "load_tokenizer", "release_unreachable_memory", "save_tiny_model", "tiny_config",
+    "load_model_and_tokenizer", "load_tokenizer", "model_identity", "release_unreachable_memory", "save_tiny_model",
+    "tiny_config",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
+import hashlib
 import os
 import socket
 import urllib.request
@@ -196,6 +197,25 @@ def _resolve_base(source: str | os.PathLike) -> str:
     """A registered named source (e.g. ``BASE_MODEL``) becomes its directory; others as given."""
     source = os.fspath(source)
     return NAMED_SOURCES[source]() if source in NAMED_SOURCES else source
+
+
+def model_identity(source: str | os.PathLike) -> dict[str, str]:
+    """What identifies the weights ``source`` loads, for a run to refuse a resume on other ones:
+    ``{"source": ..., "sha256": ...}``, the digest of a local directory's ``config.json`` and
+    weight files (named sources resolved to their directory first; a 1 GB checkpoint takes about
+    2 s), or of the source's name for ``tiny`` (seeded, always the same) and uncached hub ids."""
+    resolved = _resolve_base(source)
+    digest = hashlib.sha256()
+    directory = Path(resolved).expanduser()
+    files = [directory / name for name in ("config.json", *WEIGHT_FILES)] if directory.is_dir() else []
+    for path in (path for path in files if path.is_file()):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(chunk)
+    if not files:
+        digest.update(str(resolved).encode())
+    return {"source": os.fspath(source), "sha256": digest.hexdigest()}
 
 
 def release_unreachable_memory() -> None:

@@ -41,6 +41,7 @@ from experiments.pipeline.planner import (
     stage_share,
 )
 from experiments.data import prepare_data
+from experiments.models.loading import model_identity
 from experiments.pipeline.report import write_report
 from experiments.pipeline.distributed import (FORECAST, STOP, TRAIN, check_batches_split, dispatch, join_process_group,
                                               serve)
@@ -62,8 +63,8 @@ from experiments.training.run_lock import DirectoryLock, claim_directory
 from flopcount import Ledger
 
 logger = logging.getLogger(__name__)
-__all__ = ["LEDGER_FILE", "PLAN_SPLITS", "DataChanged", "PlanOverBudget", "check_preconditions", "dry_run",
-           "open_run", "run_plan"]
+__all__ = ["LEDGER_FILE", "PLAN_SPLITS", "DataChanged", "ModelChanged", "PlanOverBudget", "check_preconditions",
+           "dry_run", "open_run", "run_plan"]
 HANDLERS = {TRAIN: lambda run, name, entry: run_training(run, run.plan.stage(name), entry), FORECAST: forecast_share}
 
 
@@ -73,6 +74,10 @@ class PlanOverBudget(PlanError):
 
 class DataChanged(ConfigMismatch):
     """The data a run directory was started on has changed (a resume would mix two data sets)."""
+
+
+class ModelChanged(ConfigMismatch):
+    """The base model a run directory was started on has changed (its adapters were trained on other weights)."""
 
 
 def dry_run(plan: Plan) -> PlanProjection:
@@ -95,9 +100,9 @@ def open_run(plan: Plan, out_dir: Path, *, progress: bool = True) -> PlanWorkspa
 
 def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
     """Everything that can refuse ``stages`` without spending a FLOP, checked before the first
-    charge: the data is the data the run started on (recorded on the first run), every stage's
-    source has finished or runs before it, a finished source's adapter reads and fits the base model, and
-    the test prompts plus the forecast fit the model."""
+    charge: the data and the base model's weights are those the run started on (both recorded on
+    the first run), every stage's source has finished or runs before it, a finished source's
+    adapter reads and fits the base model, and the test prompts plus the forecast fit the model."""
     data = {"source": run.data.source, "values_sha256": run.data.values_digest}
     recorded = run.results.document.get("data")
     if recorded is not None and recorded.get("values_sha256") != data["values_sha256"]:
@@ -105,6 +110,12 @@ def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
                           f"values sha256 {data['values_sha256'][:16]}..., the run recorded "
                           f"{recorded.get('values_sha256', '?')[:16]}... ({recorded.get('source')}); resuming would mix "
                           "results of two data sets: restore that data, or run into a new --out directory")
+    model = model_identity(run.plan.model.source)
+    recorded_model = run.results.document.get("model")
+    if recorded_model is not None and recorded_model.get("sha256") != model["sha256"]:
+        raise ModelChanged(f"the base model changed since this run started in {run.out_dir}: {model['source']} now has "
+                           f"sha256 {model['sha256'][:16]}..., the run recorded {recorded_model['sha256'][:16]}...; its "
+                           "adapters were trained on the old weights: restore them, or run into a new --out directory")
     names = [stage.name for stage in stages]
     for index, stage in enumerate(stages):
         if stage.source and not run.results.finished(stage.source) and stage.source not in names[:index]:
@@ -119,6 +130,8 @@ def check_preconditions(run: PlanWorkspace, stages: list[StageSpec]) -> None:
         _check_prompts_fit(run)
     if recorded is None:
         run.results.set("data", data)
+    if recorded_model is None:
+        run.results.set("model", model)
 
 
 def _check_prompts_fit(run: PlanWorkspace) -> None:

@@ -214,3 +214,15 @@ def test_a_dropped_model_held_by_a_reference_cycle_is_freed_before_the_next_load
     finally:
         gc.enable()
     assert model.config.vocab_size == 151936
+
+
+def test_the_identity_of_a_model_is_the_digest_of_its_config_and_weights(tmp_path, qwen_assets):
+    from experiments.models.loading import model_identity
+
+    first = save_tiny_model(tmp_path / "a", qwen_assets, seed=0)
+    copy = save_tiny_model(tmp_path / "b", qwen_assets, seed=0)
+    assert model_identity(first)["sha256"] == model_identity(copy)["sha256"]  # the same weights, wherever they are
+    assert model_identity(first)["source"] == str(first)
+    save_tiny_model(copy, qwen_assets, seed=1, overwrite=True)
+    assert model_identity(first)["sha256"] != model_identity(copy)["sha256"]
+    assert model_identity("tiny") == model_identity("tiny") != model_identity("Qwen/not-cached-anywhere")

@@ -175,3 +175,22 @@ def test_ctrl_c_in_a_forecast_stage_exits_130_with_one_line_and_records_the_inte
     assert (row.status, row.stop_reason) == ("stopped", "interrupted (Ctrl-C)")  # not "failed: KeyboardInterrupt"
     assert cli(*command(plan, out, kind="baseline")).returncode == 0  # the same command resumes
     assert stage_status(out, "baseline") == "finished"
+
+
+def test_a_resume_on_other_base_weights_is_refused_before_a_charge(qwen_assets, tmp_path):
+    from experiments.models.loading import save_tiny_model
+    from experiments.pipeline.plan import load_plan
+    from experiments.pipeline.runner import ModelChanged, check_preconditions, open_run
+
+    model_dir = save_tiny_model(tmp_path / "base", qwen_assets, seed=0)
+    plan_path = write_mini_plan(tmp_path, qwen_assets)
+    plan_path.write_text(plan_path.read_text().replace('source = "tiny"', f'source = "{model_dir}"'))
+    plan, out = load_plan(plan_path), tmp_path / "out"
+    check_preconditions(open_run(plan, out, progress=False), [])  # the first run records the weights' digest
+    recorded = json.loads((out / "results.json").read_text())["model"]
+    assert recorded["source"] == str(model_dir) and len(recorded["sha256"]) == 64
+    check_preconditions(open_run(plan, out, progress=False), [])  # the same weights: resumes
+    save_tiny_model(model_dir, qwen_assets, seed=1, overwrite=True)  # the base retrained, same architecture
+    with pytest.raises(ModelChanged, match=r"the base model changed since this run started .* restore them"):
+        check_preconditions(open_run(plan, out, progress=False), [])
+    assert not (out / LEDGER_FILE).exists()  # nothing was charged
