@@ -9,6 +9,9 @@ and rescaled by the example's α to the original units.
   the step grammar, so every output is ``m`` well-formed steps. **Unconstrained**: no
   processor, so the malformed fraction measures how often the model breaks the format.
   Both stop a row at its ``m``-th step separator (or EOS), bounded by ``max_new_tokens``.
+  A constrained forecast runs ``generate`` over a compact vocabulary, the tokens it can read or
+  write (:mod:`~experiments.forecasting.compact_vocabulary`): the same tokens, without computing
+  and passing over the 151,936-token logits every step.
 * **Batching**: prompts are sorted by token length (less padding) and left-padded by hand
   with an attention mask; ``generate`` derives the position ids from the mask, so a row's
   output does not depend on its batch (tested). The caller's tokenizer is not modified.
@@ -41,6 +44,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
+from experiments.forecasting.compact_vocabulary import CompactVocabulary, compact_vocabulary, compactable
 from experiments.forecasting.forecast_config import N_VARS, ForecastConfig
 from experiments.forecasting.grammar import LLMTimeGrammar, LLMTimeLogitsProcessor, StepStoppingCriteria, alphabet_token_ids
 from experiments.forecasting.metrics import ForecastSet
@@ -157,8 +161,8 @@ class ForecastJob:
 
     @classmethod
     def prepare(cls, model, tokenizer, examples: list[ForecastExample], config: ForecastConfig) -> ForecastJob:
-        generator = _BatchGenerator.build(model, tokenizer, config)
         prompts = tokenize_texts(tokenizer, [example.prompt_text for example in examples])
+        generator = _BatchGenerator.build(model, tokenizer, config, prompts)
         _check_context_length(model, prompts, generator.max_new_tokens)
         order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))  # shortest first: less padding
         batches = [tuple(order[start:start + config.batch_size]) for start in range(0, len(order), config.batch_size)]
@@ -168,7 +172,10 @@ class ForecastJob:
     def config(self) -> ForecastConfig:
         return self.generator.config
     def running(self):
-        """The context the calls run in: a frozen head of few distinct rows gives the same logits, faster."""
+        """The context the calls run in, each giving the same tokens, faster: a constrained forecast runs
+        over a compact vocabulary; an unconstrained one over a frozen head's few distinct rows, if it has them."""
+        if self.generator.vocabulary is not None:
+            return compact_vocabulary(self.generator.model, self.generator.vocabulary)
         return distinct_rows_output(self.generator.model, full_logits=True)
 
     def reserve(self, budget: Budget, number: int, step: int):
@@ -212,41 +219,59 @@ def run_in_order(job: ForecastJob, budget: Budget | None, step: int, progress: b
 
 @dataclass(frozen=True)
 class _BatchGenerator:
-    """What every ``generate`` call of one :func:`forecast_series` shares."""
+    """What every ``generate`` call of one :func:`forecast_series` shares. ``eos_ids``, ``pad_id`` and
+    ``step_token_id`` are real token ids; ``vocabulary`` (constrained forecasts of a model where it is
+    exact) the compact ids ``generate`` runs in, None for the whole vocabulary."""
 
     model: object
     tokenizer: object
     config: ForecastConfig
     grammar: LLMTimeGrammar
-    generation_config: GenerationConfig
     eos_ids: tuple[int, ...]
     pad_id: int
     step_token_id: int
+    vocabulary: CompactVocabulary | None
 
     @classmethod
-    def build(cls, model, tokenizer, config: ForecastConfig) -> _BatchGenerator:
+    def build(cls, model, tokenizer, config: ForecastConfig, prompts: list[np.ndarray]) -> _BatchGenerator:
         grammar = config.grammar()
         eos_ids = _eos_ids(model, tokenizer)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-        generation_config = _generation_config(config, config.new_token_bound, list(eos_ids), pad_id)
-        return cls(model, tokenizer, config, grammar, generation_config, eos_ids, pad_id,
-                   step_token_id=alphabet_token_ids(tokenizer, grammar)[-1])
+        alphabet = alphabet_token_ids(tokenizer, grammar)
+        vocabulary = None
+        if config.constrained and compactable(model):  # what a forecast can read or write
+            tokens = np.concatenate([alphabet, eos_ids, [pad_id], *prompts])
+            vocabulary = CompactVocabulary.of(tokens, len(model.get_output_embeddings().weight))
+        return cls(model, tokenizer, config, grammar, eos_ids, pad_id, step_token_id=alphabet[-1],
+                   vocabulary=vocabulary)
 
     @property
     def max_new_tokens(self) -> int:
-        return self.generation_config.max_new_tokens
+        return self.config.new_token_bound
+
+    def _ids(self, real_ids: torch.Tensor | list[int]) -> torch.Tensor:
+        """``real_ids`` as ``generate`` sees them: compact ids inside a compact vocabulary."""
+        return torch.as_tensor(real_ids) if self.vocabulary is None else self.vocabulary.compact(real_ids)
+
+    @property
+    def generation_config(self) -> GenerationConfig:
+        eos_ids, pad_id = self._ids(list(self.eos_ids)).tolist(), int(self._ids([self.pad_id])[0])
+        return _generation_config(self.config, self.max_new_tokens, eos_ids, pad_id)
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch_index: int) -> torch.Tensor:
         """New tokens ``(b * S, new_tokens)`` on the CPU, the S samples of a prompt adjacent, for
         left-padded ``input_ids`` / ``attention_mask`` ``(b, L)``; seeded by ``(seed, batch_index)``."""
+        input_ids = self._ids(input_ids)  # (b, L)
         processors = LogitsProcessorList()
         if self.config.constrained:
-            processors.append(LLMTimeLogitsProcessor(self.grammar, self.tokenizer, eos_token_id=self.eos_ids[0]))
+            processors.append(LLMTimeLogitsProcessor(self.grammar, self.tokenizer, eos_token_id=self.eos_ids[0],
+                                                     vocabulary=self.vocabulary))
         if self.config.do_sample:  # after the grammar: the nucleus is taken among grammatical tokens
             processors.append(GumbelMaxSampler(self.config.temperature, self.config.top_p))
             input_ids = input_ids.repeat_interleave(self.config.samples, dim=0)  # (b * S, L)
             attention_mask = attention_mask.repeat_interleave(self.config.samples, dim=0)
-        stopping = StoppingCriteriaList([StepStoppingCriteria(self.step_token_id, self.config.m, input_ids.shape[1])])
+        step_token_id = int(self._ids([self.step_token_id])[0])
+        stopping = StoppingCriteriaList([StepStoppingCriteria(step_token_id, self.config.m, input_ids.shape[1])])
         device = self.model.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(int(np.random.SeedSequence([self.config.seed, batch_index]).generate_state(1)[0]))
@@ -254,7 +279,8 @@ class _BatchGenerator:
                 input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                 generation_config=self.generation_config, logits_processor=processors, stopping_criteria=stopping,
             )  # (b * S, L + new_tokens)
-        return sequences[:, input_ids.shape[1]:].cpu()
+        generated = sequences[:, input_ids.shape[1]:].cpu()  # (b * S, new_tokens)
+        return generated if self.vocabulary is None else self.vocabulary.real(generated)
 
     def texts(self, generated: torch.Tensor) -> list[tuple[str, int]]:
         """Each row's text up to (excluding) its first EOS or pad token, and that token count. Other

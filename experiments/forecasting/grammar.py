@@ -29,6 +29,7 @@ from functools import cached_property
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
+from experiments.forecasting.compact_vocabulary import CompactVocabulary
 from lvdata import DEFAULT_FORMAT, LLMTimeFormat
 
 DIGITS = "0123456789"
@@ -155,12 +156,17 @@ class LLMTimeLogitsProcessor(LogitsProcessor):
     Use one instance per ``generate`` call: it reads the prompt length on its first call and
     then advances each row's automaton by the token generated since. It works for greedy
     search and sampling; ``generate`` applies it before temperature and top-p, so those only
-    ever see grammatical tokens.
+    ever see grammatical tokens. ``vocabulary``: ``generate`` runs in its compact ids
+    (:func:`~experiments.forecasting.compact_vocabulary.compact_vocabulary`), so the scores
+    are ``(rows, K)`` and the ids compact.
     """
 
-    def __init__(self, grammar: LLMTimeGrammar, tokenizer, eos_token_id: int) -> None:
+    def __init__(self, grammar: LLMTimeGrammar, tokenizer, eos_token_id: int,
+                 vocabulary: CompactVocabulary | None = None) -> None:
         self.grammar = grammar
-        self.class_token_ids = torch.tensor([*alphabet_token_ids(tokenizer, grammar), int(eos_token_id)])  # (14,)
+        class_token_ids = [*alphabet_token_ids(tokenizer, grammar), int(eos_token_id)]
+        self.class_token_ids = torch.tensor(class_token_ids) if vocabulary is None else vocabulary.compact(
+            class_token_ids)  # (14,)
         self.next_state, self.allowed = grammar.tables
         self.state: torch.Tensor | None = None  # (rows,) automaton state per sequence
         self._length: int | None = None  # sequence length at the last call

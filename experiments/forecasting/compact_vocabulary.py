@@ -1,0 +1,127 @@
+"""Constrained generation over the few tokens it can read or write, not the whole vocabulary.
+
+Under the LLMTIME grammar a forecast can only write 14 tokens (13 characters and EOS); every
+other logit is set to ``-inf`` before the search looks at it. Computing those 151,922 logits
+anyway, and passing over them in every processor, the float32 copy, the argmax and the
+allocation of each ``(rows, 151,936)`` tensor, is what a decoding step of a small model costs
+(measured: 90 % of a sampled forecast of the demo's model).
+
+:func:`compact_vocabulary` runs ``generate`` in a smaller id space instead: the ``K`` tokens of
+a :class:`CompactVocabulary` (the grammar's, EOS and pad, and every token of the prompts),
+numbered ``0..K-1`` in the order of their real ids. Inside it the model's input embedding reads
+a compact id as its real token, and its output layer computes only the ``K`` rows of those
+tokens. It is exact, not an approximation: each logit is the same row's dot product with the
+same hidden state (to float rounding of the product's shape), the tokens left out are ones the
+grammar forbids, so greedy search, the softmax, the top-p nucleus and the Gumbel-max draw over
+what is allowed are unchanged; and because the compact ids keep the real ids' order, the
+sampler draws its noise for the same columns in the same order. FLOP charges do not depend on
+it: the convention prices a full forward, charged from shapes.
+
+Used only where it is exact: an output layer that is a plain ``nn.Linear`` (each logit from
+its own row), whatever elementwise scaling or soft-capping the model applies after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class CompactVocabulary:
+    """``real_ids`` int64 ``(K,)``, strictly increasing: the real token id of each compact id."""
+
+    real_ids: torch.Tensor
+
+    @classmethod
+    def of(cls, token_ids: Iterable[int] | torch.Tensor, vocab_size: int) -> CompactVocabulary:
+        """The distinct ids of ``token_ids``; each must be a token of a ``vocab_size`` vocabulary."""
+        ids = torch.unique(torch.as_tensor(list(token_ids) if not torch.is_tensor(token_ids) else token_ids,
+                                           dtype=torch.int64))
+        if len(ids) == 0 or ids[0] < 0 or ids[-1] >= vocab_size:
+            raise ValueError(f"a compact vocabulary needs token ids in [0, {vocab_size}); got "
+                             f"{ids.tolist()[:3]}...{ids.tolist()[-3:]}")
+        return cls(ids)
+
+    def __len__(self) -> int:
+        return len(self.real_ids)
+
+    def compact(self, real_ids: torch.Tensor | Iterable[int]) -> torch.Tensor:
+        """The compact ids of ``real_ids`` (any shape); raises ``KeyError`` for a token not kept."""
+        real = torch.as_tensor(real_ids if torch.is_tensor(real_ids) else list(real_ids), dtype=torch.int64)
+        position = torch.searchsorted(self.real_ids, real).clamp(max=len(self.real_ids) - 1)
+        missing = self.real_ids[position] != real
+        if bool(missing.any()):
+            raise KeyError(f"tokens {real[missing].unique().tolist()[:5]} are not in the compact vocabulary")
+        return position
+
+    def real(self, compact_ids: torch.Tensor) -> torch.Tensor:
+        """The real ids of ``compact_ids`` (any shape, on any device)."""
+        return self.real_ids.to(compact_ids.device)[compact_ids]
+
+
+class CompactEmbedding(nn.Module):
+    """The model's input embedding, reading compact ids: ``original(real_ids[ids])``."""
+
+    def __init__(self, original: nn.Module, vocabulary: CompactVocabulary) -> None:
+        super().__init__()
+        self.__dict__["original"] = original  # not a submodule: nothing added to the state dict
+        self.register_buffer("real_ids", vocabulary.real_ids.to(_device_of(original)), persistent=False)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, T) compact -> (B, T, d)
+        return self.original(self.real_ids[input_ids])
+
+
+class CompactHead(nn.Module):
+    """The rows of an ``nn.Linear`` output layer for the compact vocabulary: ``(B, T, d) -> (B, T, K)``."""
+
+    def __init__(self, original: nn.Linear, vocabulary: CompactVocabulary) -> None:
+        super().__init__()
+        self.__dict__["original"] = original
+        real_ids = vocabulary.real_ids.to(original.weight.device)
+        self.register_buffer("weight", original.weight.detach()[real_ids], persistent=False)  # (K, d)
+        bias = None if original.bias is None else original.bias.detach()[real_ids]
+        self.register_buffer("bias", bias, persistent=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.weight, self.bias)
+
+
+def compactable(model: nn.Module) -> bool:
+    """Whether :func:`compact_vocabulary` is exact for ``model``: an input embedding to wrap and an
+    output layer that is a plain ``nn.Linear``."""
+    get_input, get_output = (getattr(model, name, None) for name in ("get_input_embeddings", "get_output_embeddings"))
+    if not (callable(get_input) and callable(get_output)):
+        return False
+    return get_input() is not None and type(get_output()) is nn.Linear
+
+
+@contextmanager
+def compact_vocabulary(model: nn.Module, vocabulary: CompactVocabulary) -> Iterator[None]:
+    """Within the block ``model`` reads and scores only ``vocabulary``'s tokens, in compact ids
+    (see the module docstring); its embedding and output layer are restored on exit. Raises
+    ``ValueError`` for a model where that would not be exact (:func:`compactable`)."""
+    if not compactable(model):
+        raise ValueError(f"{type(model).__name__}: a compact vocabulary needs an input embedding and an nn.Linear "
+                         "output layer")
+    embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
+    model.set_input_embeddings(CompactEmbedding(embedding, vocabulary))
+    model.set_output_embeddings(CompactHead(head, vocabulary))
+    try:
+        yield
+    finally:
+        model.set_input_embeddings(embedding)
+        model.set_output_embeddings(head)
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return torch.device("cpu") if parameter is None else parameter.device
+
+
+__all__ = ["CompactEmbedding", "CompactHead", "CompactVocabulary", "compact_vocabulary", "compactable"]
