@@ -25,39 +25,7 @@ from flopcount import audit_report
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
-CRASH_PLAN = """
-name = "crash"
-description = "a baseline, a training stage and a final that takes the rest"
-
-[model]
-source = "tiny"
-tokenizer = "{tokenizer}"
-
-[data]
-simulate_systems = 30
-prompt_steps = 20
-forecast_steps = 4
-
-[budget]
-limit = {limit}
-{reserve}
-
-[training]
-batch_size = 2
-context = 32
-learning_rate = 1e-3
-lora_rank = 2
-eval_every = 2
-eval_windows = 4
-checkpoint_every = 2
-
-[forecast]
-series = 4
-samples = 2
-batch_size = 2
-max_int_digits = 2
-plot_series = 0
-
+CRASH_STAGES = """
 [[stages]]
 kind = "baseline"
 
@@ -80,37 +48,19 @@ kind = "evaluate"
 from = "final"
 """
 
-GRID_PLAN = """
-name = "grid-crash"
-description = "grid cells that validate only after their last step"
-
-[model]
-source = "tiny"
-tokenizer = "{tokenizer}"
-
-[data]
-simulate_systems = 30
-prompt_steps = 20
-forecast_steps = 4
-
-[budget]
-limit = 1e12
-
-[training]
-batch_size = 2
-context = 32
-learning_rate = 1e-3
-lora_rank = 2
-eval_every = 4
-eval_windows = 4
-checkpoint_every = 2
-
+GRID_STAGES = """
 [[stages]]
 name = "grid"
 kind = "sweep"
-grid = {{ lora_rank = [1, 2] }}
+grid = { lora_rank = [1, 2] }
 steps = 4
 """
+
+
+def crash_plan(write_plan, path: Path, reserve: float | None = None) -> Path:
+    """A baseline, a training stage and a final that takes the rest, on 4e11 FLOPs."""
+    return write_plan(path, CRASH_STAGES, name="crash", limit=4e11, reserve=reserve,
+                      forecast={"series": 4, "plot_series": 0})
 
 
 def command(plan: Path, out: Path) -> list[str]:
@@ -155,9 +105,8 @@ def kill_during_baseline(plan: Path, out: Path) -> None:
     kill_when(child, lambda: charges_of(out / LEDGER_FILE, "baseline") > before)
 
 
-def test_a_crashed_baseline_is_redone_from_the_reserve_and_no_later_stage_loses_steps(qwen_assets, tmp_path):
-    plan_path = tmp_path / "crash.toml"
-    plan_path.write_text(CRASH_PLAN.format(tokenizer=qwen_assets, limit="4e11", reserve="reserve = 0.25"))
+def test_a_crashed_baseline_is_redone_from_the_reserve_and_no_later_stage_loses_steps(write_plan, tmp_path):
+    plan_path = crash_plan(write_plan, tmp_path / "crash.toml", reserve=0.25)
     projection = dry_run(load_plan(plan_path))
     assert projection.fits and projection.reserve == 10**11
     out = tmp_path / "run"
@@ -180,11 +129,10 @@ def test_a_crashed_baseline_is_redone_from_the_reserve_and_no_later_stage_loses_
     assert spent <= projection.limit and spent > projection.total  # the re-runs were paid from the reserve
 
 
-def test_a_plan_whose_reruns_no_longer_fit_is_refused_saying_what_was_lost(qwen_assets, tmp_path):
+def test_a_plan_whose_reruns_no_longer_fit_is_refused_saying_what_was_lost(write_plan, tmp_path):
     """No reserve, and the final stage takes all the rest: one crash in the baseline leaves the
     plan unable to finish. The re-run is refused before any charge, naming the lost FLOPs."""
-    plan_path = tmp_path / "crash.toml"
-    plan_path.write_text(CRASH_PLAN.format(tokenizer=qwen_assets, limit="4e11", reserve=""))
+    plan_path = crash_plan(write_plan, tmp_path / "crash.toml")
     projection = dry_run(load_plan(plan_path))
     assert projection.fits
     out = tmp_path / "run"
@@ -203,9 +151,10 @@ def test_a_plan_whose_reruns_no_longer_fit_is_refused_saying_what_was_lost(qwen_
     assert after.total == before.total and [r.sessions for r in after.rows] == [r.sessions for r in before.rows]
 
 
-def test_a_grid_cell_killed_before_its_first_validation_is_completed_and_selected(qwen_assets, tmp_path):
-    plan_path = tmp_path / "grid.toml"
-    plan_path.write_text(GRID_PLAN.format(tokenizer=qwen_assets))
+def test_a_grid_cell_killed_before_its_first_validation_is_completed_and_selected(write_plan, tmp_path):
+    # cells that validate only after their last step
+    plan_path = write_plan(tmp_path / "grid.toml", GRID_STAGES, name="grid-crash", limit=1e12,
+                           training={"eval_every": 4})
     out = tmp_path / "run"
     metrics = out / "stages" / "grid__r-1" / "metrics.jsonl"
     child = subprocess.Popen(command(plan_path, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -224,14 +173,13 @@ def test_a_grid_cell_killed_before_its_first_validation_is_completed_and_selecte
     assert rows["grid/r=1"].lost > 0 and rows["grid/r=1"].steps == 4  # step 3's first charge, thrown away
 
 
-def test_a_stage_the_ledger_can_no_longer_pay_is_refused_never_shrunk(qwen_assets, tmp_path):
+def test_a_stage_the_ledger_can_no_longer_pay_is_refused_never_shrunk(write_plan, tmp_path):
     from experiments.pipeline.caps import unfinished_needs
     from experiments.pipeline.planner import project
     from experiments.pipeline.runner import PlanOverBudget, _decide_runs, open_run
     from flopcount import Ledger
 
-    plan_path = tmp_path / "crash.toml"
-    plan_path.write_text(CRASH_PLAN.format(tokenizer=qwen_assets, limit="4e11", reserve=""))
+    plan_path = crash_plan(write_plan, tmp_path / "crash.toml")
     plan = load_plan(plan_path)
     run = open_run(plan, tmp_path / "run", progress=False)
     planned = [entry["steps"] for entry in _decide_runs(run, plan.stage("lora"))]

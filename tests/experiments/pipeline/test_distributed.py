@@ -20,37 +20,7 @@ from flopcount import Ledger
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # every stage kind but `final` (a `train` like the others), 3 forecast calls per pass: 2 rounds on 2 ranks
-PLAN = """
-name = "two-ranks"
-description = "a plan in miniature, on one and on two processes"
-
-[model]
-source = "tiny"
-tokenizer = "{tokenizer}"
-
-[data]
-simulate_systems = 30
-prompt_steps = 20
-forecast_steps = 4
-
-[budget]
-limit = 2e12
-
-[training]
-batch_size = 2
-context = 32
-learning_rate = 1e-3
-lora_rank = 2
-eval_every = 2
-eval_windows = 4
-checkpoint_every = 2
-
-[forecast]
-series = 3
-samples = 2
-batch_size = 1
-plot_series = 1
-
+STAGES = """
 [[stages]]
 kind = "baseline"
 
@@ -63,7 +33,7 @@ budget_share = 0.1
 [[stages]]
 name = "grid"
 kind = "sweep"
-grid = {{ lora_rank = [1, 2] }}
+grid = { lora_rank = [1, 2] }
 max_steps = 3
 budget_share = 0.3
 
@@ -82,6 +52,11 @@ from = "context"
 """
 
 
+def two_ranks_plan(write_plan, path: Path, batch_size: int = 2) -> Path:
+    return write_plan(path, STAGES, name="two-ranks", training={"batch_size": batch_size},
+                      forecast={"series": 3, "batch_size": 1})
+
+
 def start(launcher: list[str], plan: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
@@ -97,11 +72,10 @@ def finish(process: subprocess.Popen) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(qwen_assets, tmp_path_factory) -> tuple[Path, Path, str]:
+def runs(write_plan, tmp_path_factory) -> tuple[Path, Path, str]:
     """The plan run by one process and by two (at the same time: the 2 cores are shared)."""
     root = tmp_path_factory.mktemp("plan-ranks")
-    plan = root / "plan.toml"
-    plan.write_text(PLAN.format(tokenizer=qwen_assets))
+    plan = two_ranks_plan(write_plan, root / "plan.toml")
     one, two = root / "one", root / "two"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     processes = start([sys.executable], plan, one), start(torchrun, plan, two)
@@ -170,14 +144,12 @@ def test_rank_0_alone_reports(runs):
     assert (two / "report.md").is_file() and not list(two.glob("**/*.tmp"))
 
 
-def uneven_plan(qwen_assets, directory: Path) -> Path:
-    path = directory / "uneven.toml"
-    path.write_text(PLAN.format(tokenizer=qwen_assets).replace("batch_size = 2\ncontext", "batch_size = 3\ncontext"))
-    return path
+def uneven_plan(write_plan, directory: Path) -> Path:
+    return two_ranks_plan(write_plan, directory / "uneven.toml", batch_size=3)
 
 
-def test_a_global_batch_must_split_evenly_over_the_ranks(qwen_assets, tmp_path):
-    plan = load_plan(uneven_plan(qwen_assets, tmp_path))
+def test_a_global_batch_must_split_evenly_over_the_ranks(write_plan, tmp_path):
+    plan = load_plan(uneven_plan(write_plan, tmp_path))
     check_batches_split(plan, 1)
     check_batches_split(plan, 3)
     with pytest.raises(PlanError, match=r"batch_size \[3\] \(the global batch\) does not split evenly over 2"):
@@ -189,10 +161,10 @@ def test_a_global_batch_must_split_evenly_over_the_ranks(qwen_assets, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_refuse_an_uneven_batch_before_any_work_in_one_line(qwen_assets, tmp_path):
+def test_two_processes_refuse_an_uneven_batch_before_any_work_in_one_line(write_plan, tmp_path):
     out = tmp_path / "out"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    process = start(torchrun, uneven_plan(qwen_assets, tmp_path), out)
+    process = start(torchrun, uneven_plan(write_plan, tmp_path), out)
     _, stderr = process.communicate(timeout=300)  # rank 0 exits, the launcher stops the other: no hang
     assert process.returncode != 0
     assert "error: plan 'two-ranks': batch_size [3] (the global batch) does not split evenly over 2 processes" in stderr

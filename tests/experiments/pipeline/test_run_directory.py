@@ -19,9 +19,6 @@ from experiments.pipeline.runner import LEDGER_FILE
 from flopcount import audit_report
 from lvdata import save_trajectories, simulate
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner import write_mini_plan  # noqa: E402  (the miniature plan every runner test uses)
-
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -55,8 +52,8 @@ def stage_status(out: Path, stage: str) -> str | None:
         return None
 
 
-def test_run_refuses_a_directory_of_the_users_files_and_touches_none(qwen_assets, tmp_path):
-    plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "U"
+def test_run_refuses_a_directory_of_the_users_files_and_touches_none(write_mini_plan, tmp_path):
+    plan, out = write_mini_plan(tmp_path), tmp_path / "U"
     users = {"report.md": "my notes", "figures/audit.png": "my figure", "stages/baseline/results.md": "my table",
              "results.json.tmp": "my draft"}
     for name, text in users.items():
@@ -70,8 +67,8 @@ def test_run_refuses_a_directory_of_the_users_files_and_touches_none(qwen_assets
 
 
 @pytest.mark.slow
-def test_a_directory_holding_another_plans_ledger_is_refused_before_a_charge(qwen_assets, tmp_path):
-    plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run"
+def test_a_directory_holding_another_plans_ledger_is_refused_before_a_charge(write_mini_plan, tmp_path):
+    plan, out = write_mini_plan(tmp_path), tmp_path / "run"
     assert cli(*command(plan, out, kind="baseline")).returncode == 0
     before = charges(out)
     other = tmp_path / "other"
@@ -82,14 +79,14 @@ def test_a_directory_holding_another_plans_ledger_is_refused_before_a_charge(qwe
     assert refused.returncode == 3 and "holds no results.json" in refused.stderr, refused.stderr
     assert (other / LEDGER_FILE).read_bytes() == ledger_bytes and sorted(os.listdir(other)) == [LEDGER_FILE]
     (tmp_path / "edited").mkdir()
-    edited = write_mini_plan(tmp_path / "edited", qwen_assets, limit="3e12")
+    edited = write_mini_plan(tmp_path / "edited", limit=3e12)
     refused = cli(*command(edited, out, kind="baseline"))  # another plan in this plan's directory
     assert refused.returncode == 3 and "with other settings" in refused.stderr, refused.stderr
     assert charges(out) == before  # the measurement was not charged again
 
 
-def test_a_stage_run_before_its_source_is_refused_with_no_charge(qwen_assets, tmp_path):
-    plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "new"
+def test_a_stage_run_before_its_source_is_refused_with_no_charge(write_mini_plan, tmp_path):
+    plan, out = write_mini_plan(tmp_path), tmp_path / "new"
     finished = cli(*command(plan, out, kind="final"))
     assert finished.returncode == 3, finished.stderr
     assert "stage 'final' uses the best setting of 'context', which has not finished" in finished.stderr
@@ -98,8 +95,8 @@ def test_a_stage_run_before_its_source_is_refused_with_no_charge(qwen_assets, tm
 
 
 @pytest.mark.slow
-def test_a_second_run_into_a_busy_directory_exits_6_naming_the_holders_pid(qwen_assets, tmp_path):
-    plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run"
+def test_a_second_run_into_a_busy_directory_exits_6_naming_the_holders_pid(write_mini_plan, tmp_path):
+    plan, out = write_mini_plan(tmp_path), tmp_path / "run"
     first = subprocess.Popen(command(plan, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         wait_for(lambda: stage_status(out, "baseline") is not None, first)
@@ -114,8 +111,8 @@ def test_a_second_run_into_a_busy_directory_exits_6_naming_the_holders_pid(qwen_
 
 
 @pytest.mark.slow
-def test_a_resume_on_changed_data_is_refused_before_a_charge(qwen_assets, tmp_path):
-    plan, out, data = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run", tmp_path / "lv.h5"
+def test_a_resume_on_changed_data_is_refused_before_a_charge(write_mini_plan, tmp_path):
+    plan, out, data = write_mini_plan(tmp_path), tmp_path / "run", tmp_path / "lv.h5"
     trajectories, times = simulate(30, seed=0)
     save_trajectories(data, trajectories, times)
     child = subprocess.Popen(command(plan, out, "--data", str(data)), stdout=subprocess.DEVNULL,
@@ -143,8 +140,8 @@ def test_a_resume_on_changed_data_is_refused_before_a_charge(qwen_assets, tmp_pa
     ("data.simulate_systems=1", "leave the validation and test split(s) empty"),
     ("data.test_ids=[999]", "test_ids out of range [0, 30): [999]"),
 ])
-def test_data_a_plan_cannot_use_is_one_line_before_any_charge(qwen_assets, tmp_path, setting, message):
-    plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run"
+def test_data_a_plan_cannot_use_is_one_line_before_any_charge(write_mini_plan, tmp_path, setting, message):
+    plan, out = write_mini_plan(tmp_path), tmp_path / "run"
     for args in (command(plan, out, "--set", setting), [*command(plan, out, "--set", setting), "--dry-run"]):
         finished = cli(*args)
         assert finished.returncode == 3 and message in finished.stderr, finished.stderr
@@ -152,8 +149,8 @@ def test_data_a_plan_cannot_use_is_one_line_before_any_charge(qwen_assets, tmp_p
     assert charges(out) == {}
 
 
-def test_prompts_longer_than_the_models_positions_are_refused_before_any_charge(qwen_assets, tmp_path):
-    plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run"
+def test_prompts_longer_than_the_models_positions_are_refused_before_any_charge(write_mini_plan, tmp_path):
+    plan, out = write_mini_plan(tmp_path), tmp_path / "run"
     finished = cli(*command(plan, out, "--set", "data.prompt_steps=90", "--set", "data.precision=8", kind="baseline"))
     assert finished.returncode == 3, finished.stderr
     assert "exceed the model's 2048 positions" in finished.stderr and "Traceback" not in finished.stderr
@@ -161,8 +158,8 @@ def test_prompts_longer_than_the_models_positions_are_refused_before_any_charge(
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_a_forecast_stage_exits_130_with_one_line_and_records_the_interruption(qwen_assets, tmp_path):
-    plan, out = write_mini_plan(tmp_path, qwen_assets), tmp_path / "run"
+def test_ctrl_c_in_a_forecast_stage_exits_130_with_one_line_and_records_the_interruption(write_mini_plan, tmp_path):
+    plan, out = write_mini_plan(tmp_path), tmp_path / "run"
     child = subprocess.Popen(command(plan, out, kind="baseline"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True, env=ENV)
     wait_for(lambda: "baseline" in charges(out), child)  # generating: the first batch is charged
@@ -177,13 +174,13 @@ def test_ctrl_c_in_a_forecast_stage_exits_130_with_one_line_and_records_the_inte
     assert stage_status(out, "baseline") == "finished"
 
 
-def test_a_resume_on_other_base_weights_is_refused_before_a_charge(qwen_assets, tmp_path):
+def test_a_resume_on_other_base_weights_is_refused_before_a_charge(qwen_assets, write_mini_plan, tmp_path):
     from experiments.models.loading import save_tiny_model
     from experiments.pipeline.plan import load_plan
     from experiments.pipeline.runner import ModelChanged, check_preconditions, open_run
 
     model_dir = save_tiny_model(tmp_path / "base", qwen_assets, seed=0)
-    plan_path = write_mini_plan(tmp_path, qwen_assets)
+    plan_path = write_mini_plan(tmp_path)
     plan_path.write_text(plan_path.read_text().replace('source = "tiny"', f'source = "{model_dir}"'))
     plan, out = load_plan(plan_path), tmp_path / "out"
     check_preconditions(open_run(plan, out, progress=False), [])  # the first run records the weights' digest

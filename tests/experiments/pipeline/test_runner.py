@@ -23,82 +23,12 @@ from experiments.training.metrics_log import read_metrics
 from experiments.training.run_dir import ConfigMismatch
 from flopcount import CountSetup, Ledger, audit_report, forward_flops, training_step_flops
 
-MINI_PLAN = """
-name = "mini"
-description = "every stage in miniature, for the tests"
-
-[model]
-source = "tiny"
-tokenizer = "{tokenizer}"
-
-[data]
-simulate_systems = 30
-prompt_steps = 20
-forecast_steps = 4
-
-[budget]
-limit = {limit}
-
-[training]
-batch_size = 2
-context = 32
-learning_rate = 1e-3
-lora_rank = 2
-eval_every = 2
-eval_windows = 4
-checkpoint_every = 2
-
-[forecast]
-series = 2
-samples = 2
-batch_size = 2
-max_int_digits = 2
-plot_series = 1
-
-[[stages]]
-kind = "baseline"
-
-[[stages]]
-name = "grid"
-kind = "sweep"
-grid = {{ lora_rank = [1, 2] }}
-max_steps = 3
-budget_share = 0.3
-
-[[stages]]
-name = "context"
-kind = "context"
-from = "grid"
-contexts = [16, 32]
-max_steps = 3
-budget_share = 0.2
-
-[[stages]]
-name = "final"
-kind = "final"
-from = "context"
-max_steps = 4
-budget_share = "rest"
-
-[[stages]]
-name = "evaluate"
-kind = "evaluate"
-from = "final"
-"""
-
-
-def write_mini_plan(directory: Path, tokenizer: Path, limit: str = "2e12") -> Path:
-    path = directory / "mini.toml"
-    path.write_text(MINI_PLAN.format(tokenizer=tokenizer, limit=limit))
-    return path
-
-
 @pytest.fixture(scope="module")
-def finished_run(qwen_assets, tmp_path_factory) -> Path:
+def finished_run(write_mini_plan, tmp_path_factory) -> Path:
     """The miniature plan run to the end once; tests read its run directory."""
     root = tmp_path_factory.mktemp("mini-run")
     out = root / "run"
-    run_plan(load_plan(write_mini_plan(root, qwen_assets)), out, progress=False)
+    run_plan(load_plan(write_mini_plan(root)), out, progress=False)
     return out
 
 
@@ -257,8 +187,8 @@ def test_rerunning_a_finished_plan_charges_nothing(finished_run):
     assert [row.sessions for row in after.rows] == [row.sessions for row in before.rows]
 
 
-def test_a_plan_that_cannot_fit_is_refused_before_any_work(qwen_assets, tmp_path):
-    plan = load_plan(write_mini_plan(tmp_path, qwen_assets, limit="5e10"))
+def test_a_plan_that_cannot_fit_is_refused_before_any_work(write_mini_plan, tmp_path):
+    plan = load_plan(write_mini_plan(tmp_path, limit=5e10))
     assert not dry_run(plan).fits
     with pytest.raises(PlanOverBudget, match="cannot fit its budget"):
         run_plan(plan, tmp_path / "run", progress=False)
@@ -266,15 +196,15 @@ def test_a_plan_that_cannot_fit_is_refused_before_any_work(qwen_assets, tmp_path
     assert not (tmp_path / "run" / "stages").exists()
 
 
-def test_a_stage_whose_source_has_not_run_is_refused(qwen_assets, tmp_path):
-    plan = load_plan(write_mini_plan(tmp_path, qwen_assets))
+def test_a_stage_whose_source_has_not_run_is_refused(write_mini_plan, tmp_path):
+    plan = load_plan(write_mini_plan(tmp_path))
     with pytest.raises(PlanError, match="uses the best setting of 'grid', which has not finished"):
         run_plan(plan, tmp_path / "run", only=["context"], progress=False)
     assert not (tmp_path / "run" / LEDGER_FILE).exists()  # refused before the measurement was charged
 
 
-def test_another_plan_is_refused_in_a_used_run_directory(finished_run, qwen_assets, tmp_path):
-    edited = write_mini_plan(tmp_path, qwen_assets, limit="3e12")
+def test_another_plan_is_refused_in_a_used_run_directory(finished_run, write_mini_plan, tmp_path):
+    edited = write_mini_plan(tmp_path, limit=3e12)
     before = ledger_rows(finished_run)
     with pytest.raises(ConfigMismatch, match="holds a run of plan .* with other settings"):
         run_plan(load_plan(edited), finished_run, progress=False)
@@ -283,8 +213,8 @@ def test_another_plan_is_refused_in_a_used_run_directory(finished_run, qwen_asse
 
 
 @pytest.mark.slow
-def test_a_plan_killed_mid_sweep_resumes_without_recharging_finished_stages(qwen_assets, tmp_path):
-    plan_path = write_mini_plan(tmp_path, qwen_assets)
+def test_a_plan_killed_mid_sweep_resumes_without_recharging_finished_stages(write_mini_plan, tmp_path):
+    plan_path = write_mini_plan(tmp_path)
     out = tmp_path / "run"
     command = [sys.executable, "-m", "experiments", "run", "--plan", str(plan_path), "--out", str(out),
                "--no-progress"]
@@ -316,10 +246,10 @@ def test_a_plan_killed_mid_sweep_resumes_without_recharging_finished_stages(qwen
         assert row.total - row.lost == entry["projected_flops"]  # its own share paid the work kept; the reserve the rest
 
 
-def test_a_stage_command_runs_that_stage_alone(qwen_assets, tmp_path):
+def test_a_stage_command_runs_that_stage_alone(write_mini_plan, tmp_path):
     from experiments.cli import main
 
-    plan = write_mini_plan(tmp_path, qwen_assets)
+    plan = write_mini_plan(tmp_path)
     assert main(["baseline", "--plan", str(plan), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     stages = json.loads((tmp_path / "run" / "results.json").read_text())["stages"]
     assert list(stages) == ["backward-forward", "baseline"] and stages["baseline"]["status"] == "finished"

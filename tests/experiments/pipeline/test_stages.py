@@ -12,34 +12,11 @@ from experiments.pipeline.plan import load_plan
 from experiments.pipeline.runner import open_run, run_stage
 from experiments.pipeline.workspace import PlanWorkspace
 
-PLAN = """
-name = "one-model"
-
-[model]
-source = "tiny"
-tokenizer = "{tokenizer}"
-
-[data]
-simulate_systems = 30
-prompt_steps = 20
-forecast_steps = 4
-
-[budget]
-limit = 1e12
-
-[training]
-batch_size = 2
-context = 32
-learning_rate = 1e-3
-lora_rank = 2
-eval_every = 1
-eval_windows = 2
-checkpoint_every = 1
-
+STAGES = """
 [[stages]]
 name = "grid"
 kind = "sweep"
-grid = {{ lora_rank = [1, 2] }}
+grid = { lora_rank = [1, 2] }
 steps = 1
 
 [[stages]]
@@ -49,6 +26,11 @@ from = "grid"
 contexts = [16, 32]
 steps = 1
 """
+
+
+def one_model_plan(write_plan, path: Path) -> Path:
+    return write_plan(path, STAGES, name="one-model", limit=1e12,
+                      training={"eval_every": 1, "eval_windows": 2, "checkpoint_every": 1})
 
 
 @dataclass
@@ -67,9 +49,8 @@ class CountingRun(PlanWorkspace):
         return model
 
 
-def test_training_and_context_selection_never_hold_two_base_models(qwen_assets, tmp_path: Path):
-    path = tmp_path / "plan.toml"
-    path.write_text(PLAN.format(tokenizer=qwen_assets))
+def test_training_and_context_selection_never_hold_two_base_models(write_plan, tmp_path: Path):
+    path = one_model_plan(write_plan, tmp_path / "plan.toml")
     opened = open_run(load_plan(path), tmp_path / "run", progress=False)
     run = CountingRun(opened.plan, opened.out_dir, opened.results, progress=False)
     for stage in run.plan.stages:
@@ -82,12 +63,11 @@ def test_training_and_context_selection_never_hold_two_base_models(qwen_assets, 
     assert len(run.alive_at_load) == 2 + 2 + 2
 
 
-def test_an_adapter_is_shown_with_the_latest_validation_at_or_before_its_step(qwen_assets, tmp_path: Path):
+def test_an_adapter_is_shown_with_the_latest_validation_at_or_before_its_step(write_plan, tmp_path: Path):
     from experiments.pipeline.stages import _validation_of
     from experiments.training.metrics_log import MetricsLog
 
-    path = tmp_path / "plan.toml"
-    path.write_text(PLAN.format(tokenizer=qwen_assets))
+    path = one_model_plan(write_plan, tmp_path / "plan.toml")
     run = open_run(load_plan(path), tmp_path / "run", progress=False)
     with MetricsLog(run.out_dir / "metrics.jsonl") as log:
         for step, loss in ((10, 2.0), (20, 1.5), (30, 1.2)):  # step 30 validated after the last checkpoint (25)
