@@ -36,7 +36,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -171,12 +172,22 @@ class ForecastJob:
     @property
     def config(self) -> ForecastConfig:
         return self.generator.config
-    def running(self):
-        """The context the calls run in, each giving the same tokens, faster: a constrained forecast runs
-        over a compact vocabulary; an unconstrained one over a frozen head's few distinct rows, if it has them."""
-        if self.generator.vocabulary is not None:
-            return compact_vocabulary(self.generator.model, self.generator.vocabulary)
-        return distinct_rows_output(self.generator.model, full_logits=True)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The context the calls run in. The model's own generation defaults are set aside (``generate``
+        fills every field its config leaves unset from them: a checkpoint's ``suppress_tokens`` or
+        ``num_beams`` would change the forecasts). A constrained forecast runs over a compact vocabulary,
+        an unconstrained one over a frozen head's few distinct rows if it has them: the same logits, faster."""
+        model = self.generator.model
+        faster = (compact_vocabulary(model, self.generator.vocabulary) if self.generator.vocabulary is not None
+                  else distinct_rows_output(model, full_logits=True))
+        own_defaults, model.generation_config = model.generation_config, GenerationConfig()
+        try:
+            with faster:
+                yield
+        finally:
+            model.generation_config = own_defaults
 
     def reserve(self, budget: Budget, number: int, step: int):
         """Reserve call ``number``'s longest possible generation on ``budget`` (before it runs)."""
@@ -249,19 +260,19 @@ class _BatchGenerator:
     def max_new_tokens(self) -> int:
         return self.config.new_token_bound
 
-    def _ids(self, real_ids: torch.Tensor | list[int]) -> torch.Tensor:
+    def _generate_ids(self, real_ids: torch.Tensor | list[int]) -> torch.Tensor:
         """``real_ids`` as ``generate`` sees them: compact ids inside a compact vocabulary."""
         return torch.as_tensor(real_ids) if self.vocabulary is None else self.vocabulary.compact(real_ids)
 
     @property
     def generation_config(self) -> GenerationConfig:
-        eos_ids, pad_id = self._ids(list(self.eos_ids)).tolist(), int(self._ids([self.pad_id])[0])
-        return _generation_config(self.config, self.max_new_tokens, eos_ids, pad_id)
+        eos_ids = self._generate_ids(list(self.eos_ids)).tolist()
+        return _generation_config(self.config, self.max_new_tokens, eos_ids, int(self._generate_ids([self.pad_id])[0]))
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch_index: int) -> torch.Tensor:
         """New tokens ``(b * S, new_tokens)`` on the CPU, the S samples of a prompt adjacent, for
         left-padded ``input_ids`` / ``attention_mask`` ``(b, L)``; seeded by ``(seed, batch_index)``."""
-        input_ids = self._ids(input_ids)  # (b, L)
+        input_ids = self._generate_ids(input_ids)  # (b, L)
         processors = LogitsProcessorList()
         if self.config.constrained:
             processors.append(LLMTimeLogitsProcessor(self.grammar, self.tokenizer, eos_token_id=self.eos_ids[0],
@@ -270,7 +281,7 @@ class _BatchGenerator:
             processors.append(GumbelMaxSampler(self.config.temperature, self.config.top_p))
             input_ids = input_ids.repeat_interleave(self.config.samples, dim=0)  # (b * S, L)
             attention_mask = attention_mask.repeat_interleave(self.config.samples, dim=0)
-        step_token_id = int(self._ids([self.step_token_id])[0])
+        step_token_id = int(self._generate_ids([self.step_token_id])[0])
         stopping = StoppingCriteriaList([StepStoppingCriteria(step_token_id, self.config.m, input_ids.shape[1])])
         device = self.model.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -348,8 +359,8 @@ def _eos_ids(model, tokenizer) -> tuple[int, ...]:
 
 def _generation_config(config: ForecastConfig, max_new_tokens: int, eos_ids: list[int],
                        pad_id: int) -> GenerationConfig:
-    """Every setting that matters set explicitly, so a checkpoint's own defaults (Qwen ships
-    repetition_penalty 1.1, top_k 20, ...) never change the forecasts."""
+    """Every setting that matters set explicitly; :meth:`ForecastJob.running` sets the model's own
+    defaults aside (Qwen ships repetition_penalty 1.1, top_k 20, ...), so they never change the forecasts."""
     return GenerationConfig(  # greedy: a sampled forecast draws its tokens in GumbelMaxSampler
         max_new_tokens=max_new_tokens, do_sample=False, num_return_sequences=1, repetition_penalty=1.0,
         eos_token_id=eos_ids, pad_token_id=pad_id, use_cache=config.use_cache,

@@ -12,7 +12,9 @@ import lvdata
 from experiments.forecasting import generate
 from experiments.forecasting.compact_vocabulary import CompactVocabulary, compact_vocabulary, compactable
 from experiments.forecasting.generate import ForecastConfig, forecast_series
+from experiments.forecasting.grammar import LLMTimeGrammar, alphabet_token_ids
 from experiments.models.loading import build_tiny_model
+from flopcount import Budget, Ledger
 
 K, M = 4, 3
 
@@ -45,7 +47,7 @@ def test_inside_the_block_the_kept_tokens_have_their_full_vocabulary_logits_and_
         full = model(input_ids).logits  # (2, 5, V)
         with compact_vocabulary(model, vocabulary):
             compact = model(vocabulary.compact(input_ids)).logits  # (2, 5, K)
-            assert set(model.state_dict()) < set(state)  # no buffer of its own in what a checkpoint saves
+            assert set(model.state_dict()) < set(state)  # adds no buffer to a state dict (lacks the embedding)
     assert compact.shape == (2, 5, len(vocabulary))
     torch.testing.assert_close(compact, full[..., vocabulary.real_ids], rtol=1e-5, atol=1e-5)
     assert model.get_input_embeddings() is embedding and model.get_output_embeddings() is head
@@ -73,6 +75,70 @@ def test_constrained_forecasts_over_the_compact_vocabulary_are_the_full_vocabula
     full = forecast_series(model, qwen_tokenizer, chosen, config, progress=False)
     assert compact.texts == full.texts and all(text.count(";") == M for row in compact.texts for text in row)
     np.testing.assert_array_equal(compact.generated_tokens, full.generated_tokens)
+
+
+def short_number_model(qwen_tokenizer) -> nn.Module:
+    """A tiny model whose untied output layer has a bias for ``0 . , ;``: every number it writes is
+    ``0.00``, so its rows stop at their 3rd step separator, 6 tokens before the grammar's bound."""
+    model = build_tiny_model(seed=3)
+    tied = model.get_output_embeddings()
+    head = nn.Linear(tied.in_features, tied.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(tied.weight)
+        head.bias.zero_()
+        head.bias[[qwen_tokenizer.encode(c, add_special_tokens=False)[0] for c in "0.,;"]] = 30.0
+    model.set_output_embeddings(head.requires_grad_(False))
+    return model
+
+
+def test_rows_that_stop_early_are_the_same_length_and_charged_the_same_as_over_every_token(
+        qwen_tokenizer, tmp_path, monkeypatch):
+    model = short_number_model(qwen_tokenizer)
+    config = ForecastConfig(k=K, m=M, max_int_digits=2, batch_size=2, do_sample=True, samples=2, seed=1)
+    chosen = examples(3, 6)  # 3 calls of 2 trajectories
+    outputs, charges = [], []
+    for path in ("compact", "full"):
+        if path == "full":
+            monkeypatch.setattr(generate, "compactable", lambda model: False)
+        with Budget(10**13, tmp_path / f"{path}.sqlite", "forecast", model) as budget:
+            outputs.append(forecast_series(model, qwen_tokenizer, chosen, config, budget=budget, progress=False))
+        with Ledger(tmp_path / f"{path}.sqlite") as ledger:
+            charges.append([(charge.flops, charge.tokens) for charge in ledger.charges()])
+    compact, full = outputs
+    assert all(text == "0.00,0.00;" * M for row in compact.texts for text in row)
+    assert [batch.new_tokens for batch in compact.batches] == [10 * M] * 3 and 10 * M < config.new_token_bound
+    assert compact.texts == full.texts
+    np.testing.assert_array_equal(compact.generated_tokens, full.generated_tokens)
+    assert [b.new_tokens for b in compact.batches] == [b.new_tokens for b in full.batches]
+    assert charges[0] == charges[1] and len(charges[0]) == 3
+
+
+def test_the_grammar_over_a_compact_vocabulary_allows_the_same_tokens_state_by_state(qwen_tokenizer):
+    grammar = LLMTimeGrammar(n_steps=2, max_int_digits=2)
+    alphabet = alphabet_token_ids(qwen_tokenizer, grammar)
+    vocabulary = CompactVocabulary.of([*alphabet, 151645, 151643, 872], 151936)  # 872: a prose token
+    full = generate.LLMTimeLogitsProcessor(grammar, qwen_tokenizer, eos_token_id=151645)
+    compact = generate.LLMTimeLogitsProcessor(grammar, qwen_tokenizer, eos_token_id=151645, vocabulary=vocabulary)
+    written = torch.tensor([[alphabet[0]]])  # (1, 1) a prompt token, then the text below
+    for char in "12.34,0.50;3.00,":
+        allowed_full = full(written, torch.zeros(1, 151936)).isfinite()[0].nonzero().squeeze(1)
+        allowed_compact = compact(vocabulary.compact(written), torch.zeros(1, len(vocabulary))).isfinite()[0]
+        assert torch.equal(vocabulary.real(allowed_compact.nonzero().squeeze(1)), allowed_full), char
+        written = torch.cat([written, torch.tensor([[alphabet[grammar.characters.index(char)]]])], dim=1)
+
+
+def test_the_model_is_restored_after_an_error_and_a_nested_block_is_refused(model):
+    embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
+    vocabulary = CompactVocabulary.of([13, 15, 151645], 151936)
+    with pytest.raises(RuntimeError, match="inside"), compact_vocabulary(model, vocabulary):
+        raise RuntimeError("a failure inside the block")
+    assert model.get_input_embeddings() is embedding and model.get_output_embeddings() is head
+    with compact_vocabulary(model, vocabulary):
+        with pytest.raises(ValueError, match="already generating over a compact vocabulary"):
+            with compact_vocabulary(model, vocabulary):
+                pass
+    assert model.get_input_embeddings() is embedding and model.get_output_embeddings() is head
+    assert head.weight is embedding.weight
 
 
 def test_an_unconstrained_forecast_keeps_the_whole_vocabulary(model, qwen_tokenizer):

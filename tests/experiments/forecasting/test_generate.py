@@ -114,11 +114,16 @@ def test_top_p_only_ever_sees_grammatical_tokens(model, qwen_tokenizer):
 def test_a_checkpoints_own_generation_defaults_do_not_change_the_forecasts(model, qwen_tokenizer):
     opinionated = build_tiny_model(seed=0)  # same weights, Qwen-like sampling defaults
     opinionated.generation_config.update(repetition_penalty=1.5, top_k=1, top_p=0.1, temperature=0.05)
+    opinionated.generation_config.update(  # settings greedy search would apply: token ids, beams, n-grams
+        suppress_tokens=[qwen_tokenizer.encode("5", add_special_tokens=False)[0]], forced_eos_token_id=151645,
+        no_repeat_ngram_size=1, num_beams=2, min_new_tokens=50)
+    own_defaults = opinionated.generation_config.to_dict()
     examples = examples_from(np.random.default_rng(5).uniform(0.5, 9.0, size=(2, K + M, 2)), [1.0, 1.0])
     for config in (ForecastConfig(k=K, m=2, constrained=False),
                    ForecastConfig(k=K, m=2, do_sample=True, samples=2, seed=1, max_int_digits=2)):
         plain = forecast_series(model, qwen_tokenizer, examples, config, progress=False)
         assert forecast_series(opinionated, qwen_tokenizer, examples, config, progress=False).texts == plain.texts
+    assert opinionated.generation_config.to_dict() == own_defaults  # set aside, not changed
 
 
 @pytest.mark.parametrize(("change", "message"), [
