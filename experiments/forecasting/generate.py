@@ -9,8 +9,8 @@ and rescaled by the example's α to the original units.
   the step grammar, so every output is ``m`` well-formed steps. **Unconstrained**: no
   processor, so the malformed fraction measures how often the model breaks the format.
   Both stop a row at its ``m``-th step separator (or EOS), bounded by ``max_new_tokens``.
-  A constrained forecast runs ``generate`` over a compact vocabulary, the tokens it can read or
-  write (:mod:`~experiments.forecasting.compact_vocabulary`): the same tokens, without computing
+  A constrained forecast runs ``generate`` over a vocabulary subset, the tokens it can read or
+  write (:mod:`~experiments.forecasting.vocabulary_subset`): the same tokens, without computing
   and passing over the 151,936-token logits every step.
 * **Batching**: prompts are sorted by token length (less padding) and left-padded by hand
   with an attention mask; ``generate`` derives the position ids from the mask, so a row's
@@ -45,11 +45,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
-from experiments.forecasting.compact_vocabulary import CompactVocabulary, compact_vocabulary, compactable
 from experiments.forecasting.forecast_config import N_VARS, ForecastConfig
 from experiments.forecasting.grammar import LLMTimeGrammar, LLMTimeLogitsProcessor, StepStoppingCriteria, alphabet_token_ids
 from experiments.forecasting.metrics import ForecastSet
 from experiments.forecasting.sampling import GumbelMaxSampler
+from experiments.forecasting.vocabulary_subset import VocabularySubset, subset_is_exact, vocabulary_subset
 from experiments.training.distinct_rows import distinct_rows_output
 from flopcount import Budget
 from flopcount.ledger.records import Charge
@@ -177,10 +177,10 @@ class ForecastJob:
     def running(self) -> Iterator[None]:
         """The context the calls run in. The model's own generation defaults are set aside (``generate``
         fills every field its config leaves unset from them: a checkpoint's ``suppress_tokens`` or
-        ``num_beams`` would change the forecasts). A constrained forecast runs over a compact vocabulary,
+        ``num_beams`` would change the forecasts). A constrained forecast runs over a vocabulary subset,
         an unconstrained one over a frozen head's few distinct rows if it has them: the same logits, faster."""
         model = self.generator.model
-        faster = (compact_vocabulary(model, self.generator.vocabulary) if self.generator.vocabulary is not None
+        faster = (vocabulary_subset(model, self.generator.subset) if self.generator.subset is not None
                   else distinct_rows_output(model, full_logits=True))
         own_defaults, model.generation_config = model.generation_config, GenerationConfig()
         try:
@@ -231,8 +231,8 @@ def run_in_order(job: ForecastJob, budget: Budget | None, step: int, progress: b
 @dataclass(frozen=True)
 class _BatchGenerator:
     """What every ``generate`` call of one :func:`forecast_series` shares. ``eos_ids``, ``pad_id`` and
-    ``step_token_id`` are real token ids; ``vocabulary`` (constrained forecasts of a model where it is
-    exact) the compact ids ``generate`` runs in, None for the whole vocabulary."""
+    ``step_token_id`` are real token ids; ``subset`` (constrained forecasts of a model where it is
+    exact) the subset ids ``generate`` runs in, None for the whole vocabulary."""
 
     model: object
     tokenizer: object
@@ -241,7 +241,7 @@ class _BatchGenerator:
     eos_ids: tuple[int, ...]
     pad_id: int
     step_token_id: int
-    vocabulary: CompactVocabulary | None
+    subset: VocabularySubset | None
 
     @classmethod
     def build(cls, model, tokenizer, config: ForecastConfig, prompts: list[np.ndarray]) -> _BatchGenerator:
@@ -249,20 +249,20 @@ class _BatchGenerator:
         eos_ids = _eos_ids(model, tokenizer)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
         alphabet = alphabet_token_ids(tokenizer, grammar)
-        vocabulary = None
-        if config.constrained and compactable(model):  # what a forecast can read or write
+        subset = None
+        if config.constrained and subset_is_exact(model):  # what a forecast can read or write
             tokens = np.concatenate([alphabet, eos_ids, [pad_id], *prompts])
-            vocabulary = CompactVocabulary.of(tokens, len(model.get_output_embeddings().weight))
+            subset = VocabularySubset.of(tokens, len(model.get_output_embeddings().weight))
         return cls(model, tokenizer, config, grammar, eos_ids, pad_id, step_token_id=alphabet[-1],
-                   vocabulary=vocabulary)
+                   subset=subset)
 
     @property
     def max_new_tokens(self) -> int:
         return self.config.new_token_bound
 
     def _generate_ids(self, real_ids: torch.Tensor | list[int]) -> torch.Tensor:
-        """``real_ids`` as ``generate`` sees them: compact ids inside a compact vocabulary."""
-        return torch.as_tensor(real_ids) if self.vocabulary is None else self.vocabulary.compact(real_ids)
+        """``real_ids`` as ``generate`` sees them: their subset ids when it runs over a vocabulary subset."""
+        return torch.as_tensor(real_ids) if self.subset is None else self.subset.to_subset(real_ids)
 
     @property
     def generation_config(self) -> GenerationConfig:
@@ -276,7 +276,7 @@ class _BatchGenerator:
         processors = LogitsProcessorList()
         if self.config.constrained:
             processors.append(LLMTimeLogitsProcessor(self.grammar, self.tokenizer, eos_token_id=self.eos_ids[0],
-                                                     vocabulary=self.vocabulary))
+                                                     subset=self.subset))
         if self.config.do_sample:  # after the grammar: the nucleus is taken among grammatical tokens
             processors.append(GumbelMaxSampler(self.config.temperature, self.config.top_p))
             input_ids = input_ids.repeat_interleave(self.config.samples, dim=0)  # (b * S, L)
@@ -291,7 +291,7 @@ class _BatchGenerator:
                 generation_config=self.generation_config, logits_processor=processors, stopping_criteria=stopping,
             )  # (b * S, L + new_tokens)
         generated = sequences[:, input_ids.shape[1]:].cpu()  # (b * S, new_tokens)
-        return generated if self.vocabulary is None else self.vocabulary.real(generated)
+        return generated if self.subset is None else self.subset.to_real(generated)
 
     def texts(self, generated: torch.Tensor) -> list[tuple[str, int]]:
         """Each row's text up to (excluding) its first EOS or pad token, and that token count. Other

@@ -29,7 +29,7 @@ from functools import cached_property
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
-from experiments.forecasting.compact_vocabulary import CompactVocabulary
+from experiments.forecasting.vocabulary_subset import VocabularySubset
 from lvdata import DEFAULT_FORMAT, LLMTimeFormat
 
 DIGITS = "0123456789"
@@ -156,16 +156,16 @@ class LLMTimeLogitsProcessor(LogitsProcessor):
     Use one instance per ``generate`` call: it reads the prompt length on its first call and
     then advances each row's automaton by the token generated since. It works for greedy
     search and sampling; ``generate`` applies it before temperature and top-p, so those only
-    ever see grammatical tokens. ``vocabulary``: ``generate`` runs in its compact ids
-    (:func:`~experiments.forecasting.compact_vocabulary.compact_vocabulary`), so the scores
-    are ``(rows, K)`` and the ids compact.
+    ever see grammatical tokens. ``subset``: ``generate`` runs in its subset ids
+    (:func:`~experiments.forecasting.vocabulary_subset.vocabulary_subset`), so the scores
+    are ``(rows, K)`` and the ids the subset's.
     """
 
     def __init__(self, grammar: LLMTimeGrammar, tokenizer, eos_token_id: int,
-                 vocabulary: CompactVocabulary | None = None) -> None:
+                 subset: VocabularySubset | None = None) -> None:
         self.grammar = grammar
         class_token_ids = [*alphabet_token_ids(tokenizer, grammar), int(eos_token_id)]
-        self.class_token_ids = torch.tensor(class_token_ids) if vocabulary is None else vocabulary.compact(
+        self.class_token_ids = torch.tensor(class_token_ids) if subset is None else subset.to_subset(
             class_token_ids)  # (14,)
         self.next_state, self.allowed = grammar.tables
         self.state: torch.Tensor | None = None  # (rows,) automaton state per sequence

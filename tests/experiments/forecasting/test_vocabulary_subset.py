@@ -1,4 +1,4 @@
-"""Generation over a compact vocabulary: the same logits for the tokens kept, the same forecasts,
+"""Generation over a vocabulary subset: the same logits for the tokens kept, the same forecasts,
 the model restored, and refused where it would not be exact."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from torch import nn
 
 import lvdata
 from experiments.forecasting import generate
-from experiments.forecasting.compact_vocabulary import CompactVocabulary, compact_vocabulary, compactable
 from experiments.forecasting.generate import ForecastConfig, forecast_series
 from experiments.forecasting.grammar import LLMTimeGrammar, alphabet_token_ids
+from experiments.forecasting.vocabulary_subset import VocabularySubset, subset_is_exact, vocabulary_subset
 from experiments.models.loading import build_tiny_model
 from flopcount import Budget, Ledger
 
@@ -24,32 +24,32 @@ def model():
     return build_tiny_model(seed=1)
 
 
-def test_ids_map_to_compact_ids_in_their_order_and_back():
-    vocabulary = CompactVocabulary.of([151645, 15, 13, 15, 26], vocab_size=151936)
-    assert vocabulary.real_ids.tolist() == [13, 15, 26, 151645] and len(vocabulary) == 4
-    compact = vocabulary.compact(torch.tensor([[26, 13], [151645, 15]]))
-    assert compact.tolist() == [[2, 0], [3, 1]]
-    assert torch.equal(vocabulary.real(compact), torch.tensor([[26, 13], [151645, 15]]))
+def test_ids_map_to_subset_ids_in_their_order_and_back():
+    subset = VocabularySubset.of([151645, 15, 13, 15, 26], vocab_size=151936)
+    assert subset.real_ids.tolist() == [13, 15, 26, 151645] and len(subset) == 4
+    ids = subset.to_subset(torch.tensor([[26, 13], [151645, 15]]))
+    assert ids.tolist() == [[2, 0], [3, 1]]
+    assert torch.equal(subset.to_real(ids), torch.tensor([[26, 13], [151645, 15]]))
     with pytest.raises(KeyError, match=r"\[14\]"):
-        vocabulary.compact([13, 14])
+        subset.to_subset([13, 14])
     with pytest.raises(KeyError, match=r"\[151646\]"):
-        vocabulary.compact([151646])
+        subset.to_subset([151646])
     with pytest.raises(ValueError, match=r"\[0, 100\)"):
-        CompactVocabulary.of([3, 100], vocab_size=100)
+        VocabularySubset.of([3, 100], vocab_size=100)
 
 
 def test_inside_the_block_the_kept_tokens_have_their_full_vocabulary_logits_and_the_model_is_restored(model):
     input_ids = torch.tensor([[13, 15, 17, 26, 11], [16, 16, 13, 18, 26]])  # (2, 5) real ids
-    vocabulary = CompactVocabulary.of(torch.cat([input_ids.flatten(), torch.tensor([151645, 0])]), 151936)
+    subset = VocabularySubset.of(torch.cat([input_ids.flatten(), torch.tensor([151645, 0])]), 151936)
     embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
     state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     with torch.no_grad():
         full = model(input_ids).logits  # (2, 5, V)
-        with compact_vocabulary(model, vocabulary):
-            compact = model(vocabulary.compact(input_ids)).logits  # (2, 5, K)
+        with vocabulary_subset(model, subset):
+            kept = model(subset.to_subset(input_ids)).logits  # (2, 5, K)
             assert set(model.state_dict()) < set(state)  # adds no buffer to a state dict (lacks the embedding)
-    assert compact.shape == (2, 5, len(vocabulary))
-    torch.testing.assert_close(compact, full[..., vocabulary.real_ids], rtol=1e-5, atol=1e-5)
+    assert kept.shape == (2, 5, len(subset))
+    torch.testing.assert_close(kept, full[..., subset.real_ids], rtol=1e-5, atol=1e-5)
     assert model.get_input_embeddings() is embedding and model.get_output_embeddings() is head
     assert head.weight is embedding.weight  # still tied
     assert all(torch.equal(tensor, state[name]) for name, tensor in model.state_dict().items())
@@ -64,17 +64,17 @@ def examples(seed: int, n: int) -> list[lvdata.ForecastExample]:
     ForecastConfig(k=K, m=M, max_int_digits=2, batch_size=3),
     ForecastConfig(k=K, m=M, max_int_digits=2, batch_size=3, do_sample=True, samples=3, top_p=0.9, seed=4),
 ], ids=["greedy", "sampled"])
-def test_constrained_forecasts_over_the_compact_vocabulary_are_the_full_vocabularys(model, qwen_tokenizer,
+def test_constrained_forecasts_over_a_vocabulary_subset_are_the_full_vocabularys(model, qwen_tokenizer,
                                                                                    config, monkeypatch):
     chosen = examples(5, 5)
     job = generate.ForecastJob.prepare(model, qwen_tokenizer, chosen, config)
-    assert job.generator.vocabulary is not None and len(job.generator.vocabulary) < 20
-    compact = forecast_series(model, qwen_tokenizer, chosen, config, progress=False)
-    monkeypatch.setattr(generate, "compactable", lambda model: False)
-    assert generate.ForecastJob.prepare(model, qwen_tokenizer, chosen, config).generator.vocabulary is None
+    assert job.generator.subset is not None and len(job.generator.subset) < 20
+    over_subset = forecast_series(model, qwen_tokenizer, chosen, config, progress=False)
+    monkeypatch.setattr(generate, "subset_is_exact", lambda model: False)
+    assert generate.ForecastJob.prepare(model, qwen_tokenizer, chosen, config).generator.subset is None
     full = forecast_series(model, qwen_tokenizer, chosen, config, progress=False)
-    assert compact.texts == full.texts and all(text.count(";") == M for row in compact.texts for text in row)
-    np.testing.assert_array_equal(compact.generated_tokens, full.generated_tokens)
+    assert over_subset.texts == full.texts and all(text.count(";") == M for row in full.texts for text in row)
+    np.testing.assert_array_equal(over_subset.generated_tokens, full.generated_tokens)
 
 
 def short_number_model(qwen_tokenizer) -> nn.Module:
@@ -97,45 +97,45 @@ def test_rows_that_stop_early_are_the_same_length_and_charged_the_same_as_over_e
     config = ForecastConfig(k=K, m=M, max_int_digits=2, batch_size=2, do_sample=True, samples=2, seed=1)
     chosen = examples(3, 6)  # 3 calls of 2 trajectories
     outputs, charges = [], []
-    for path in ("compact", "full"):
+    for path in ("subset", "full"):
         if path == "full":
-            monkeypatch.setattr(generate, "compactable", lambda model: False)
+            monkeypatch.setattr(generate, "subset_is_exact", lambda model: False)
         with Budget(10**13, tmp_path / f"{path}.sqlite", "forecast", model) as budget:
             outputs.append(forecast_series(model, qwen_tokenizer, chosen, config, budget=budget, progress=False))
         with Ledger(tmp_path / f"{path}.sqlite") as ledger:
             charges.append([(charge.flops, charge.tokens) for charge in ledger.charges()])
-    compact, full = outputs
-    assert all(text == "0.00,0.00;" * M for row in compact.texts for text in row)
-    assert [batch.new_tokens for batch in compact.batches] == [10 * M] * 3 and 10 * M < config.new_token_bound
-    assert compact.texts == full.texts
-    np.testing.assert_array_equal(compact.generated_tokens, full.generated_tokens)
-    assert [b.new_tokens for b in compact.batches] == [b.new_tokens for b in full.batches]
+    over_subset, full = outputs
+    assert all(text == "0.00,0.00;" * M for row in over_subset.texts for text in row)
+    assert [batch.new_tokens for batch in over_subset.batches] == [10 * M] * 3 and 10 * M < config.new_token_bound
+    assert over_subset.texts == full.texts
+    np.testing.assert_array_equal(over_subset.generated_tokens, full.generated_tokens)
+    assert [b.new_tokens for b in over_subset.batches] == [b.new_tokens for b in full.batches]
     assert charges[0] == charges[1] and len(charges[0]) == 3
 
 
-def test_the_grammar_over_a_compact_vocabulary_allows_the_same_tokens_state_by_state(qwen_tokenizer):
+def test_the_grammar_over_a_vocabulary_subset_allows_the_same_tokens_state_by_state(qwen_tokenizer):
     grammar = LLMTimeGrammar(n_steps=2, max_int_digits=2)
     alphabet = alphabet_token_ids(qwen_tokenizer, grammar)
-    vocabulary = CompactVocabulary.of([*alphabet, 151645, 151643, 872], 151936)  # 872: a prose token
+    subset = VocabularySubset.of([*alphabet, 151645, 151643, 872], 151936)  # 872: a prose token
     full = generate.LLMTimeLogitsProcessor(grammar, qwen_tokenizer, eos_token_id=151645)
-    compact = generate.LLMTimeLogitsProcessor(grammar, qwen_tokenizer, eos_token_id=151645, vocabulary=vocabulary)
+    over_subset = generate.LLMTimeLogitsProcessor(grammar, qwen_tokenizer, eos_token_id=151645, subset=subset)
     written = torch.tensor([[alphabet[0]]])  # (1, 1) a prompt token, then the text below
     for char in "12.34,0.50;3.00,":
         allowed_full = full(written, torch.zeros(1, 151936)).isfinite()[0].nonzero().squeeze(1)
-        allowed_compact = compact(vocabulary.compact(written), torch.zeros(1, len(vocabulary))).isfinite()[0]
-        assert torch.equal(vocabulary.real(allowed_compact.nonzero().squeeze(1)), allowed_full), char
+        allowed_subset = over_subset(subset.to_subset(written), torch.zeros(1, len(subset))).isfinite()[0]
+        assert torch.equal(subset.to_real(allowed_subset.nonzero().squeeze(1)), allowed_full), char
         written = torch.cat([written, torch.tensor([[alphabet[grammar.characters.index(char)]]])], dim=1)
 
 
 def test_the_model_is_restored_after_an_error_and_a_nested_block_is_refused(model):
     embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
-    vocabulary = CompactVocabulary.of([13, 15, 151645], 151936)
-    with pytest.raises(RuntimeError, match="inside"), compact_vocabulary(model, vocabulary):
+    subset = VocabularySubset.of([13, 15, 151645], 151936)
+    with pytest.raises(RuntimeError, match="inside"), vocabulary_subset(model, subset):
         raise RuntimeError("a failure inside the block")
     assert model.get_input_embeddings() is embedding and model.get_output_embeddings() is head
-    with compact_vocabulary(model, vocabulary):
-        with pytest.raises(ValueError, match="already generating over a compact vocabulary"):
-            with compact_vocabulary(model, vocabulary):
+    with vocabulary_subset(model, subset):
+        with pytest.raises(ValueError, match="already generating over a vocabulary subset"):
+            with vocabulary_subset(model, subset):
                 pass
     assert model.get_input_embeddings() is embedding and model.get_output_embeddings() is head
     assert head.weight is embedding.weight
@@ -143,7 +143,7 @@ def test_the_model_is_restored_after_an_error_and_a_nested_block_is_refused(mode
 
 def test_an_unconstrained_forecast_keeps_the_whole_vocabulary(model, qwen_tokenizer):
     config = ForecastConfig(k=K, m=M, constrained=False)
-    assert generate.ForecastJob.prepare(model, qwen_tokenizer, examples(6, 2), config).generator.vocabulary is None
+    assert generate.ForecastJob.prepare(model, qwen_tokenizer, examples(6, 2), config).generator.subset is None
 
 
 class ScaledHead(nn.Module):
@@ -161,10 +161,10 @@ class ScaledHead(nn.Module):
 def test_a_model_whose_output_layer_is_not_a_plain_linear_is_refused_and_forecast_over_every_token(qwen_tokenizer):
     model = build_tiny_model(seed=2)
     model.set_output_embeddings(ScaledHead(model.get_output_embeddings()))
-    assert not compactable(model)
-    with pytest.raises(ValueError, match="nn.Linear output layer"), compact_vocabulary(model, CompactVocabulary.of([1], 9)):
+    assert not subset_is_exact(model)
+    with pytest.raises(ValueError, match="nn.Linear output layer"), vocabulary_subset(model, VocabularySubset.of([1], 9)):
         pass
     config = ForecastConfig(k=K, m=M, max_int_digits=2)
-    assert generate.ForecastJob.prepare(model, qwen_tokenizer, examples(7, 2), config).generator.vocabulary is None
+    assert generate.ForecastJob.prepare(model, qwen_tokenizer, examples(7, 2), config).generator.subset is None
     output = forecast_series(model, qwen_tokenizer, examples(7, 2), config, progress=False)
     assert all(text.count(";") == M for row in output.texts for text in row)
