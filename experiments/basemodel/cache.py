@@ -8,8 +8,9 @@ else in ``$XDG_CACHE_HOME/llmtime-budget/llmtime-base`` (``~/.cache/...``); othe
 ``.../llmtime-budget/<recipe name>``. A base there is
 reused while its record's recipe hash is the recipe's; a base of another recipe (or an
 interrupted build of one) is deleted and rebuilt, an interrupted build of the same recipe is
-resumed. A directory that holds anything but a base of ours (no ``llmtime-base.json`` of
-this format) is never touched: :class:`NotABaseDirectory`. A file lock beside the directory
+resumed. Only what the builder writes is ever deleted: a directory that holds anything but a
+base of ours (no ``llmtime-base.json`` of this format), or a base beside files of the user's,
+is never touched: :class:`NotABaseDirectory`. A file lock beside the directory
 makes concurrent users (pytest workers, two shells) wait for one build instead of racing.
 """
 
@@ -27,7 +28,7 @@ from filelock import FileLock
 from experiments.basemodel.recipe import DEMO_RECIPE, BaseRecipe
 from experiments.basemodel.compact_head import CompactVocabulary
 from experiments.models.loading import BASE_MODEL, NAMED_SOURCES, tiny_config
-from experiments.basemodel.pretrain import RECORD_FILE, build_base, read_record
+from experiments.basemodel.pretrain import CHECKPOINTS, RECORD_FILE, build_base, read_record
 from lvdata import default_tokenizer_source, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,16 @@ _ANNOUNCED: set[Path] = set()  # base directories this process has said it reuse
 
 class NotABaseDirectory(FileExistsError):
     """The base directory exists and holds something that is not a base built by this tool."""
+
+
+# what build_base writes: the checkpoint (save_pretrained of the model and its tokenizer), the
+# record, the base's ledger and the resume checkpoints
+BUILT_FILES = frozenset({
+    RECORD_FILE, CHECKPOINTS, "config.json", "generation_config.json", "model.safetensors",
+    "ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "ledger.sqlite-journal",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+    "merges.txt", "chat_template.jinja",
+})
 
 
 def default_base_dir(recipe: BaseRecipe | None = None) -> Path:
@@ -93,15 +104,30 @@ def ensure_base(recipe: BaseRecipe | None = None, directory: str | os.PathLike |
                             expected_hash(recipe, tokenizer_source))
                 _ANNOUNCED.add(directory)
             return directory
-        if state == "stale" or (rebuild and state != "absent"):
+        replacing = state == "stale" or (rebuild and state != "absent")
+        if replacing:
             logger.info("base %s: %s holds %s; deleting it to rebuild", recipe.name, directory,
                         "another recipe's base" if state == "stale" else "the base to rebuild")
-            shutil.rmtree(directory)
-        logger.info("base %s: %s in %s (%d steps; the recipe's hash is %s)", recipe.name,
-                    "resuming the build" if state == "partial" else "building it (first use)", directory,
+            _delete_base(directory)
+        resuming = state == "partial" and not replacing and (directory / CHECKPOINTS).is_dir()
+        action = "resuming the build" if resuming else "rebuilding it" if replacing else "building it"
+        logger.info("base %s: %s in %s (%d steps; the recipe's hash is %s)", recipe.name, action, directory,
                     recipe.steps, expected_hash(recipe, tokenizer_source))
         build_base(recipe, directory, tokenizer_source=tokenizer_source, progress=progress)
     return directory
+
+
+def _delete_base(directory: Path) -> None:
+    """Delete the base in ``directory`` (the files :data:`BUILT_FILES`), and the directory if then empty;
+    raises :class:`NotABaseDirectory`, deleting nothing, if it holds anything else."""
+    others = sorted(path.name for path in directory.iterdir() if path.name not in BUILT_FILES)
+    if others:
+        raise NotABaseDirectory(f"{directory} holds a base of another recipe and files that are not the base's "
+                                f"({', '.join(others[:5])}): not touching it; move them, or build the base in "
+                                f"another directory (${ENV_VAR}, --base-dir or --out)")
+    for path in directory.iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    directory.rmdir()
 
 
 def resolve_model_source(source: str | os.PathLike, *, progress: bool = True) -> str:

@@ -45,7 +45,8 @@ def add_pretrain_command(subparsers) -> None:
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="demo",
                         help="demo: the demo plan's base (default); test: the short one the tests build")
     parser.add_argument("--out", type=Path, default=None,
-                        help="the base's directory (default: --base-dir, then the cache directory)")
+                        help="the base's directory (default: --base-dir, then the cache directory); needed with "
+                             "--steps or --seed, which make another recipe")
     add_base_dir_argument(parser)
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's training steps")
     parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
@@ -57,13 +58,15 @@ def add_pretrain_command(subparsers) -> None:
 
 def _pretrain(args: argparse.Namespace) -> int:
     recipe = RECIPES[args.recipe]
-    if args.steps is not None:
-        recipe = replace(recipe, steps=args.steps)
-    if args.seed is not None:
-        recipe = replace(recipe, seed=args.seed)
+    overrides = {name: value for name in ("steps", "seed") if (value := getattr(args, name)) is not None}
+    if overrides and args.out is None:  # another recipe: never in place of the recipe's own base
+        flags = " and ".join(f"--{name}" for name in overrides)
+        raise ValueError(f"pretrain-base: {flags} make a base of another recipe; give it a directory of its own "
+                         "with --out (the default directory holds the recipe's own base)")
+    recipe = replace(recipe, **overrides)
     apply_base_dir(args)
-    directory = ensure_base(recipe, args.out or default_base_dir(recipe), progress=not args.no_progress,
-                            rebuild=args.rebuild)
+    directory = args.out or args.base_dir or default_base_dir(recipe)
+    directory = ensure_base(recipe, directory, progress=not args.no_progress, rebuild=args.rebuild)
     record = read_record(directory)
     if args.json:
         print(json.dumps(record, indent=2))

@@ -95,6 +95,17 @@ def test_a_directory_that_is_not_ours_is_never_touched(tmp_path, qwen_assets, bu
                              next(directory.iterdir()).read_text()) in ("keep me", '{"format": "something else"}')
 
 
+def test_a_stale_base_beside_the_users_files_is_not_deleted(tmp_path, qwen_assets, builds):
+    directory = tmp_path / "base"
+    ensure_base(SMALL, directory, tokenizer_source=qwen_assets, progress=False)
+    (directory / "NOTES.txt").write_text("mine")
+    built = sorted(path.name for path in directory.iterdir())
+    with pytest.raises(NotABaseDirectory, match=r"files that are not the base's \(NOTES.txt\): not touching it"):
+        ensure_base(replace(SMALL, steps=3), directory, tokenizer_source=qwen_assets, progress=False)
+    assert sorted(path.name for path in directory.iterdir()) == built and builds == [2]
+    assert (directory / "NOTES.txt").read_text() == "mine" and read_record(directory)["steps"] == 2
+
+
 def test_concurrent_users_wait_for_one_build(tmp_path, qwen_assets, builds):
     directory, errors = tmp_path / "shared", []
 

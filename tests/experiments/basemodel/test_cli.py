@@ -24,6 +24,17 @@ def test_pretrain_base_builds_prints_its_flops_and_then_reuses(tmp_path, capsys,
     assert json.loads(capsys.readouterr().out)["created"] == record["created"]  # reused, not rebuilt
 
 
+def test_steps_or_seed_without_out_are_refused_and_the_cached_base_kept(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "cached"))
+    (tmp_path / "cached").mkdir()
+    (tmp_path / "cached" / "NOTES.txt").write_text("mine")
+    for flags in (["--steps", "1"], ["--seed", "3"], ["--steps", "1", "--seed", "3"]):
+        assert main(["pretrain-base", *flags, "--no-progress"]) == 3
+        message = capsys.readouterr().err.strip()
+        assert "make a base of another recipe" in message and "--out" in message and "\n" not in message
+    assert [path.name for path in (tmp_path / "cached").iterdir()] == ["NOTES.txt"]
+
+
 def test_base_dir_sets_the_cache_for_the_plan_commands(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "before"))  # restored after the test: main() sets it
     args = build_parser().parse_args(["run", "--plan", "demo", "--dry-run", "--base-dir", str(tmp_path / "b")])
