@@ -6,8 +6,10 @@ from experiments.pipeline.learning import base_note, learning_section
 
 
 def methods(**median_mse: tuple[float, float]) -> list[dict]:
+    """Records with these median MSEs (prey, predator); the mean MSE is twice the median."""
     return [{"method": name.replace("__", "-"), "malformed_fraction": 0.25 if "unconstrained" in name else 0.0,
-             "species": {"prey": {"mse": {"median": prey}}, "predator": {"mse": {"median": predator}}}}
+             "species": {"prey": {"mse": {"median": prey, "mean": 2 * prey}},
+                         "predator": {"mse": {"median": predator, "mean": 2 * predator}}}}
             for name, (prey, predator) in median_mse.items()]
 
 
@@ -33,6 +35,17 @@ def test_the_section_sets_base_and_adapter_side_by_side_and_checks_the_goals():
     assert "- fine-tuned greedy median MSE below persistence for predator: **NOT met** (2.5 vs 2)" in lines
 
 
+def test_the_section_says_how_much_the_untrained_base_already_meets_and_where_the_mean_got_worse():
+    baseline = {**BASELINE, "methods": methods(llm__greedy=(0.8, 2.0))}  # prey already below persistence's 1.0
+    lines = learning_section({"baseline": baseline, "evaluate": EVALUATE}).splitlines()
+    assert lines[lines.index("What the goals leave out:") + 1:] == [
+        "- prey: the untrained base's greedy median MSE is already below persistence's (0.8 vs 1); fine-tuning "
+        "changes it by -37.5% (to 0.5); mean MSE 1.6 -> 1",
+        "- predator: the untrained base's greedy median MSE is not below persistence's (2 vs 2); fine-tuning changes "
+        "it by +25.0% (to 2.5); mean MSE 4 -> 5 (worse: a few trajectories dominate the mean)",
+    ]
+
+
 def test_the_adapter_loss_names_the_adapter_step_and_the_step_of_its_validation():
     evaluate = {**EVALUATE, "adapter_step": 40, "planned_steps": 40,
                 "validation": {"cross_entropy_nats": 0.9, "step": 30}}
@@ -51,3 +64,4 @@ def test_no_section_without_a_finished_evaluate_stage_and_no_note_without_a_base
     assert note[0] == "" and "800 steps (1,600,000 tokens)" in note[1] and "4,000 `lvdata.simulate`" in note[1]
     assert "validation loss on held-out simulated trajectories 0.6123" in note[1]
     assert "`bases/llmtime-base/ledger.sqlite`, recipe abc123" in note[1]
+    assert "share one output row" in note[1] and "malformed rate says less" in note[1]
