@@ -104,7 +104,7 @@ def evaluate_test_split(
     model, tokenizer, data, config: ForecastConfig | Sequence[ForecastConfig], budget: Budget | None,
     out_dir: str | Path, methods: Sequence[str] = (LLM, *BASELINES), *, ids: Sequence[int] | None = None,
     step: int = 0, validation: ValidationMetrics | None = None, n_plots: int = 3, n_bootstrap: int = 1000,
-    progress: bool = True, overwrite: bool = False, runner: BatchRunner | None = None,
+    progress: bool = True, overwrite: bool = False, runner: BatchRunner | None = None, model_label: str = "",
 ) -> TestSplitResults:
     """Forecast the test split of ``data`` (an ``experiments.data.ExperimentData``) with every
     method and write the results (see the module docstring).
@@ -116,7 +116,8 @@ def evaluate_test_split(
     subset of the test split (default: all of it). ``budget`` / ``step``: where generation
     is charged (see :func:`~experiments.forecasting.generate.forecast_series`); baselines are not charged
     (their rough FLOPs are reported as an extra). ``runner``: who makes the ``generate`` calls
-    (see :func:`~experiments.forecasting.generate.forecast_series`).
+    (see :func:`~experiments.forecasting.generate.forecast_series`). ``model_label``: what the model
+    is (e.g. "untrained base model"), named in the figures' titles.
     """
     configs = [config] if isinstance(config, ForecastConfig) else list(config)
     configs = [dataclasses.replace(c, fmt=data.fmt) for c in configs]
@@ -154,8 +155,9 @@ def evaluate_test_split(
         _write_text(out_dir / "results.md", results_table(results.metrics) + "\n"),
         _write_forecasts(out_dir / "forecasts.npz", results, truth),
         plot_horizon_errors(out_dir / "horizon_errors.png", _absolute_errors(results, truth),
-                            title=f"Mean absolute error against horizon ({len(ids)} test trajectories)"),
-        *_plot_trajectories(out_dir, results, data, plot_ids, k, m),
+                            title=f"Mean absolute error against horizon ({len(ids)} test trajectories)"
+                                  f"{_of(model_label)}"),
+        *_plot_trajectories(out_dir, results, data, plot_ids, k, m, model_label),
     ]
     return results
 
@@ -262,8 +264,12 @@ def _write_forecasts(path: Path, results: TestSplitResults, truth: np.ndarray) -
     return path
 
 
+def _of(model_label: str) -> str:
+    return f"; LLM: {model_label}" if model_label else ""
+
+
 def _plot_trajectories(out_dir: Path, results: TestSplitResults, data, plot_ids: list[int], k: int,
-                       m: int) -> list[Path]:
+                       m: int, model_label: str = "") -> list[Path]:
     """One forecast-against-truth figure per trajectory of ``plot_ids``."""
     row_of = {trajectory: row for row, trajectory in enumerate(results.ids.tolist())}
     sampled = next((output for output in results.llm.values() if output.lower is not None), None)
@@ -277,5 +283,5 @@ def _plot_trajectories(out_dir: Path, results: TestSplitResults, data, plot_ids:
             f"{sampled.config.method_name} {sampled.config.band[0]:.0%}-{sampled.config.band[1]:.0%}")
         paths.append(plot_forecast(
             out_dir / f"forecast_{trajectory}.png", data.time[:k + m], data.trajectories[trajectory, :k + m],
-            forecasts, k, band=band, band_label=band_label, title=f"Test trajectory {trajectory}"))
+            forecasts, k, band=band, band_label=band_label, title=f"Test trajectory {trajectory}{_of(model_label)}"))
     return paths

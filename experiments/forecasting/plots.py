@@ -2,7 +2,8 @@
 
 Every figure has one panel per species (:data:`experiments.forecasting.metrics.SPECIES`), values in the
 dataset's original units, and is written twice: a PNG at :data:`DPI` and a PDF beside it.
-Made to be read: a qualitative palette, the truth drawn on top, legends below the panels
+Made to be read: a qualitative palette with a line style per method (identical forecasts stay
+visible, one dashed over the other), the truth beneath the forecasts, legends below the panels
 (never over the data), an axis scaled to the truth (a forecast off that scale is clipped and
 marked, not allowed to flatten everything else), methods with no valid value left out with a
 note, integer steps, and a log scale where errors span decades. Malformed forecast steps (NaN)
@@ -27,6 +28,7 @@ FIGSIZE = (10.0, 4.6)
 DPI = 150
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#999933", "#882255", "#44AA99",
            "#661100")  # Okabe-Ito, then Tol's muted: distinct for colour-blind readers, none black (the truth)
+LINESTYLES = ("-", "--", "-.", ":")  # with the colour: a forecast drawn over an identical one stays visible
 SCALE_HEADROOM = 1.5  # the y axis reaches this many times the truth's largest value
 LOG_SPAN = 20.0  # errors spanning more than this ratio are drawn on a log axis
 
@@ -119,6 +121,7 @@ def plot_forecast(
     missing = [name for name, forecast in checked.items() if not np.isfinite(forecast).any()]
     shown = {name: forecast for name, forecast in checked.items() if name not in missing}
     colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(checked)}
+    styles = {name: LINESTYLES[i % len(LINESTYLES)] for i, name in enumerate(checked)}
 
     figure, axes = plt.subplots(1, len(SPECIES), figsize=FIGSIZE, sharex=True)
     for s, (axis, species) in enumerate(zip(axes, SPECIES)):
@@ -131,10 +134,11 @@ def plot_forecast(
             values = forecast[:, s]
             off = values > top
             label = f"{name} (off scale)" if np.any(off) else name
-            axis.plot(horizon_time, np.minimum(values, top), color=colours[name], linewidth=1.3, label=label)
+            axis.plot(horizon_time, np.minimum(values, top), color=colours[name], linestyle=styles[name],
+                      linewidth=1.5, label=label)
             if np.any(off):
                 axis.plot(horizon_time[off], np.full(off.sum(), top), "^", color=colours[name], markersize=4)
-        axis.plot(time, truth[:, s], color="black", linewidth=1.8, label="truth", zorder=5)
+        axis.plot(time, truth[:, s], color="black", linewidth=1.6, alpha=0.8, label="truth", zorder=1.9)
         axis.set(title=species, xlabel="time", ylabel="population", ylim=(0, top * 1.04))
         axis.grid(alpha=0.25)
     note = f"not shown (no valid forecast step): {', '.join(missing)}" if missing else ""
@@ -166,7 +170,8 @@ def plot_horizon_errors(
                 axis.fill_between(steps_ahead, band[0], band[1], color=colour, alpha=0.15, linewidth=0)
             else:
                 mean = error[:, s]
-            axis.plot(steps_ahead, mean, color=colour, linewidth=1.3, label=name)
+            axis.plot(steps_ahead, mean, color=colour, linestyle=LINESTYLES[index % len(LINESTYLES)], linewidth=1.5,
+                      label=name)
             drawn.append(mean)
         values = np.concatenate(drawn)
         positive = values[np.isfinite(values) & (values > 0)]

@@ -112,12 +112,13 @@ def run_forecast_stage(run: PlanWorkspace, stage: StageSpec, source: dict[str, A
     setup = CountSetup.from_lora(model.config, lora, plan.budget.convention)
     budget = Budget(plan.budget.limit, run.ledger_path, stage.name, setup,
                     config={"stage": stage.kind, "test_ids": ids.tolist()}, experiment_limit=caps.get(stage.name))
+    described = "untrained base model" if stage.kind == "baseline" else \
+        f"adapter of run `{record['experiment']}` at step {record['adapter_step']} of {record['planned_steps']}"
     with budget:
         results = evaluate_test_split(model, run.tokenizer, run.data, passes, budget, out, ids=ids,
                                       validation=validation, n_plots=run.plan.forecast.plot_series,
-                                      progress=run.progress, overwrite=True, runner=generation_runner())
-    described = "untrained base model" if stage.kind == "baseline" else \
-        f"adapter of run `{record['experiment']}` at step {record['adapter_step']} of {record['planned_steps']}"
+                                      progress=run.progress, overwrite=True, runner=generation_runner(),
+                                      model_label=described.replace("`", ""))
     record.update(
         description=f"{len(ids)} test trajectories, {run.plan.data.prompt_steps} context steps, "
                     f"{run.plan.data.forecast_steps} forecast steps; the LLM rows are the {described}, "

@@ -109,6 +109,20 @@ def test_baselines_alone_need_no_model(data, tmp_path):
     assert {path.name for path in results.files} >= {"forecast_972.png", "results.json"}
 
 
+def test_the_figures_name_the_model_they_show(data, tmp_path, monkeypatch):
+    from experiments.forecasting import held_out
+
+    titles = []
+    for name in ("plot_forecast", "plot_horizon_errors"):
+        real = getattr(held_out, name)
+        monkeypatch.setattr(held_out, name, lambda *args, real=real, **kwargs: titles.append(kwargs["title"])
+                            or real(*args, **kwargs))
+    evaluate_test_split(None, None, data, GREEDY, None, tmp_path, methods=("persistence",), ids=[972], n_plots=1,
+                        n_bootstrap=0, progress=False, model_label="untrained base model")
+    assert titles == ["Mean absolute error against horizon (1 test trajectories); LLM: untrained base model",
+                      "Test trajectory 972; LLM: untrained base model"]
+
+
 def test_the_llm_writes_in_the_datas_format(model, qwen_tokenizer, tmp_path):
     data = prepare_data(DataConfig(simulate_systems=8, fractions=(0.5, 0.25, 0.25), precision=3), qwen_tokenizer)
     results = evaluate_test_split(model, qwen_tokenizer, data, ForecastConfig(k=4, m=2, max_int_digits=2), None,
