@@ -11,9 +11,9 @@ the record of how it was made (recipe and hash, steps, tokens, FLOPs, losses, wa
 
 - **FLOPs**: every step and validation is charged *before* it runs to the base's own ledger
   (``ledger.sqlite`` in the directory; :mod:`experiments.basemodel.flops`), never to a plan's.
-- **Resume**: a checkpoint every ``checkpoint_every`` steps (model, optimizer, losses); a build
-  started again in the same directory continues from the newest one, and the steps it repeats
-  are charged again, as re-runs.
+- **Resume**: a checkpoint every ``checkpoint_every`` steps (model, optimizer, losses), and at
+  the step boundary after a Ctrl-C; a build started again in the same directory continues from
+  the newest one, and the steps it repeats (after a crash) are charged again, as re-runs.
 - **Deterministic**: the initial weights come from the recipe's seed, the data order is a pure
   function of (seed, step) and the learning rate of the step, so a build, resumed or not, gives
   the same weights on the same machine and thread count.
@@ -49,6 +49,7 @@ from experiments.basemodel.recipe import BaseRecipe
 from experiments.basemodel.compact_head import CompactVocabulary, compact_config, compact_logits, expand_to_full_vocabulary
 from experiments.models.loading import tiny_config
 from experiments.training.batching import WindowOrder
+from experiments.training.interrupts import INTERRUPTED, InterruptFlag, RunInterrupted
 from experiments.training.loss import token_cross_entropy
 from lvdata import default_tokenizer_source, load_tokenizer
 
@@ -200,7 +201,7 @@ def build_base(recipe: BaseRecipe, directory: str | os.PathLike, *, tokenizer_so
     last_step = recipe.steps if stop_after is None else min(recipe.steps, state.step + stop_after)
 
     started = time.perf_counter()
-    with open_base_budget(recipe, directory, recipe_hash) as budget, \
+    with open_base_budget(recipe, directory, recipe_hash) as budget, InterruptFlag() as interrupt, \
             tqdm(total=recipe.steps, initial=state.step, desc=f"pretrain {recipe.name}", unit="step",
                  disable=not progress) as bar:
         for step in range(state.step + 1, last_step + 1):
@@ -214,12 +215,16 @@ def build_base(recipe: BaseRecipe, directory: str | os.PathLike, *, tokenizer_so
                 charge_validation(budget, recipe, step, eval_rows.tokens(np.arange(len(eval_rows))))
                 loss = validation_loss(model, eval_rows, log_multiplicity, recipe.batch_size)
                 state.validations.append({"step": step, "loss": loss})
-            if step % recipe.checkpoint_every == 0 or step == last_step:
+            if step % recipe.checkpoint_every == 0 or step == last_step or interrupt.raised:
                 state.elapsed_s += time.perf_counter() - started
                 started = time.perf_counter()
                 _save_checkpoint(directory, model, optimizer, state)
             bar.set_postfix_str(_postfix(state, budget.spent), refresh=False)
             bar.update(step - bar.n)
+            if interrupt.raised:  # Ctrl-C: stopped at this step boundary, checkpointed just above
+                budget.finish("stopped", f"{INTERRUPTED} after step {step} of {recipe.steps}")
+                raise RunInterrupted(f"base {recipe.name}: {INTERRUPTED} after step {step} of {recipe.steps}; "
+                                     f"checkpoint {_checkpoint_dirs(directory)[-1]}", step=step)
         if state.step < recipe.steps:
             budget.finish("stopped", f"stopped after step {state.step} of {recipe.steps}")
     if state.step < recipe.steps:

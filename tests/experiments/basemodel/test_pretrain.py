@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from dataclasses import replace
 
 import pytest
@@ -13,6 +15,7 @@ from experiments.basemodel import pretrain
 from experiments.basemodel.pretrain import CHECKPOINTS, RECORD_FILE, build_base, learning_rate, read_record
 from experiments.basemodel.recipe import BUILDER_VERSION, DEMO_RECIPE, BaseRecipe
 from experiments.models.loading import load_model, tiny_config
+from experiments.training.interrupts import RunInterrupted
 from flopcount import Ledger, forward_flops, training_step_flops
 
 # A build of seconds: 6 steps of 2 rows of 256 tokens, validated after steps 3 and 6.
@@ -115,6 +118,29 @@ def test_steps_lost_to_a_crash_are_charged_again_as_re_runs(small_base, tmp_path
     assert record["flops"]["ledger"]["rerun"] == 2 * analytic["per_step"] + analytic["per_validation"]
     assert record["flops"]["ledger"]["useful"] == clean["flops"]["analytic"]["total"]
     assert same(weights(directory), weights(tmp_path / "crashed"))
+
+
+def test_ctrl_c_stops_at_the_step_boundary_checkpointed_and_the_resume_repeats_nothing(small_base, tmp_path,
+                                                                                       qwen_assets, monkeypatch):
+    directory, clean = small_base
+    step = pretrain._train_step
+
+    def ctrl_c_during_step_3(*args):
+        ctrl_c_during_step_3.calls += 1
+        if ctrl_c_during_step_3.calls == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # a real SIGINT, in the middle of the step
+        return step(*args)
+
+    ctrl_c_during_step_3.calls = 0
+    monkeypatch.setattr(pretrain, "_train_step", ctrl_c_during_step_3)
+    with pytest.raises(RunInterrupted, match="interrupted \\(Ctrl-C\\) after step 3 of 6") as stopped:
+        build_base(SMALL, tmp_path / "stopped", tokenizer_source=qwen_assets, progress=False)
+    assert stopped.value.step == 3 and ctrl_c_during_step_3.calls == 3  # step 3 finished, step 4 never began
+    assert [p.name for p in (tmp_path / "stopped" / CHECKPOINTS).iterdir()] == ["step-00000003"]  # not a multiple of 2
+    monkeypatch.setattr(pretrain, "_train_step", step)
+    record = build_base(SMALL, tmp_path / "stopped", tokenizer_source=qwen_assets, progress=False)
+    assert record["flops"]["ledger"]["rerun"] == 0 and record["flops"]["ledger"]["sessions"] == 2
+    assert same(weights(directory), weights(tmp_path / "stopped"))
 
 
 def test_a_directory_of_another_recipe_is_refused(small_base, qwen_assets):
