@@ -92,12 +92,17 @@ def ensure_base(recipe: BaseRecipe | None = None, directory: str | os.PathLike |
     first, even a current one."""
     recipe = recipe or DEMO_RECIPE
     directory = Path(directory) if directory is not None else default_base_dir(recipe)
+    file_above = next((parent for parent in directory.parents if parent.is_file()), None)
+    if file_above is not None:
+        raise NotABaseDirectory(f"cannot put the base in {directory}: {file_above} is a file, not a directory")
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory) + ".lock"):
         state = base_state(directory, recipe, tokenizer_source)
         if state == "foreign":
-            raise NotABaseDirectory(f"{directory} exists and is not an llmtime base (no {RECORD_FILE} of this tool): "
-                                    f"not touching it; choose another directory with ${ENV_VAR} or --base-dir")
+            what = "is a file, not a directory" if directory.is_file() else \
+                f"is not an llmtime base (no {RECORD_FILE} of this tool)"
+            raise NotABaseDirectory(f"{directory} {what}: not touching it; choose another directory with "
+                                    f"${ENV_VAR}, --base-dir or --out")
         if state == "complete" and not rebuild:
             if directory not in _ANNOUNCED:  # once per process, not at every load
                 logger.info("base %s: reusing %s (recipe %s)", recipe.name, directory,

@@ -155,7 +155,7 @@ def evaluate_test_split(
         _write_text(out_dir / "results.md", results_table(results.metrics) + "\n"),
         _write_forecasts(out_dir / "forecasts.npz", results, truth),
         plot_horizon_errors(out_dir / "horizon_errors.png", _absolute_errors(results, truth),
-                            title=f"Mean absolute error against horizon ({len(ids)} test trajectories)"
+                            title=f"Mean absolute error against horizon ({len(ids)} test trajector{'y' if len(ids) == 1 else 'ies'})"
                                   f"{_of(model_label)}"),
         *_plot_trajectories(out_dir, results, data, plot_ids, k, m, model_label),
     ]

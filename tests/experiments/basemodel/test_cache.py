@@ -106,6 +106,15 @@ def test_a_stale_base_beside_the_users_files_is_not_deleted(tmp_path, qwen_asset
     assert (directory / "NOTES.txt").read_text() == "mine" and read_record(directory)["steps"] == 2
 
 
+def test_a_base_directory_under_or_at_a_file_is_refused_naming_the_file(tmp_path, qwen_assets, builds):
+    (tmp_path / "file").write_text("keep me")
+    with pytest.raises(NotABaseDirectory, match=r"file is a file, not a directory$"):
+        ensure_base(SMALL, tmp_path / "file" / "base", tokenizer_source=qwen_assets, progress=False)
+    with pytest.raises(NotABaseDirectory, match=r"file is a file, not a directory: not touching it"):
+        ensure_base(SMALL, tmp_path / "file", tokenizer_source=qwen_assets, progress=False)
+    assert (tmp_path / "file").read_text() == "keep me" and builds == []
+
+
 def test_concurrent_users_wait_for_one_build(tmp_path, qwen_assets, builds):
     directory, errors = tmp_path / "shared", []
 

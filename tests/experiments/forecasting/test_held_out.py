@@ -119,7 +119,7 @@ def test_the_figures_name_the_model_they_show(data, tmp_path, monkeypatch):
                             or real(*args, **kwargs))
     evaluate_test_split(None, None, data, GREEDY, None, tmp_path, methods=("persistence",), ids=[972], n_plots=1,
                         n_bootstrap=0, progress=False, model_label="untrained base model")
-    assert titles == ["Mean absolute error against horizon (1 test trajectories); LLM: untrained base model",
+    assert titles == ["Mean absolute error against horizon (1 test trajectory); LLM: untrained base model",
                       "Test trajectory 972; LLM: untrained base model"]
 
 
