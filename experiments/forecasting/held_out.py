@@ -150,12 +150,13 @@ def evaluate_test_split(
         results.metrics.append(result.evaluate(truth, ids, n_bootstrap=n_bootstrap))
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    trajectories = f"{len(ids)} test trajector{'y' if len(ids) == 1 else 'ies'}"
     results.files = [
         _write_json(out_dir / "results.json", results, validation, k, m),
         _write_text(out_dir / "results.md", results_table(results.metrics) + "\n"),
         _write_forecasts(out_dir / "forecasts.npz", results, truth),
         plot_horizon_errors(out_dir / "horizon_errors.png", _absolute_errors(results, truth),
-                            title=f"Mean absolute error against horizon ({len(ids)} test trajector{'y' if len(ids) == 1 else 'ies'})"
+                            title=f"Mean absolute error against horizon ({trajectories})"
                                   f"{_of(model_label)}"),
         *_plot_trajectories(out_dir, results, data, plot_ids, k, m, model_label),
     ]

@@ -148,10 +148,11 @@ def _reading(baseline: dict[str, Any], evaluate: dict[str, Any], persistence_mse
         if None in (base, tuned, persistence) or base == 0:
             continue
         already = "already below" if base < persistence else "not below"
+        worse = " (worse: a few trajectories dominate the mean)" if _worse(base_mean, tuned_mean, name) else ""
         lines.append(f"- {name}: the untrained base's greedy median MSE is {already} persistence's ({base:.4g} vs "
                      f"{persistence:.4g}); fine-tuning changes it by {tuned / base - 1:+.1%} (to {tuned:.4g}); "
                      f"mean MSE {_num(base_mean.get(name))} -> {_num(tuned_mean.get(name))}"
-                     f"{' (worse: a few trajectories dominate the mean)' if _worse(base_mean, tuned_mean, name) else ''}")
+                     f"{worse}")
     return ["What the goals leave out:", *lines] if lines else []
 
 

@@ -162,8 +162,9 @@ def test_a_model_whose_output_layer_is_not_a_plain_linear_is_refused_and_forecas
     model = build_tiny_model(seed=2)
     model.set_output_embeddings(ScaledHead(model.get_output_embeddings()))
     assert not subset_is_exact(model)
-    with pytest.raises(ValueError, match="nn.Linear output layer"), vocabulary_subset(model, VocabularySubset.of([1], 9)):
-        pass
+    with pytest.raises(ValueError, match="nn.Linear output layer"):
+        with vocabulary_subset(model, VocabularySubset.of([1], 9)):
+            pass
     config = ForecastConfig(k=K, m=M, max_int_digits=2)
     assert generate.ForecastJob.prepare(model, qwen_tokenizer, examples(7, 2), config).generator.subset is None
     output = forecast_series(model, qwen_tokenizer, examples(7, 2), config, progress=False)
