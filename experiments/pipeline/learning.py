@@ -15,6 +15,7 @@ It says plainly which goal is met and which is not, with the numbers.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -149,11 +150,28 @@ def _reading(baseline: dict[str, Any], evaluate: dict[str, Any], persistence_mse
             continue
         already = "already below" if base < persistence else "not below"
         worse = " (worse: a few trajectories dominate the mean)" if _worse(base_mean, tuned_mean, name) else ""
+        better = _share_better(evaluate, GREEDY, "persistence", name)
+        beats = "" if better is None else \
+            f"; the fine-tuned forecast beats persistence on {better[0]} of {better[1]} trajectories"
         lines.append(f"- {name}: the untrained base's greedy median MSE is {already} persistence's ({base:.4g} vs "
                      f"{persistence:.4g}); fine-tuning changes it by {tuned / base - 1:+.1%} (to {tuned:.4g}); "
-                     f"mean MSE {_num(base_mean.get(name))} -> {_num(tuned_mean.get(name))}"
-                     f"{worse}")
+                     f"mean MSE {_num(base_mean.get(name))} -> {_num(tuned_mean.get(name))}{worse}{beats}")
     return ["What the goals leave out:", *lines] if lines else []
+
+
+def _share_better(record: dict[str, Any], method: str, reference: str, name: str) -> tuple[int, int] | None:
+    """(trajectories where ``method``'s MSE for species ``name`` is below ``reference``'s, trajectories
+    where both have one), from the per-trajectory errors of ``record``; None without them."""
+    errors = {}
+    for metrics in record.get("methods", []):
+        per_trajectory = metrics["species"][name].get("per_trajectory", {}).get("mse")
+        if metrics["method"] in (method, reference) and per_trajectory is not None:
+            errors[metrics["method"]] = dict(zip(metrics["ids"], per_trajectory))
+    if len(errors) < 2:
+        return None
+    pairs = [(mse, errors[reference][i]) for i, mse in errors[method].items() if i in errors[reference]]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
+    return (sum(a < b for a, b in pairs), len(pairs)) if pairs else None
 
 
 def _worse(before: dict[str, float | None], after: dict[str, float | None], name: str) -> bool:

@@ -46,6 +46,20 @@ def test_the_section_says_how_much_the_untrained_base_already_meets_and_where_th
     ]
 
 
+def test_the_share_of_trajectories_beating_persistence_is_counted_where_both_have_an_error():
+    evaluate = {**EVALUATE, "methods": [
+        {**record, "ids": [3, 5, 7, 9], "species": {
+            name: {**record["species"][name], "per_trajectory": {"mse": errors[name]}} for name in record["species"]}}
+        for record, errors in zip(EVALUATE["methods"], [
+            {"prey": [0.1, 0.5, None, 2.0], "predator": [1.0, 1.0, 1.0, 1.0]},  # llm-greedy
+            {"prey": [0.0, 0.0, 0.0, 0.0], "predator": [0.0, 0.0, 0.0, 0.0]},  # unconstrained: not compared
+            {"prey": [0.2, 0.4, 0.1, 1.0], "predator": [2.0, 0.5, 2.0, float("nan")]}])]  # persistence
+                + EVALUATE["methods"][3:]}
+    text = learning_section({"baseline": BASELINE, "evaluate": evaluate})
+    assert "; the fine-tuned forecast beats persistence on 1 of 3 trajectories" in text.splitlines()[-2]  # prey
+    assert text.splitlines()[-1].endswith("beats persistence on 2 of 3 trajectories")  # predator
+
+
 def test_the_adapter_loss_names_the_adapter_step_and_the_step_of_its_validation():
     evaluate = {**EVALUATE, "adapter_step": 40, "planned_steps": 40,
                 "validation": {"cross_entropy_nats": 0.9, "step": 30}}
