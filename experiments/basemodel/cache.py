@@ -127,7 +127,7 @@ def _delete_base(directory: Path) -> None:
     raises :class:`NotABaseDirectory`, deleting nothing, if it holds anything else."""
     others = sorted(path.name for path in directory.iterdir() if path.name not in BUILT_FILES)
     if others:
-        raise NotABaseDirectory(f"{directory} holds a base of another recipe and files that are not the base's "
+        raise NotABaseDirectory(f"{directory} holds the base to rebuild and files that are not the base's "
                                 f"({', '.join(others[:5])}): not touching it; move them, or build the base in "
                                 f"another directory (${ENV_VAR}, --base-dir or --out)")
     for path in directory.iterdir():

@@ -149,7 +149,7 @@ def _reading(baseline: dict[str, Any], evaluate: dict[str, Any], persistence_mse
         if None in (base, tuned, persistence) or base == 0:
             continue
         already = "already below" if base < persistence else "not below"
-        worse = " (worse: a few trajectories dominate the mean)" if _worse(base_mean, tuned_mean, name) else ""
+        worse = " (worse)" if _worse(base_mean, tuned_mean, name) else ""
         better = _share_better(evaluate, GREEDY, "persistence", name)
         beats = "" if better is None else \
             f"; the fine-tuned forecast beats persistence on {better[0]} of {better[1]} trajectories"

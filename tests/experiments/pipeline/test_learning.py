@@ -42,7 +42,7 @@ def test_the_section_says_how_much_the_untrained_base_already_meets_and_where_th
         "- prey: the untrained base's greedy median MSE is already below persistence's (0.8 vs 1); fine-tuning "
         "changes it by -37.5% (to 0.5); mean MSE 1.6 -> 1",
         "- predator: the untrained base's greedy median MSE is not below persistence's (2 vs 2); fine-tuning changes "
-        "it by +25.0% (to 2.5); mean MSE 4 -> 5 (worse: a few trajectories dominate the mean)",
+        "it by +25.0% (to 2.5); mean MSE 4 -> 5 (worse)",
     ]
 
 
