@@ -50,7 +50,9 @@ class DataConfig:
     ``lvdata.simulate(simulate_systems, seed=simulate_seed)``; when the file is missing,
     ``fallback = "simulate"`` simulates instead (``"error"``, the default, refuses). The split is
     ``lvdata.split_indices(N, split_seed, fractions, test_ids)``. ``alpha_rule``:
-    ``"per_trajectory"`` or ``"global"`` (fitted on the training split); ``precision``
+    ``"per_trajectory"`` (each trajectory's α from its first ``prompt_steps`` steps, for every
+    text of it: training, validation and forecast prompts alike, so training teaches no scale
+    the forecasts cannot know) or ``"global"`` (fitted on the training split); ``precision``
     decimals. ``prompt_steps`` / ``forecast_steps``: the forecasting task (k, m).
     """
 
@@ -223,7 +225,8 @@ def prepare_data(config: DataConfig, tokenizer=None) -> ExperimentData:
                               test_ids=config.test_ids)
     except ValueError as error:  # test ids out of range or repeated, too few trajectories to train on
         raise DatasetError(f"{source} ({len(trajectories)} trajectories): {error}") from None
-    scaler = Scaler.fit(config.alpha_rule, trajectories, train_ids=split.train)
+    # per trajectory: α of the first prompt_steps, the α a forecast prompt has (never a scale prior)
+    scaler = Scaler.fit(config.alpha_rule, trajectories, train_ids=split.train, steps=config.prompt_steps)
     alphas = scaler.alphas(np.arange(len(trajectories)))
     fmt = config.llmtime_format()
     texts = encode(trajectories, alphas, fmt)

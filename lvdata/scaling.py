@@ -8,7 +8,10 @@ Two rules are in use, both from the 95th percentile (numpy's default linear inte
   every *training* trajectory (fit it on the training split only, then apply it to all).
 
 When forecasting, apply the per-trajectory rule to the observed context steps only: an α
-computed over the steps to be forecast would tell the model their scale.
+computed over the steps to be forecast would tell the model their scale. Text a model is
+*trained* on should be scaled the same way (``Scaler.fit(..., steps=k)``): trained on texts
+scaled by their whole trajectory, a model learns a scale prior (the rest of the text stays
+below ~10) that forecast prompts, scaled by their first ``k`` steps, do not have.
 """
 
 from __future__ import annotations
@@ -61,18 +64,23 @@ class Scaler:
     alpha: float | np.ndarray
 
     @classmethod
-    def per_trajectory(cls, trajectories: np.ndarray) -> Scaler:
-        return cls("per_trajectory", per_trajectory_alpha(trajectories))
+    def per_trajectory(cls, trajectories: np.ndarray, steps: int | None = None) -> Scaler:
+        """Each trajectory's α from its first ``steps`` steps (None: all of them)."""
+        if steps is not None and steps < 1:
+            raise ValueError(f"steps must be >= 1 (or None: every step), got {steps}")
+        return cls("per_trajectory", per_trajectory_alpha(np.asarray(trajectories)[:, :steps]))
 
     @classmethod
     def global_fit(cls, train_trajectories: np.ndarray) -> Scaler:
         return cls("global", fit_global_alpha(train_trajectories))
 
     @classmethod
-    def fit(cls, rule: ScalingRule, trajectories: np.ndarray, train_ids: np.ndarray | None = None) -> Scaler:
-        """Fit ``rule`` on a dataset; the global rule uses only ``train_ids`` (required)."""
+    def fit(cls, rule: ScalingRule, trajectories: np.ndarray, train_ids: np.ndarray | None = None,
+            steps: int | None = None) -> Scaler:
+        """Fit ``rule`` on a dataset; the global rule uses only ``train_ids`` (required), the
+        per-trajectory rule each trajectory's first ``steps`` steps (None: all)."""
         if rule == "per_trajectory":
-            return cls.per_trajectory(trajectories)
+            return cls.per_trajectory(trajectories, steps)
         if rule == "global":
             if train_ids is None:
                 raise ValueError("the global rule must be fitted on the training split: pass train_ids")

@@ -1,7 +1,7 @@
-"""``llmtime-base``: the demo's small *pretrained* base model, built here on simulated
-trajectories (the way Qwen is pretrained before the plan adapts it).
+"""``llmtime-base``: the demo's small *pretrained* base model, built here on general numeric
+sequences (the way Qwen is pretrained, on other text, before the plan adapts it).
 
-recipe (literal hyperparameters, a stable hash) -> corpus (``lvdata.simulate`` text) ->
+recipe (literal hyperparameters, a stable hash) -> families and corpus (general sequences as text) ->
 compact_head (the exact 14-row LLMTIME output vocabulary) -> pretrain (the loop: progress bar,
 resume, deterministic, FLOPs in the base's own ledger) -> cache (built on first use, reused while
 the recipe is unchanged) -> cli (``python -m experiments pretrain-base``). Importing this package

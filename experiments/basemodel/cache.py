@@ -152,7 +152,8 @@ def base_summary(source: str | os.PathLike) -> dict[str, Any]:
     keys = ("name", "recipe_hash", "seed", "steps", "tokens", "losses", "wall_seconds", "tokens_per_second")
     summary = {key: record.get(key) for key in keys}
     summary["flops"] = record.get("flops", {}).get("ledger", {}).get("total")
-    summary["trajectories"] = record.get("recipe", {}).get("trajectories")
+    summary["sequences"] = record.get("recipe", {}).get("sequences")
+    summary["corpus"] = record.get("corpus", {}).get("description")
     summary["directory"] = str(directory)
     return {"base": summary}
 

@@ -37,9 +37,10 @@ def apply_base_dir(args: argparse.Namespace) -> None:
 
 def add_pretrain_command(subparsers) -> None:
     parser = subparsers.add_parser(
-        "pretrain-base", help="build the llmtime-base model (pretrained on simulated trajectories)",
+        "pretrain-base", help="build the llmtime-base model (pretrained on general numeric sequences)",
         description="Build (or find) the llmtime-base model: the tiny Qwen2 architecture pretrained from random "
-                    "initialisation on LLMTIME text of lvdata.simulate trajectories, saved with save_pretrained. "
+                    "initialisation on LLMTIME text of general two-variable sequences (oscillators, walks, epidemics; "
+                    "never the real data's dynamics), saved with save_pretrained. "
                     "Reused when its recipe is unchanged, resumed after an interruption, rebuilt when the recipe "
                     "changed; its FLOPs go to the ledger.sqlite in its directory.")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="demo",
@@ -81,13 +82,13 @@ def describe_record(record: dict, directory: Path) -> str:
     analytic, ledger = flops["analytic"], flops["ledger"]
     return "\n".join([
         f"base {record['name']} (recipe {record['recipe_hash']}): {directory}",
-        f"  {record['steps']} steps, {record['tokens']:,} tokens, {record['recipe']['trajectories']:,} simulated "
-        f"trajectories, seed {record['seed']}",
+        f"  {record['steps']} steps, {record['tokens']:,} tokens, {record['recipe']['sequences']:,} general "
+        f"sequences, seed {record['seed']}",
         f"  FLOPs ({analytic['convention']} convention, full vocabulary): ledger {ledger['total']:.6g} "
         f"(useful {ledger['useful']:.6g}, re-runs {ledger['rerun']:.6g}); analytic count {analytic['total']:.6g}; "
         f"the 14-row head's own arithmetic {analytic['compact_total']:.4g}",
         f"  loss (nats/token): first step {losses['first_train']:.3f}, final training {losses['final_train']:.3f}, "
-        f"validation (simulated) {losses['final_validation']:.3f}",
+        f"validation (held-out general sequences) {losses['final_validation']:.3f}",
         f"  built in {record['wall_seconds']:.0f} s of compute at {record['tokens_per_second']:,.0f} tokens/s "
         f"({record['threads']} thread(s))",
     ])

@@ -1,10 +1,11 @@
-"""The base's pretraining text: simulated trajectories as LLMTIME rows of compact token ids.
+"""The base's pretraining text: general two-variable sequences as LLMTIME rows of compact token ids.
 
-Trajectories come from ``lvdata.simulate`` (its parameter ranges match the real data's), never
-from the real file. Each is scaled by its per-trajectory α, from the whole trajectory or (for a
-fraction of them, as forecast prompts are) from its first steps only, encoded as LLMTIME text
-and written as compact ids (one per character; :mod:`experiments.basemodel.compact_head`), one
-trajectory per row of ``context`` tokens.
+The sequences come from :mod:`experiments.basemodel.families` (oscillators, walks, epidemics,
+Lotka–Volterra only far outside the real ranges...), never from the real file, so the base
+knows numbers and the format but not the task's dynamics. Each is scaled by its per-trajectory
+α, from the whole sequence or (for a fraction of them, as forecast prompts are) from its first
+steps only, encoded as LLMTIME text and written as compact ids (one per character;
+:mod:`experiments.basemodel.compact_head`), one sequence per row of ``context`` tokens.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 
 from experiments.basemodel.recipe import BaseRecipe
 from experiments.basemodel.compact_head import CompactVocabulary
-from lvdata import LLMTimeFormat, encode, per_trajectory_alpha, simulate
+from experiments.basemodel.families import general_sequences
+from lvdata import LLMTimeFormat, encode, per_trajectory_alpha
 
 IGNORE_INDEX = -100
 
@@ -59,15 +61,15 @@ class PretrainCorpus:
     truncated: int  # rows (training and validation) whose text was longer than ``context`` tokens
 
 
-def simulate_trajectories(recipe: BaseRecipe) -> np.ndarray:
-    """float32 ``(trajectories + validation_trajectories, 100, 2)`` from ``lvdata.simulate``,
-    chunk ``c`` of ``simulate_chunk`` systems seeded ``seed * 100_000 + c``."""
-    total = recipe.trajectories + recipe.validation_trajectories
-    chunks = []
-    for chunk, start in enumerate(range(0, total, recipe.simulate_chunk)):
-        size = min(recipe.simulate_chunk, total - start)
-        chunks.append(simulate(size, seed=recipe.seed * 100_000 + chunk)[0])
-    return np.concatenate(chunks)
+SEQUENCE_TIME = np.linspace(0.0, 200.0, 100)  # the real data's grid
+
+
+def corpus_sequences(recipe: BaseRecipe) -> np.ndarray:
+    """float32 ``(sequences + validation_sequences, 100, 2)``: the training sequences, then the
+    validation ones (another stream of the same families), from ``general_sequences``."""
+    train, _ = general_sequences(recipe.sequences, recipe.seed, SEQUENCE_TIME, stream=0)
+    validation, _ = general_sequences(recipe.validation_sequences, recipe.seed, SEQUENCE_TIME, stream=1)
+    return np.concatenate([train, validation])
 
 
 def scaling_alphas(trajectories: np.ndarray, recipe: BaseRecipe) -> tuple[np.ndarray, np.ndarray]:
@@ -93,16 +95,16 @@ def compact_rows(texts: list[str], vocabulary: CompactVocabulary, context: int) 
 
 
 def pretrain_corpus(recipe: BaseRecipe, vocabulary: CompactVocabulary) -> PretrainCorpus:
-    """Simulate, scale, encode and cut the recipe's rows (a few seconds for 24,000 systems)."""
-    trajectories = simulate_trajectories(recipe)
+    """Generate, scale, encode and cut the recipe's rows (about 10 s for 24,000 sequences)."""
+    trajectories = corpus_sequences(recipe)
     alphas, context_scaled = scaling_alphas(trajectories, recipe)
     texts = encode(trajectories, alphas, LLMTimeFormat(precision=recipe.precision))
     rows, truncated = compact_rows(texts, vocabulary, recipe.context)
-    n = recipe.trajectories
+    n = recipe.sequences
     split = (CompactRows(rows.ids[:n], rows.lengths[:n]), CompactRows(rows.ids[n:], rows.lengths[n:]))
     return PretrainCorpus(*split, context_scaled=int(context_scaled[:n].sum()),
                           truncated=truncated)
 
 
 __all__ = ["CompactRows", "PretrainCorpus", "compact_rows", "pretrain_corpus", "scaling_alphas",
-           "simulate_trajectories"]
+           "corpus_sequences"]

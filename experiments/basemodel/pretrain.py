@@ -3,8 +3,8 @@
     record = build_base(DEMO_RECIPE, Path("~/.cache/llmtime-budget/llmtime-base").expanduser())
 
 The ``tiny`` architecture with the 14-row compact head (exactly the full-vocabulary loss, see
-:mod:`experiments.basemodel.compact_head`) learns LLMTIME text of simulated trajectories
-(:mod:`experiments.basemodel.corpus`) with AdamW, warmup and a cosine schedule
+:mod:`experiments.basemodel.compact_head`) learns LLMTIME text of general two-variable sequences
+(:mod:`experiments.basemodel.corpus`, :mod:`experiments.basemodel.families`) with AdamW, warmup and a cosine schedule
 (:class:`~experiments.basemodel.recipe.BaseRecipe`). Then it is copied into the full
 vocabulary and written with ``save_pretrained`` beside the tokenizer and ``llmtime-base.json``,
 the record of how it was made (recipe and hash, steps, tokens, FLOPs, losses, wall time).
@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from transformers import Qwen2ForCausalLM
 
 from experiments.basemodel.corpus import CompactRows, pretrain_corpus
+from experiments.basemodel.families import CORPUS_DESCRIPTION, FAMILIES
 from experiments.basemodel.flops import (
     base_flops,
     charge_step,
@@ -197,7 +198,7 @@ def build_base(recipe: BaseRecipe, directory: str | os.PathLike, *, tokenizer_so
     evaluations = set(recipe.evaluation_steps())
     eval_rows = CompactRows(corpus.validation.ids[: recipe.eval_rows], corpus.validation.lengths[: recipe.eval_rows])
     if len(eval_rows) < recipe.eval_rows:
-        raise ValueError(f"the recipe validates on {recipe.eval_rows} rows but simulates {len(eval_rows)}")
+        raise ValueError(f"the recipe validates on {recipe.eval_rows} rows but generates {len(eval_rows)}")
     last_step = recipe.steps if stop_after is None else min(recipe.steps, state.step + stop_after)
 
     started = time.perf_counter()
@@ -255,6 +256,7 @@ def _finish(recipe: BaseRecipe, directory: Path, model, tokenizer, vocabulary: C
     window = state.train_losses[-TRAIN_LOSS_WINDOW:]
     record.update(
         status="complete", seed=recipe.seed, steps=state.step, tokens=state.tokens,
+        corpus={"description": CORPUS_DESCRIPTION, "families": list(FAMILIES)},
         rows={"train": len(corpus.train), "validation": len(corpus.validation),
               "scaled_by_first_steps": corpus.context_scaled, "truncated": corpus.truncated},
         parameters={"compact": sum(p.numel() for p in model.parameters()),

@@ -2,7 +2,8 @@
 
 The base stands in for Qwen's pretraining: the ``tiny`` architecture (exactly
 :func:`~experiments.models.loading.tiny_config`), pretrained from random initialisation on
-LLMTIME text of trajectories from ``lvdata.simulate`` (never the real data) with the
+LLMTIME text of general two-variable sequences (:mod:`experiments.basemodel.families`: never the
+real data, and never Lotka–Volterra in the real data's parameter ranges) with the
 14-row compact head (:mod:`experiments.basemodel.compact_head`), then copied into the full
 151,936-row vocabulary. :data:`DEMO_RECIPE` is the demo plan's base; :data:`TEST_RECIPE` a
 short one the test suite builds once per session.
@@ -21,7 +22,7 @@ from typing import Any
 
 from experiments.models.loading import tiny_config
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 ARCHITECTURE_KEYS = (
     "model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
     "head_dim", "intermediate_size", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_parameters",
@@ -33,10 +34,9 @@ ARCHITECTURE_KEYS = (
 class BaseRecipe:
     """Everything that decides the base's weights.
 
-    Data: ``trajectories`` simulated systems for training and ``validation_trajectories``
-    others (``lvdata.simulate`` in chunks of ``simulate_chunk``, chunk ``c`` seeded
-    ``seed * 1000 + c``; the validation systems from the chunks after the training ones),
-    written at ``precision`` decimals. A fraction ``context_alpha_fraction`` of them is scaled
+    Data: ``sequences`` general sequences for training and ``validation_sequences`` others
+    (:func:`~experiments.basemodel.families.general_sequences`, the families in turn, streams 0
+    and 1 of ``seed``), written at ``precision`` decimals. A fraction ``context_alpha_fraction`` of them is scaled
     by the per-trajectory α of its first ``context_alpha_steps`` steps (as forecast prompts
     are), the rest by the α of the whole trajectory. One trajectory per row: its first
     ``context`` tokens, right-padded.
@@ -51,9 +51,8 @@ class BaseRecipe:
 
     name: str = "llmtime-base"
     seed: int = 0
-    trajectories: int = 24_000
-    validation_trajectories: int = 256
-    simulate_chunk: int = 1000
+    sequences: int = 24_000
+    validation_sequences: int = 256
     context_alpha_fraction: float = 0.5
     context_alpha_steps: int = 50
     precision: int = 2
@@ -72,7 +71,7 @@ class BaseRecipe:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        for name in ("trajectories", "validation_trajectories", "simulate_chunk", "context_alpha_steps", "precision",
+        for name in ("sequences", "validation_sequences", "context_alpha_steps", "precision",
                      "context", "batch_size", "steps", "eval_rows", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -121,7 +120,7 @@ class BaseRecipe:
 
 
 DEMO_RECIPE = BaseRecipe()
-TEST_RECIPE = BaseRecipe(name="llmtime-base-test", trajectories=4000, validation_trajectories=64, context=512,
+TEST_RECIPE = BaseRecipe(name="llmtime-base-test", sequences=4000, validation_sequences=64, context=512,
                          steps=500, warmup_steps=25, eval_every=250, eval_rows=16, checkpoint_every=250)
 RECIPES = {"demo": DEMO_RECIPE, "test": TEST_RECIPE}
 

@@ -8,7 +8,8 @@ spent so far plus what it still needs to finish:
   the FLOPs the planner gave it);
 - a forecast stage (``baseline``, ``evaluate`` and its base-model validation) and the
   backward/forward measurement: the whole projection again, since they start afresh;
-- the scoring of a context stage: the runs not scored yet.
+- the selection scoring of a stage (loss at a common context, or validation forecasts): the
+  runs not scored yet.
 
 So a crash's re-runs are paid on top of the stage's own share, out of the FLOPs no stage is
 planned to spend: the plan's reserve (``[budget] reserve``, a fraction of the limit the
@@ -30,7 +31,7 @@ from experiments.pipeline.planner import (
     StageProjection,
     forecast_flops,
     plan_model,
-    selection_flops,
+    run_selection_flops,
 )
 from experiments.pipeline.results import run_config
 from experiments.pipeline.stages import stage_dir
@@ -65,10 +66,11 @@ def run_cap(run: PlanWorkspace, entry: dict[str, Any], spent: dict[str, int]) ->
 
 
 def _scoring_need(run: PlanWorkspace, record: dict[str, Any]) -> int:
-    """FLOPs a context stage's scoring still needs: one forward per run not scored yet."""
+    """FLOPs a stage's selection scoring still needs: that of every run not scored yet."""
     stage, runs = run.plan.stage(record["name"]), record["runs"]
-    per_run = selection_flops(plan_model(run.plan), run.plan, stage, [run_config(e) for e in runs], run.shapes)
-    return per_run // len(runs) * sum(entry.get("selection_val_loss") is None for entry in runs)
+    per_run = run_selection_flops(plan_model(run.plan), run.plan, stage, [run_config(e) for e in runs], run.shapes)
+    key = run.plan.selection.key(stage.kind)
+    return sum(flops for flops, entry in zip(per_run, runs) if entry.get(key) is None)
 
 
 def stage_need(run: PlanWorkspace, projected: StageProjection) -> int:
@@ -79,8 +81,7 @@ def stage_need(run: PlanWorkspace, projected: StageProjection) -> int:
     if "runs" not in record:  # not decided yet (or not a training stage): the projection
         return projected.flops
     pending = [entry for entry in record["runs"] if entry.get("status") not in FINISHED_RUN]
-    return sum(run_need(run, entry) for entry in pending) + \
-        (_scoring_need(run, {**record, "name": projected.name}) if projected.kind == "context" else 0)
+    return sum(run_need(run, entry) for entry in pending) + _scoring_need(run, {**record, "name": projected.name})
 
 
 def unfinished_needs(run: PlanWorkspace, projection: PlanProjection) -> dict[str, int]:
@@ -104,8 +105,17 @@ def forecast_caps(run: PlanWorkspace, stage_name: str, projection: PlanProjectio
     return caps
 
 
+def forecast_scoring_caps(run: PlanWorkspace, stage_name: str, record: dict[str, Any]) -> dict[str, int]:
+    """Experiment -> cap of each run's validation forecast (``<run>/selection``): what it spent
+    plus its projection (a forecast starts afresh when it is re-run)."""
+    stage, runs, spent = run.plan.stage(stage_name), record["runs"], spent_by_experiment(run)
+    per_run = run_selection_flops(plan_model(run.plan), run.plan, stage, [run_config(e) for e in runs], run.shapes)
+    experiments = [run.plan.selection.experiment(entry["experiment"]) for entry in runs]
+    return {name: spent.get(name, 0) + flops for name, flops in zip(experiments, per_run)}
+
+
 def scoring_cap(run: PlanWorkspace, stage_name: str, record: dict[str, Any]) -> int:
-    """The cap of a context stage's scoring (``<stage>/selection``)."""
+    """The cap of a stage's selection scoring (``<stage>/selection``)."""
     experiment = f"{stage_name}/selection"
     return spent_by_experiment(run).get(experiment, 0) + _scoring_need(run, {**record, "name": stage_name})
 

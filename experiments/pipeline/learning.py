@@ -18,7 +18,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+from scipy import stats
 
 from experiments.forecasting.metrics import SPECIES, perplexity
 from experiments.pipeline.results import run_config
@@ -75,11 +77,12 @@ def base_note(plan_summary: dict[str, Any]) -> list[str]:
     if not base:
         return []
     validation = (base.get("losses") or {}).get("final_validation")
-    return ["", f"> **The model is `llmtime-base`, a small base pretrained here on simulated trajectories**: the "
+    corpus = base.get("corpus") or "general two-variable sequences"
+    return ["", f"> **The model is `llmtime-base`, a small base pretrained here on general numeric sequences**: the "
                 f"`tiny` Qwen2 architecture (real vocabulary) trained from random initialisation for {base['steps']} "
-                f"steps ({base['tokens']:,} tokens) on LLMTIME text of {base['trajectories']:,} `lvdata.simulate` "
-                f"systems, never on this data (validation loss on held-out simulated trajectories {_num(validation)} "
-                f"nats/token). It stands in for Qwen2.5's pretraining, so its {base['flops']:.4g} FLOPs are in its "
+                f"steps ({base['tokens']:,} tokens) on LLMTIME text of {base['sequences']:,} {corpus}; never on "
+                f"this data (validation loss on held-out sequences of the same families {_num(validation)} "
+                f"nats/token), so, like Qwen2.5, it knows the format and numbers but not these dynamics. It stands in for Qwen2.5's pretraining, so its {base['flops']:.4g} FLOPs are in its "
                 f"own ledger (`{base['directory']}/ledger.sqlite`, recipe {base['recipe_hash']}), outside this "
                 "plan's budget. Its 151,923 tokens outside the LLMTIME alphabet share one output row, so greedy "
                 "decoding without the grammar writes one only where that row's logit is the largest: its "
@@ -133,7 +136,9 @@ def learning_section(stages: dict[str, dict[str, Any]]) -> str:
                       f"{_num_pct(malformed[0])} of the test trajectories with the untrained base and on "
                       f"{_num_pct(malformed[1])} with the fine-tuned adapter."]
     persistence_mse = _mse(evaluate, "persistence")
-    lines += ["", *_goals(base_loss, tuned_loss, tuned_mse, persistence_mse)]
+    lines += ["", *_goals(base_loss, tuned_loss, tuned_mse, persistence_mse, _mse(baseline, GREEDY))]
+    if baseline is not None:
+        lines += ["", *_paired_changes(baseline, evaluate)]
     if baseline is not None:
         lines += ["", *_reading(baseline, evaluate, persistence_mse)]
     return "\n".join(lines)
@@ -197,12 +202,60 @@ def _num_pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _goals(base_loss, tuned_loss, tuned_mse, persistence_mse) -> list[str]:
+def per_trajectory_mse(record: dict[str, Any] | None, method: str, name: str) -> dict[int, float]:
+    """Trajectory id -> ``method``'s MSE for species ``name`` in a forecast stage's ``record``
+    (finite values only; empty without per-trajectory errors)."""
+    for metrics in (record or {}).get("methods", []):
+        values = metrics["species"][name].get("per_trajectory", {}).get("mse")
+        if metrics["method"] == method and values is not None:
+            return {i: v for i, v in zip(metrics["ids"], values) if v is not None and math.isfinite(v)}
+    return {}
+
+
+def paired_median_change(after: np.ndarray, before: np.ndarray, *, n_resamples: int = 2000,
+                         seed: int = 0) -> tuple[float, float, float]:
+    """``median(after) / median(before) - 1`` over paired per-trajectory errors, and its 95 %
+    percentile-bootstrap interval (trajectories resampled in pairs): ``(change, low, high)``."""
+    def change(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.median(a) / np.median(b) - 1)
+
+    interval = stats.bootstrap((after, before), change, paired=True, vectorized=False, n_resamples=n_resamples,
+                               method="percentile", random_state=np.random.default_rng(seed)).confidence_interval
+    return change(after, before), float(interval.low), float(interval.high)
+
+
+def _paired_changes(baseline: dict[str, Any], evaluate: dict[str, Any]) -> list[str]:
+    """Per species, the fine-tuned greedy median MSE against the untrained base's and persistence's,
+    with paired bootstrap intervals over the test trajectories both forecast."""
+    lines = []
+    for name in SPECIES:
+        tuned = per_trajectory_mse(evaluate, GREEDY, name)
+        for label, reference in (("the untrained base", per_trajectory_mse(baseline, GREEDY, name)),
+                                 ("persistence", per_trajectory_mse(evaluate, "persistence", name))):
+            ids = sorted(set(tuned) & set(reference))
+            if len(ids) < 3 or not np.median([reference[i] for i in ids]) > 0:
+                continue
+            change, low, high = paired_median_change(np.array([tuned[i] for i in ids]),
+                                                     np.array([reference[i] for i in ids]))
+            lines.append(f"- {name}, fine-tuned vs {label}: median MSE {change:+.1%} [95% interval {low:+.1%}, "
+                         f"{high:+.1%}] over {len(ids)} trajectories")
+    if not lines:
+        return []
+    return ["Greedy median MSE of the fine-tuned adapter, relative to the untrained base and to persistence on the "
+            "same test trajectories (paired percentile bootstrap, 2,000 resamples):", *lines]
+
+
+def _goals(base_loss, tuned_loss, tuned_mse, persistence_mse, base_mse) -> list[str]:
     goals = []
     if base_loss is not None and tuned_loss is not None:
         met = tuned_loss < base_loss
         goals.append(f"- fine-tuning lowers the validation loss: **{'met' if met else 'NOT met'}** "
                      f"({base_loss:.4f} -> {tuned_loss:.4f})")
+    for name in SPECIES:
+        tuned, base = tuned_mse.get(name), base_mse.get(name)
+        if tuned is not None and base is not None:
+            goals.append(f"- fine-tuned greedy median MSE below the untrained base's for {name}: "
+                         f"**{'met' if tuned < base else 'NOT met'}** ({tuned:.4g} vs {base:.4g})")
     for name in SPECIES:
         tuned, persistence = tuned_mse.get(name), persistence_mse.get(name)
         if tuned is None or persistence is None:

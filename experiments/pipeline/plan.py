@@ -4,8 +4,9 @@
     plan = load_plan("my_plan.toml")            # or a file of your own
 
 A plan file has the tables ``[model]``, ``[data]``, ``[budget]``, ``[training]`` (defaults for
-every training run), ``[forecast]`` (how the test split is forecast) and an array of
-``[[stages]]``, run in order. Stage kinds:
+every training run), ``[forecast]`` (how the test split is forecast), the optional
+``[selection]`` (how sweeps pick their best run: validation loss or validation forecast error,
+:mod:`experiments.pipeline.selection`) and an array of ``[[stages]]``, run in order. Stage kinds:
 
 - ``baseline``: the untrained model and the non-LLM baselines forecast the test split;
 - ``train``: one LoRA run with the training defaults (plus overrides);
@@ -46,6 +47,7 @@ from typing import Any
 from experiments.data import DataConfig
 from experiments.forecasting.forecast_config import ForecastConfig
 from experiments.forecasting.held_out import ForecastPlan
+from experiments.pipeline.selection import SelectionPlan
 from experiments.pipeline.plan_schema import (
     SCALARS,
     PlanError,
@@ -106,6 +108,7 @@ class Plan:
     training: TrainConfig
     forecast: ForecastPlan
     stages: tuple[StageSpec, ...]
+    selection: SelectionPlan = SelectionPlan()  # how sweeps and contexts pick their best run
     text: str = ""  # what identifies the plan in a run directory: the TOML text, plus any --set lines
 
     def stage(self, name: str) -> StageSpec:
@@ -180,13 +183,14 @@ def override_origin(message: str, overrides: Sequence[str]) -> str:
     return f" (from {', '.join(culprits)})" if culprits else ""
 
 
-SETTABLE_SECTIONS = ("model", "data", "budget", "training", "forecast")
+SETTABLE_SECTIONS = ("model", "data", "budget", "training", "forecast", "selection")
 
 
 def parse_plan(document: dict[str, Any], path: Path) -> Plan:
     """Build a ``Plan`` from a parsed TOML document, checking every key and type."""
     where = str(path)
-    check_keys(document, {"name", "description", "model", "data", "budget", "training", "forecast", "stages"},
+    check_keys(document, {"name", "description", "model", "data", "budget", "training", "forecast", "selection",
+                          "stages"},
                where, required={"model", "budget", "stages"})
     model = section(ModelSpec, document["model"], f"{where} [model]")
     budget_table = as_table(document["budget"], f"{where} [budget]")
@@ -207,6 +211,7 @@ def parse_plan(document: dict[str, Any], path: Path) -> Plan:
     data = section(DataConfig, data_table, f"{where} [data]", exclude={"fractions"})
     training = section(TrainConfig, document.get("training", {}), f"{where} [training]", exclude=set(RUN_IDENTITY))
     forecast = section(ForecastPlan, document.get("forecast", {}), f"{where} [forecast]")
+    selection = section(SelectionPlan, document.get("selection", {}), f"{where} [selection]")
     stages = _stages(document["stages"], training, where)
     shares = sum(s.budget_share for s in stages if isinstance(s.budget_share, float))
     if shares + budget.reserve > 1 + 1e-9:
@@ -216,7 +221,7 @@ def parse_plan(document: dict[str, Any], path: Path) -> Plan:
     if not isinstance(name, str) or not isinstance(document.get("description", ""), str):
         raise PlanError(f"{where}: name and description must be strings")
     return Plan(name, document.get("description", ""), path, model, data, budget, training, forecast, stages,
-                text=path.read_text(encoding="utf-8") if path.is_file() else "")
+                selection, text=path.read_text(encoding="utf-8") if path.is_file() else "")
 
 
 def run_configs(plan: Plan, stage: StageSpec, chosen: TrainConfig | None = None) -> list[TrainConfig]:

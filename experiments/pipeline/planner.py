@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from experiments.data import ExperimentData
+from experiments.forecasting.forecast_config import ForecastConfig
 from experiments.pipeline.plan import REST, Plan, StageSpec, run_configs
 from experiments.training.config import TrainConfig
 from flopcount import CountSetup, estimate_run, forward_flops, generation_flops, steps_that_fit, training_step_flops
@@ -31,21 +32,29 @@ from experiments.pipeline.learning import base_validation_flops
 
 @dataclass(frozen=True)
 class DataShapes:
-    """Token counts of the plan's data: per-trajectory token lengths of the validation split
-    and the longest test prompt, plus the number of test series forecast."""
+    """Token counts of the plan's data: per-trajectory token lengths of the validation split,
+    the longest test prompt and the number of test series forecast, and the same two for the
+    validation trajectories a selection by forecast error forecasts."""
 
     validation_lengths: tuple[int, ...]
     test_prompt_tokens: int
     test_series: int
+    selection_prompt_tokens: int = 0
+    selection_series: int = 0
 
     @classmethod
     def of(cls, plan: Plan, data: ExperimentData) -> DataShapes:
         """The shapes of ``data`` (prepared with or without a tokenizer: the same code the runner
         trains and forecasts with, so prompts are scaled exactly as the forecaster scales them)."""
         k, m = plan.data.prompt_steps, plan.data.forecast_steps
-        ids = plan.forecast.forecast_ids(data.split.test).tolist()
-        prompts = [len(data.forecast_example(i, k, m).prompt_text) for i in ids]
-        return cls(tuple(data.token_lengths("validation")), max(prompts), len(ids))
+
+        def prompts(ids: list[int]) -> list[int]:
+            return [len(data.forecast_example(i, k, m).prompt_text) for i in ids]
+
+        test = prompts(plan.forecast.forecast_ids(data.split.test).tolist())
+        selection = prompts(plan.selection.validation_ids(data.split.validation).tolist())
+        return cls(tuple(data.token_lengths("validation")), max(test), len(test), max(selection, default=0),
+                   len(selection))
 
     def validation_windows(self, context: int) -> int:
         """Validation windows at ``context`` (stride = context), as ``lvdata.make_windows`` cuts them."""
@@ -153,13 +162,27 @@ def forecast_flops(model: Any, plan: Plan, shapes: DataShapes, lora: LoRAConfig 
     """Upper bound of one forecast of the test split with ``lora`` (None: the base model): every
     pass of ``plan.forecast_passes()``, every batch at the longest prompt and the pass's token
     bound (also the bound of the unconstrained pass)."""
-    setup = CountSetup.from_lora(model, lora, plan.budget.convention)
-    passes = plan.forecast_passes()
+    return _generation_bound(CountSetup.from_lora(model, lora, plan.budget.convention), plan.forecast_passes(),
+                             shapes.test_series, shapes.test_prompt_tokens)
+
+
+def selection_forecast_flops(model: Any, plan: Plan, shapes: DataShapes, lora: LoRAConfig | None) -> int:
+    """Upper bound of scoring one run by its validation forecast error (``[selection]``): its
+    pass over the selection's validation trajectories, every batch at the longest prompt."""
+    forecast = plan.selection.forecast_config(plan.data.prompt_steps, plan.data.forecast_steps,
+                                              plan.data.llmtime_format())
+    return _generation_bound(CountSetup.from_lora(model, lora, plan.budget.convention), (forecast,),
+                             shapes.selection_series, shapes.selection_prompt_tokens)
+
+
+def _generation_bound(setup: CountSetup, passes: tuple[ForecastConfig, ...], series: int, prompt_tokens: int) -> int:
+    """FLOPs of ``passes`` over ``series`` prompts of at most ``prompt_tokens`` tokens, in batches
+    of each pass's ``batch_size``, every row running to the pass's token bound."""
     total = 0
-    for start in range(0, shapes.test_series, plan.forecast.batch_size):
-        batch = min(plan.forecast.batch_size, shapes.test_series - start)
-        for forecast in passes:
-            total += generation_flops(setup, shapes.test_prompt_tokens, forecast.new_token_bound,
+    for forecast in passes:
+        for start in range(0, series, forecast.batch_size):
+            batch = min(forecast.batch_size, series - start)
+            total += generation_flops(setup, prompt_tokens, forecast.new_token_bound,
                                       samples=forecast.samples, batch=batch).total
     return total
 
@@ -176,13 +199,22 @@ def measurement_projection(model: Any, plan: Plan) -> StageProjection:
 
 
 def selection_flops(model: Any, plan: Plan, stage: StageSpec, runs: list[TrainConfig], shapes: DataShapes) -> int:
-    """FLOPs of choosing the best run of a ``context`` stage: every run's adapter scored on the
-    same validation windows at the stage's longest context (0 for other stages)."""
+    """FLOPs of choosing the best run of ``stage``: :func:`run_selection_flops` of every run."""
+    return sum(run_selection_flops(model, plan, stage, runs, shapes))
+
+
+def run_selection_flops(model: Any, plan: Plan, stage: StageSpec, runs: list[TrainConfig],
+                        shapes: DataShapes) -> list[int]:
+    """FLOPs of scoring each of ``runs`` to choose the best: its validation forecast (a plan
+    selecting by forecast error, in a sweep or context stage); else, in a context stage, one
+    forward of the same validation windows at the stage's longest context; else 0."""
+    if plan.selection.scores(stage.kind):
+        return [selection_forecast_flops(model, plan, shapes, config.lora_config()) for config in runs]
     if stage.kind != "context":
-        return 0
+        return [0] * len(runs)
     scoring = selection_config(stage, runs)
     setup = scoring.count_setup(model, plan.budget.convention)
-    return len(runs) * forward_flops(setup, scoring.context, batch=shapes.eval_windows(scoring)).total
+    return [forward_flops(setup, scoring.context, batch=shapes.eval_windows(scoring)).total] * len(runs)
 
 
 def selection_config(stage: StageSpec, runs: list[TrainConfig]) -> TrainConfig:
@@ -270,7 +302,9 @@ def _project_stage(model: Any, plan: Plan, stage: StageSpec, shapes: DataShapes,
         problem = (f"its share ({max(available, 0):.4g} FLOPs for {len(runs)} run(s)) does not pay for "
                    "a single training step")
     notes = []
-    if scoring:
+    if scoring and plan.selection.scores(stage.kind):
+        notes.append(f"incl. {scoring:.3g} to forecast {shapes.selection_series} validation trajectories per run")
+    elif scoring:
         notes.append(f"incl. {scoring:.3g} to score every run at context {max(stage.contexts)}")
     if len(candidates) > 1:
         steps = sorted({run.config.steps for option, _ in options for run in option})

@@ -114,20 +114,29 @@ def _sweep_section(name: str, record: dict[str, Any], audit: AuditReport) -> str
              "| " + " | ".join(keys) + " | steps | FLOPs | share of budget | validation loss | perplexity | status |",
              "|" + "---:|" * (len(keys) + 5) + "---|"]
     common = runs[0].get("selection_context")
-    if common:
-        lines[2] = lines[2].replace(" | status |", f" | loss at context {common} | status |")
-        lines[3] = "|" + "---:|" * (len(keys) + 6) + "---|"
+    forecasts = any(run.get("selection_forecast_error") is not None for run in runs)
+    extra = ([f"loss at context {common}"] if common else []) + \
+        (["validation forecast error (÷ persistence)", "prey / predator median MSE"] if forecasts else [])
+    if extra:
+        lines[2] = lines[2].replace(" | status |", "".join(f" | {column}" for column in extra) + " | status |")
+        lines[3] = "|" + "---:|" * (len(keys) + 5 + len(extra)) + "---|"
     for run in runs:
         row = rows.get(run["experiment"])
         flops, share = (row.total, row.share) if row else (0, 0.0)
         marker = " **(best)**" if run["experiment"] == best else ""
         if run["experiment"] in missing:
-            marker = " **(no validation loss: missing from the selection)**"
+            marker = " **(no validation loss: missing from the selection)**" if not forecasts else \
+                " **(no validation forecast: missing from the selection)**"
+        median = (run.get("selection_forecast") or {}).get("median", {})
         lines.append("| " + " | ".join(f"{run['settings'][key]:g}" for key in keys)
                      + f" | {run.get('steps_done', 0)} | {flops:.4g} | {share:.2%} | {_num(run.get('val_loss'))}"
                      + f" | {_num(run.get('val_perplexity'))}"
                      + (f" | {_num(run.get('selection_val_loss'))}" if common else "")
+                     + (f" | {_num(run.get('selection_forecast_error'))} | {_num(median.get('prey'))} / "
+                        f"{_num(median.get('predator'))}" if forecasts else "")
                      + f" | {run.get('status')}{marker} |")
+    if forecasts:
+        lines += ["", _criteria_agree(runs, best)]
     if best:
         lines += ["", f"Selected `{best}` ({record['best']['criterion']}; each run's adapter is its last "
                       "checkpoint, at the step shown); the next stage uses its setting."]
@@ -135,6 +144,23 @@ def _sweep_section(name: str, record: dict[str, Any], audit: AuditReport) -> str
         lines += ["", f"**Missing from the selection: `{name}`** has no validation loss ({entry.get('status')} after "
                       f"{entry.get('steps_done')} steps: {entry.get('stop_reason') or 'it never validated'})."]
     return "\n".join(lines)
+
+
+def _criteria_agree(runs: list[dict[str, Any]], selected: str | None) -> str:
+    """Which run each criterion would pick: the lowest validation loss and the lowest validation
+    forecast error (lower loss is not always better forecasts)."""
+    by_loss = min((run for run in runs if run.get("val_loss") is not None), key=lambda run: run["val_loss"],
+                  default=None)
+    by_forecast = min((run for run in runs if run.get("selection_forecast_error") is not None),
+                      key=lambda run: run["selection_forecast_error"], default=None)
+    if by_loss is None or by_forecast is None:
+        return ""
+    if by_loss is by_forecast:
+        return f"Both criteria pick `{by_loss['experiment']}`: lowest validation loss and lowest forecast error."
+    return (f"The criteria disagree: the lowest validation loss is `{by_loss['experiment']}` "
+            f"({by_loss['val_loss']:.4f} nats, forecast error {by_loss['selection_forecast_error']:.4g}), the lowest "
+            f"validation forecast error `{by_forecast['experiment']}` ({by_forecast['selection_forecast_error']:.4g}, "
+            f"loss {_num(by_forecast.get('val_loss'))} nats); `{selected}` was selected.")
 
 
 def _curves_section(curves: dict[str, list[dict[str, Any]]]) -> str:

@@ -22,6 +22,7 @@ from experiments.pipeline.plan import Plan, PlanError, StageSpec, run_configs
 from experiments.pipeline.caps import (
     FINISHED_RUN,
     forecast_caps,
+    forecast_scoring_caps,
     lost_to_interruptions,
     run_cap,
     scoring_cap,
@@ -54,6 +55,7 @@ from experiments.pipeline.stages import (
     run_forecast_stage,
     run_training,
     score_at_common_context,
+    score_validation_forecasts,
 )
 from experiments.pipeline.workspace import LEDGER_FILE, PLAN_SPLITS, PlanWorkspace
 from experiments.training.errors import NothingToSelect
@@ -253,23 +255,27 @@ def _training_stage(run: PlanWorkspace, stage: StageSpec, record: dict[str, Any]
         entry.update(run_training(run, stage, entry))
         entry["wall_seconds"] = entry.get("wall_seconds", 0.0) + time.perf_counter() - started
         run.results.save()
-    key, criterion = "val_loss", "lowest validation loss after the run's last step"
-    if stage.kind == "context":  # losses at different contexts are not comparable: score all at one
-        key, criterion = "selection_val_loss", score_at_common_context(
-            run, stage, record, scoring_cap(run, stage.name, record))
-    record["best"] = select_best(stage.name, record["runs"], key, criterion)
+    selection = run.plan.selection
+    criterion = "lowest validation loss after the run's last step"
+    if selection.scores(stage.kind):
+        criterion = score_validation_forecasts(run, record, forecast_scoring_caps(run, stage.name, record))
+    elif stage.kind == "context":  # losses at different contexts are not comparable: score all at one
+        criterion = score_at_common_context(run, stage, record, scoring_cap(run, stage.name, record))
+    record["best"] = select_best(stage.name, record["runs"], selection.key(stage.kind), criterion)
 
 
 def select_best(stage: str, runs: list[dict[str, Any]], key: str, criterion: str) -> dict[str, Any]:
-    """The run of lowest ``key`` (a validation loss); runs without one are listed as missing
-    (``best["missing"]``, with the reason) and logged as a warning, never skipped silently."""
+    """The run of lowest ``key`` (a validation loss or forecast error); runs without one are
+    listed as missing (``best["missing"]``, with the reason) and logged as a warning, never
+    skipped silently. ``best["val_loss"]`` is the loss it was selected by, or (selected by
+    forecast error) its own last validation loss; ``best["score"]`` the value of ``key``."""
     scored = [entry for entry in runs if entry.get(key) is not None]
     missing = [{"experiment": entry["experiment"], "status": entry.get("status"),
                 "steps_done": entry.get("steps_done"), "stop_reason": entry.get("stop_reason")}
                for entry in runs if entry.get(key) is None]
     for entry in missing:
-        logger.warning("stage %s: run %s has no validation loss (%s after %s steps: %s); it is missing from the "
-                       "selection", stage, entry["experiment"], entry["status"], entry["steps_done"],
+        logger.warning("stage %s: run %s has no %s (%s after %s steps: %s); it is missing from the selection",
+                       stage, entry["experiment"], key.replace("_", " "), entry["status"], entry["steps_done"],
                        entry["stop_reason"] or "no validation")
     if not scored:
         why = "; ".join(f"{entry['experiment']} {entry['status']} after {entry['steps_done']} steps "
@@ -278,8 +284,9 @@ def select_best(stage: str, runs: list[dict[str, Any]], key: str, criterion: str
                               "enough steps (or budget_share) to validate at least once, or set eval_every, then "
                               "run into a new --out directory")
     best = min(scored, key=lambda entry: entry[key])
-    return {"experiment": best["experiment"], "settings": best["settings"], "val_loss": best[key],
-            "criterion": criterion, "missing": missing}
+    loss = best.get("val_loss") if key == "selection_forecast_error" else best[key]
+    return {"experiment": best["experiment"], "settings": best["settings"], "val_loss": loss, "selected_by": key,
+            "score": best[key], "criterion": criterion, "missing": missing}
 
 
 def _decide_runs(run: PlanWorkspace, stage: StageSpec) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import torch
 
 from experiments.forecasting.metrics import ValidationMetrics, results_table
 from experiments.forecasting.forecast_config import ForecastConfig
+from experiments.forecasting.generate import forecast_series
 from experiments.forecasting.held_out import evaluate_test_split, llm_forecasts
 from experiments.forecasting.sharding import generation_runner
 from experiments.training.distributed import world
@@ -22,6 +23,7 @@ from experiments.pipeline.distributed import FORECAST, TRAIN, dispatch, per_rank
 from experiments.pipeline.plan import PlanError
 from experiments.pipeline.planner import plan_model, selection_config
 from experiments.pipeline.results import run_config
+from experiments.pipeline.selection import forecast_score
 from experiments.pipeline.workspace import PlanWorkspace
 from experiments.training.checkpoint import ADAPTER, read_checkpoint
 from experiments.pipeline.learning import BASE_VALIDATION, score_untrained_base
@@ -212,3 +214,34 @@ def score_at_common_context(run: PlanWorkspace, stage: StageSpec, record: dict[s
             run.results.save()
             del model
     return f"lowest validation loss on the same {len(indices)} validation windows of {context} tokens"
+
+
+def score_validation_forecasts(run: PlanWorkspace, record: dict[str, Any], caps: dict[str, int]) -> str:
+    """Forecast the ``[selection]``'s validation trajectories with every run's last adapter and
+    store its ``selection_forecast_error`` (and the per-species figures) in the run's entry;
+    returns the criterion. Charged as generation of ``<run>/selection``, capped at ``caps`` of
+    that experiment, each ``generate`` call reserved before it runs."""
+    plan, data, selection = run.plan, run.data, run.plan.selection
+    k, m = plan.data.prompt_steps, plan.data.forecast_steps
+    ids = selection.validation_ids(data.split.validation)
+    examples = [data.forecast_example(i, k, m) for i in ids.tolist()]
+    truth = data.trajectories[ids, k:k + m].astype(np.float64)  # (N, m, 2), original units
+    last_observed = data.trajectories[ids, k - 1].astype(np.float64)  # (N, 2): persistence
+    config = selection.forecast_config(k, m, data.fmt)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for entry in record["runs"]:
+        if entry.get("selection_forecast_error") is not None or not entry.get("checkpoint"):
+            continue
+        model = run.base_model()  # a fresh base per run: one alive at a time
+        lora = load_adapter(model, run.out_dir / entry["checkpoint"] / ADAPTER).config
+        setup = CountSetup.from_lora(model.config, lora, plan.budget.convention)
+        experiment = selection.experiment(entry["experiment"])
+        with Budget(plan.budget.limit, run.ledger_path, experiment, setup,
+                    config={"validation_ids": ids.tolist(), "of_run": entry["experiment"]},
+                    experiment_limit=caps[experiment]) as budget:
+            output = forecast_series(model.to(device), run.tokenizer, examples, config, budget, progress=False)
+        score = forecast_score(output.values, truth, last_observed, selection.metric)
+        entry.update(selection_forecast_error=score.error, selection_forecast=score.to_dict())
+        run.results.save()
+        del model
+    return selection.describe()

@@ -56,7 +56,13 @@ def test_texts_decode_back_to_the_trajectories_and_tokens_are_characters(small_d
 
 
 def test_alpha_rules(small_data, qwen_tokenizer):
-    np.testing.assert_allclose(small_data.alphas, per_trajectory_alpha(small_data.trajectories))
+    """Per trajectory, every text is scaled by the α of the first prompt_steps steps (what a forecast
+    prompt has), not of the whole trajectory (a scale prior forecasts cannot know)."""
+    k = small_data.config.prompt_steps
+    np.testing.assert_allclose(small_data.alphas, per_trajectory_alpha(small_data.trajectories[:, :k]))
+    assert not np.allclose(small_data.alphas, per_trajectory_alpha(small_data.trajectories))
+    for i in small_data.split.test.tolist():  # training text and forecast prompt: one scale
+        assert small_data.forecast_example(i, k, 10).alpha == small_data.alphas[i]
     global_rule = prepare_data(DataConfig(simulate_systems=12, simulate_seed=3, fractions=(0.5, 0.25, 0.25),
                                           alpha_rule="global"), qwen_tokenizer)
     expected = fit_global_alpha(global_rule.trajectories[global_rule.split.train])  # training split only

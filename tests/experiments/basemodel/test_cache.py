@@ -22,7 +22,7 @@ from experiments.basemodel.recipe import DEMO_RECIPE, BaseRecipe
 from experiments.models.loading import BASE_MODEL, load_model
 from experiments.basemodel.pretrain import CHECKPOINTS, RECORD_FILE, read_record
 
-SMALL = BaseRecipe(name="llmtime-base", trajectories=16, validation_trajectories=4, simulate_chunk=20, context=128,
+SMALL = BaseRecipe(name="llmtime-base", sequences=16, validation_sequences=4, context=128,
                    batch_size=2, steps=2, warmup_steps=1, eval_every=0, eval_rows=2, checkpoint_every=1)
 
 

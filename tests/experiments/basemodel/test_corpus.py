@@ -1,4 +1,4 @@
-"""The base's pretraining corpus: simulated systems, scaled both ways, as compact-id rows."""
+"""The base's pretraining corpus: general sequences, scaled both ways, as compact-id rows."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ from experiments.basemodel.corpus import (
     compact_rows,
     pretrain_corpus,
     scaling_alphas,
-    simulate_trajectories,
+    corpus_sequences,
 )
 from experiments.basemodel.recipe import BaseRecipe
 from lvdata import per_trajectory_alpha
 
-# 48 + 8 simulated systems, rows of 256 tokens (as test_pretrain.py's small build)
-SMALL = BaseRecipe(name="small", trajectories=48, validation_trajectories=8, simulate_chunk=32, context=256,
+# 48 + 8 general sequences, rows of 256 tokens (as test_pretrain.py's small build)
+SMALL = BaseRecipe(name="small", sequences=48, validation_sequences=8, context=256,
                    batch_size=2, steps=6, warmup_steps=2, eval_every=3, eval_rows=4, checkpoint_every=2)
 
 
-def test_the_corpus_is_simulated_and_scaled_both_ways(vocabulary):
-    trajectories = simulate_trajectories(SMALL)
+def test_the_corpus_is_general_sequences_scaled_both_ways(vocabulary):
+    trajectories = corpus_sequences(SMALL)
     assert trajectories.shape == (56, 100, 2) and np.isfinite(trajectories).all()
     alphas, by_context = scaling_alphas(trajectories, SMALL)
     assert 0 < by_context.sum() < len(by_context)

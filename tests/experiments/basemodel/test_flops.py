@@ -16,7 +16,7 @@ from experiments.basemodel.recipe import BaseRecipe
 from experiments.models.loading import tiny_config
 from flopcount import CountSetup, Ledger, forward_flops, training_step_flops
 
-RECIPE = BaseRecipe(name="counted", trajectories=48, validation_trajectories=8, context=64, batch_size=2, steps=5,
+RECIPE = BaseRecipe(name="counted", sequences=48, validation_sequences=8, context=64, batch_size=2, steps=5,
                     warmup_steps=1, eval_every=2, eval_rows=3, checkpoint_every=5)
 
 

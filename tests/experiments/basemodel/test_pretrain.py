@@ -19,7 +19,7 @@ from experiments.training.interrupts import RunInterrupted
 from flopcount import Ledger, forward_flops, training_step_flops
 
 # A build of seconds: 6 steps of 2 rows of 256 tokens, validated after steps 3 and 6.
-SMALL = BaseRecipe(name="small", trajectories=48, validation_trajectories=8, simulate_chunk=32, context=256,
+SMALL = BaseRecipe(name="small", sequences=48, validation_sequences=8, context=256,
                    batch_size=2, steps=6, warmup_steps=2, eval_every=3, eval_rows=4, checkpoint_every=2)
 
 

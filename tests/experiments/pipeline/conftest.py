@@ -58,16 +58,19 @@ def toml_table(name: str, values: dict[str, object]) -> str:
 
 def miniature_plan(path: Path, tokenizer: Path, stages: str = MINI_STAGES, *, name: str = "mini",
                    limit: float = 2e12, reserve: float | None = None, training: dict | None = None,
-                   forecast: dict | None = None) -> Path:
+                   forecast: dict | None = None, selection: dict | None = None) -> Path:
     """Write a plan on the tiny model to ``path``: ``stages`` (TOML ``[[stages]]``), the shared
     data, training and forecast settings updated by ``training`` / ``forecast`` (``forecast={}``
-    for the defaults; None: no ``[forecast]`` table), a ``limit`` of FLOPs and its ``reserve``."""
+    for the defaults; None: no ``[forecast]`` table), ``selection`` (a ``[selection]`` table; None:
+    none, selection by validation loss), a ``limit`` of FLOPs and its ``reserve``."""
     budget = {"limit": limit, **({} if reserve is None else {"reserve": reserve})}
     tables = [f'name = "{name}"\ndescription = "a plan in miniature, for the tests"\n',
               toml_table("model", {"source": "tiny", "tokenizer": str(tokenizer)}), toml_table("data", DATA),
               toml_table("budget", budget), toml_table("training", {**TRAINING, **(training or {})})]
     if forecast is not None:
         tables.append(toml_table("forecast", {**FORECAST, **forecast}))
+    if selection is not None:
+        tables.append(toml_table("selection", selection))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(tables) + stages)
     return path

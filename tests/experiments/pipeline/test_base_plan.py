@@ -78,7 +78,7 @@ def base_run(learned_base, real_data_path, tmp_path_factory) -> Path:
 def test_the_report_says_what_the_model_is_and_whether_it_learned(base_run, learned_base):
     report = (base_run / "report.md").read_text()
     assert "randomly initialised" not in report
-    assert "a small base pretrained here on simulated trajectories" in report and str(learned_base) in report
+    assert "a small base pretrained here on general numeric sequences" in report and str(learned_base) in report
     learning = report.split("## Did fine-tuning learn?", 1)[1].split("\n## ", 1)[0]
     assert "untrained base" in learning and "fine-tuned adapter (run `final`, step 6 of 6)" in learning
     assert "the comparison table at the top of this report" in learning  # the errors are tabled once, there

@@ -72,10 +72,10 @@ def test_no_section_without_a_finished_evaluate_stage_and_no_note_without_a_base
     assert learning_section({"baseline": BASELINE}) == ""
     assert learning_section({"evaluate": {"kind": "evaluate"}}) == ""
     assert base_note({}) == [] and base_note({"base": None}) == []
-    note = base_note({"base": {"steps": 800, "tokens": 1_600_000, "trajectories": 4000, "flops": 3.2e15,
+    note = base_note({"base": {"steps": 800, "tokens": 1_600_000, "sequences": 4000, "flops": 3.2e15, "corpus": "general sequences",
                                "directory": "bases/llmtime-base", "recipe_hash": "abc123",
                                "losses": {"final_validation": 0.61234}}})
-    assert note[0] == "" and "800 steps (1,600,000 tokens)" in note[1] and "4,000 `lvdata.simulate`" in note[1]
-    assert "validation loss on held-out simulated trajectories 0.6123" in note[1]
+    assert note[0] == "" and "800 steps (1,600,000 tokens)" in note[1] and "4,000 general sequences" in note[1]
+    assert "validation loss on held-out sequences of the same families 0.6123" in note[1]
     assert "`bases/llmtime-base/ledger.sqlite`, recipe abc123" in note[1]
     assert "share one output row" in note[1] and "malformed rate says less" in note[1]

@@ -18,6 +18,7 @@ import pytest
 from experiments.data import DataConfig, ExperimentData, prepare_data
 from experiments.forecasting.generate import ForecastConfig, forecast_series
 from experiments.models.loading import load_model
+from experiments.pipeline.selection import forecast_score
 from experiments.training.checkpoint import ADAPTER
 from experiments.training.config import BudgetConfig, TrainConfig
 from experiments.training.loop import train
@@ -25,7 +26,7 @@ from experiments.training.validation import loss_sums, validation_indices
 from lora import load_adapter
 from lvdata import TokenWindows
 
-PROMPT_STEPS, FORECAST_STEPS, SERIES = 30, 10, 16  # held-out forecasts: 30 steps in, 10 out, 16 trajectories
+PROMPT_STEPS, FORECAST_STEPS, SERIES = 30, 10, 64  # held-out forecasts: 30 steps in, 10 out, 64 trajectories
 CONTEXT, VALIDATION_WINDOWS = 256, 24
 LORA = dict(steps=200, batch_size=4, context=CONTEXT, learning_rate=5e-3, lora_rank=8, eval_every=100,
             eval_windows=VALIDATION_WINDOWS, checkpoint_every=1000,
@@ -43,8 +44,9 @@ def data(real_data_path, learned_base, qwen_tokenizer) -> ExperimentData:
 @dataclass(frozen=True)
 class Skill:
     """What a model does on held-out data: validation loss (nats per token) on the first
-    ``VALIDATION_WINDOWS`` validation windows, and the median over ``SERIES`` validation
-    trajectories of the greedy forecasts' MSE, summed over the species (original units)."""
+    ``VALIDATION_WINDOWS`` validation windows, and the pipeline's validation forecast error
+    (:func:`~experiments.pipeline.selection.forecast_score`: per species the median over ``SERIES``
+    validation trajectories of the greedy forecasts' MSE ÷ persistence's, mean of the species)."""
 
     validation_loss: float
     forecast_error: float
@@ -63,8 +65,8 @@ def skill(model, tokenizer, data: ExperimentData) -> Skill:
     forecast = forecast_series(model, tokenizer, examples, config, progress=False).values  # (N, m, 2)
     truth = np.stack([example.target_values for example in examples])
     assert np.isfinite(forecast).all()  # constrained decoding: every step well-formed
-    mse = ((forecast - truth) ** 2).mean(axis=1)  # (N, 2)
-    return Skill(float(nats / tokens), float(np.median(mse, axis=0).sum()))
+    last_observed = data.trajectories[data.split.validation[:SERIES], PROMPT_STEPS - 1]
+    return Skill(float(nats / tokens), forecast_score(forecast, truth, last_observed, "mse").error)
 
 
 class ShiftedLabels(ExperimentData):
