@@ -121,7 +121,7 @@ class BaseRecipe:
 
 DEMO_RECIPE = BaseRecipe()
 TEST_RECIPE = BaseRecipe(name="llmtime-base-test", sequences=4000, validation_sequences=64, context=512,
-                         steps=500, warmup_steps=25, eval_every=250, eval_rows=16, checkpoint_every=250)
+                         steps=1000, warmup_steps=25, eval_every=500, eval_rows=16, checkpoint_every=250)
 RECIPES = {"demo": DEMO_RECIPE, "test": TEST_RECIPE}
 
 __all__ = ["BUILDER_VERSION", "DEMO_RECIPE", "RECIPES", "TEST_RECIPE", "BaseRecipe"]

@@ -50,6 +50,18 @@ def test_scaler_records_rule_and_alphas():
     assert Scaler.fit("global", trajectories, train_ids=[0, 1]).as_dict()["rule"] == "global"
 
 
+def test_the_per_trajectory_rule_can_see_only_the_first_steps():
+    """Scaled by its first steps, a trajectory that grows later keeps the scale its prompt has:
+    the later values are not squeezed below 10 (no scale prior from the future)."""
+    growing = np.linspace(1.0, 20.0, 40)[None, :, None].repeat(2, axis=2)  # (1, 40, 2)
+    first = Scaler.fit("per_trajectory", growing, steps=10)
+    np.testing.assert_allclose(first.alpha, per_trajectory_alpha(growing[:, :10]))
+    assert first.alpha[0] < Scaler.fit("per_trajectory", growing).alpha[0]
+    assert (growing[0, -1, 0] / first.alpha[0]) > 10  # the future shows its true growth
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        Scaler.fit("per_trajectory", growing, steps=0)
+
+
 def test_scaler_fit_rejects_misuse():
     trajectories = np.ones((3, 4, 2))
     with pytest.raises(ValueError, match="training split"):
