@@ -93,7 +93,8 @@ class Ledger:
         check_header(self.path)
         uri = f"{self.path.resolve().as_uri()}?mode=rw"
         try:
-            self._connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+            self._connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
+                                               check_same_thread=False)  # callers serialise access
         except sqlite3.Error as error:
             raise LedgerError(f"cannot open ledger {self.path}: {error}") from error
         try:

@@ -1,0 +1,172 @@
+"""``ForwardGuard``: a budget on the model itself, for any training or inference loop.
+
+    guard = ForwardGuard(1e17, "runs/ledger.sqlite", "my-run", setup).attach(model)
+    ...                       # HF Trainer, TRL, accelerate or a plain PyTorch loop
+    guard.close()             # or ``with guard:``; an exit or SIGTERM closes it too
+
+A forward pre-hook reads every call's real input shapes (:func:`read_forward`), prices them
+with the analytic count (a forward with gradients: ``training_step_flops``, its backward
+included; without: ``forward_flops``) and commits the charge to the ledger *before* the
+forward runs. When the budget cannot pay, the hook raises :class:`BudgetExceeded` and the
+forward never runs; the ledger session is closed as ``stopped`` with the reason. A forward
+whose size cannot be read is refused too (:class:`UnpricedForward`): nothing runs unpaid.
+
+Replicas of ``nn.DataParallel`` share the hook and each charges its own shard (the ledger
+is written under a lock). Steps: ``step_of(phase)`` numbers a charge; by default every
+training forward is a step, and evaluation or generation is charged at the last step.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from flopcount.budget import Budget
+from flopcount.count.setup import CountSetup, as_setup
+from flopcount.integrations.forward_work import ForwardWork, read_forward
+from flopcount.integrations.session_end import SessionEnd
+from flopcount.ledger.errors import BudgetExceeded
+
+
+class ForwardGuard:
+    """Charge every forward of the attached model to a FLOP ledger before it runs.
+
+    Args:
+        limit: the budget in FLOPs for every experiment sharing ``ledger``.
+        ledger: path of the SQLite ledger (created if missing).
+        experiment: this run's name in the ledger.
+        setup: the ``CountSetup`` of the guarded model (or a model alone: no LoRA).
+        config: the run's configuration (JSON), recorded with the experiment.
+        step_of: the step a charge of ``phase`` is recorded at (default: training forwards
+            are numbered 1, 2, ...; other phases take the last training step).
+    """
+
+    def __init__(self, limit: int | float, ledger: str | os.PathLike[str], experiment: str, setup: CountSetup | Any,
+                 *, config: dict[str, Any] | None = None, step_of: Callable[[str], int] | None = None) -> None:
+        self.setup = as_setup(setup)
+        self.budget = Budget(limit, ledger, experiment, self.setup, config=config)
+        self.step_of = step_of or self._own_step
+        self.refusal: str | None = None  # why the last refused forward was refused
+        self.forwards = 0  # forwards charged (and so allowed to run)
+        self._training_forwards = 0
+        self._lock = threading.RLock()
+        self._costs: dict[ForwardWork, int] = {}
+        self._handles: list[tuple[int, Any]] = []
+        self.busy = False  # a charge is being written to the ledger
+        self._end = SessionEnd(self)
+
+    # -- attaching ---------------------------------------------------------------------------
+
+    def attach(self, model: nn.Module) -> ForwardGuard:
+        """Guard ``model``'s forward (once; a second attach to the same module is a no-op)."""
+        if any(module_id == id(model) for module_id, _ in self._handles):
+            return self
+        handle = model.register_forward_pre_hook(self._before_forward, with_kwargs=True, prepend=True)
+        self._handles.append((id(model), handle))
+        return self
+
+    def detach(self) -> None:
+        """Remove the hook from every guarded module (the session stays as it is)."""
+        for _, handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    # -- the session -------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a ledger session is open (between the first charge and :meth:`close`)."""
+        return self.budget._ledger is not None
+
+    def open(self) -> None:
+        """Open the ledger session now (the first charge opens it otherwise)."""
+        with self._lock:
+            if not self.is_open:
+                self.budget.__enter__()
+                self._end.arm()
+
+    def close(self, status: str = "finished", reason: str | None = None) -> None:
+        """End the open session (``finished``, ``stopped`` or ``failed``, with ``reason``)."""
+        with self._lock:
+            if not self.is_open:
+                return
+            try:
+                if not self.budget._finished:
+                    self.budget.finish(status, reason)
+            finally:
+                self.budget.__exit__(None, None, None)
+                self._end.disarm()
+
+    def __enter__(self) -> ForwardGuard:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
+        if exc is None:
+            self.close("finished" if self.refusal is None else "stopped", self.refusal)
+        elif isinstance(exc, (BudgetExceeded, KeyboardInterrupt)):
+            self.close("stopped", self.refusal or type(exc).__name__)
+        else:
+            self.close("failed", f"{type(exc).__name__}: {exc}")
+
+    # -- charging ----------------------------------------------------------------------------
+
+    def cost(self, work: ForwardWork) -> int:
+        """FLOPs of ``work`` under the guard's setup (memoised)."""
+        if work not in self._costs:
+            self._costs[work] = work.flops(self.setup)
+        return self._costs[work]
+
+    def charge(self, work: ForwardWork) -> None:
+        """Commit ``work`` to the ledger, or close the session as stopped and raise
+        ``BudgetExceeded`` (nothing recorded)."""
+        cost = self.cost(work)  # a shape the count refuses raises here, before anything is charged
+        try:
+            with self._lock:
+                self.open()
+                self._commit(work, cost, self.step_of(work.phase))
+        finally:
+            self._end.deliver_pending()
+
+    def _commit(self, work: ForwardWork, cost: int, step: int) -> None:
+        self.busy = True
+        try:
+            self.budget.charge(work.phase, cost, step=step, tokens=work.tokens, payload=self._loss_payload(work))
+        except BudgetExceeded as error:
+            self.refusal = (f"{error.scope} exhausted at {error.phase} step {error.step} (a forward of "
+                            f"{work.batch} x {work.seq_len} tokens needs {error.cost:.4g} FLOPs; "
+                            f"{error.remaining:.4g} remain)")
+            self.busy = False
+            self.close("stopped", self.refusal)
+            raise
+        finally:
+            self.busy = False
+        self.forwards += 1
+        self._training_forwards += work.phase == "train"
+
+    def _loss_payload(self, work: ForwardWork) -> dict[str, str] | None:
+        """The charge's loss FLOPs for the audit (as ``Budget.charge_training_step`` records
+        them), when the convention prices the loss and the forward scores every position."""
+        if work.phase == "generation":
+            return None
+        passes = 1 + self.setup.convention.backward_multiplier if work.phase == "train" else 1
+        return self.budget._with_loss(None, passes * self.budget._loss_cost(work.batch, work.seq_len))
+
+    def can_pay(self, flops: int) -> bool:
+        """Whether ``flops`` fit what remains of the budget (and of the experiment's cap) now."""
+        with self._lock:
+            self.open()
+            cap = self.budget.experiment_limit
+            fits_cap = cap is None or self.budget._experiment_spent + flops <= cap
+            return fits_cap and self.budget.can_afford(flops)
+
+    def _own_step(self, phase: str) -> int:
+        return self._training_forwards + (phase == "train")
+
+    def _before_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.charge(read_forward(args, kwargs, grad=torch.is_grad_enabled()))

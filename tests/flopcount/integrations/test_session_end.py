@@ -1,0 +1,56 @@
+"""A guard's session never stays "running" once its process is gone: a crash ends it failed,
+SIGTERM stopped (real subprocesses, each ending itself: no timing involved)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from flopcount import Ledger
+
+ROOT = Path(__file__).resolve().parents[3]
+
+SCRIPT = """
+import os, signal, sys, torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+from flopcount import CountSetup
+from flopcount.integrations import ForwardGuard
+
+model = Qwen2ForCausalLM(Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     num_key_value_heads=1, intermediate_size=48, vocab_size=64))
+guard = ForwardGuard(10**12, sys.argv[1], "run", CountSetup.of(model.config)).attach(model)
+model(torch.zeros(1, 8, dtype=torch.long))
+{ending}
+"""
+
+
+def run_ending(tmp_path: Path, ending: str) -> tuple[subprocess.CompletedProcess, object]:
+    ledger = tmp_path / "ledger.sqlite"
+    script = textwrap.dedent(SCRIPT).format(ending=ending)
+    done = subprocess.run([sys.executable, "-c", script, str(ledger)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    with Ledger(ledger) as opened:
+        (usage,) = opened.snapshot().experiments
+        assert len(opened.charges()) == 1
+    return done, usage
+
+
+def test_a_crash_after_a_charge_ends_the_session_failed_with_the_error(tmp_path):
+    done, usage = run_ending(tmp_path, "raise RuntimeError('out of memory')")
+    assert done.returncode == 1, done.stderr
+    assert usage.status == "failed" and "RuntimeError: out of memory" in usage.stop_reason
+
+
+def test_sigterm_ends_the_session_stopped_and_still_terminates_the_process(tmp_path):
+    done, usage = run_ending(tmp_path, "os.kill(os.getpid(), signal.SIGTERM)\nprint('survived')")
+    assert done.returncode == -signal.SIGTERM and "survived" not in done.stdout, done.stderr
+    assert usage.status == "stopped" and usage.stop_reason == "terminated by SIGTERM"
+
+
+def test_a_script_that_ends_without_closing_the_guard_finishes_its_session(tmp_path):
+    done, usage = run_ending(tmp_path, "")
+    assert done.returncode == 0, done.stderr
+    assert usage.status == "finished"
