@@ -222,3 +222,10 @@ def test_a_truncated_or_misplaced_data_file_is_one_line_naming_it(tmp_path):
     folder.mkdir()
     finished = run_cli("run", "--plan", "demo", "--dry-run", "--data", str(folder))
     assert finished.returncode == 3 and f"{folder}: not a regular file" in finished.stderr, finished.stderr
+
+
+def test_a_dry_run_refuses_a_limit_the_real_run_refuses_and_leaves_no_out(tmp_path, capsys):
+    assert main(["run", "--plan", "demo", "--dry-run", "--set", "budget.limit=1e99"]) == 3
+    assert "fits" not in capsys.readouterr().out
+    assert main(["run", "--plan", "demo", "--out", str(tmp_path / "out"), "--set", "budget.limit=1e99"]) == 3
+    assert not (tmp_path / "out").exists()
