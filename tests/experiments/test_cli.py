@@ -162,7 +162,7 @@ def test_every_subcommand_documents_the_exit_statuses_and_takes_debug(command, c
 
 def test_debug_after_the_subcommand_shows_the_traceback():
     finished = run_cli("run", "--plan", "demo", "--dry-run", "--set", "training.learning_rate=nan", "--debug")
-    assert finished.returncode == 1 and "Traceback" in finished.stderr and "PlanError" in finished.stderr
+    assert finished.returncode == 3 and "Traceback" in finished.stderr and "PlanError" in finished.stderr  # same status
 
 
 @pytest.mark.parametrize("origin", ["--data", "$LLMTIME_DATA"])

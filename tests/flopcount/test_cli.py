@@ -87,7 +87,7 @@ def test_a_usage_error_exits_2_and_debug_after_the_subcommand_shows_the_tracebac
                            "--budget", "1.5")  # an argument argparse's type check refuses: a usage error
     assert budget.returncode == EXIT_USAGE and "whole number" in budget.stderr
     debug = flopcount_cli("count", "--model", "qwen2.5-0.5b", "--seq-len", "0", "--debug")
-    assert debug.returncode == 1 and "Traceback" in debug.stderr and "seq_len must be >= 1" in debug.stderr
+    assert debug.returncode == 3 and "Traceback" in debug.stderr and "seq_len must be >= 1" in debug.stderr
     before = flopcount_cli("--debug", "count", "--model", "qwen2.5-0.5b", "--seq-len", "0")
     assert "Traceback" in before.stderr
 
