@@ -19,6 +19,7 @@ higher layers are passed in (:class:`ErrorKinds`), never imported here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -73,7 +74,12 @@ def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Nam
     (prefixed ``prog: ``) and its exit status; ``debug`` prints the traceback before that line and
     keeps the status (a budget stop is 4 with or without ``--debug``)."""
     try:
-        return command(args)
+        status = command(args)
+        sys.stdout.flush()  # a closed pipe (``| head``) raises here, inside the handling below
+        return status
+    except BrokenPipeError:  # the reader stopped reading (``| head``): not an error of the command
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush writes nowhere
+        return EXIT_OK
     except (Exception, KeyboardInterrupt) as error:
         status, line = exit_status_of(error, kinds)
         if debug:
