@@ -29,6 +29,7 @@ from torch import nn
 from flopcount.budget import Budget
 from flopcount.count.setup import CountSetup, as_setup
 from flopcount.integrations.forward_work import ForwardWork, read_forward
+from flopcount.integrations.model_lora import check_model_lora
 from flopcount.integrations.session_end import SessionEnd
 from flopcount.ledger.errors import BudgetExceeded
 
@@ -63,9 +64,11 @@ class ForwardGuard:
     # -- attaching ---------------------------------------------------------------------------
 
     def attach(self, model: nn.Module) -> ForwardGuard:
-        """Guard ``model``'s forward (once; a second attach to the same module is a no-op)."""
+        """Guard ``model``'s forward (once; a second attach to the same module is a no-op). The
+        LoRA the model carries must be the setup's (:func:`check_model_lora`)."""
         if any(module_id == id(model) for module_id, _ in self._handles):
             return self
+        check_model_lora(model, self.setup)
         handle = model.register_forward_pre_hook(self._before_forward, with_kwargs=True, prepend=True)
         self._handles.append((id(model), handle))
         return self
