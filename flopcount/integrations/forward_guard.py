@@ -12,7 +12,8 @@ forward never runs; the ledger session is closed as ``stopped`` with the reason.
 whose size cannot be read is refused too (:class:`UnpricedForward`): nothing runs unpaid.
 
 Replicas of ``nn.DataParallel`` share the hook and each charges its own shard (the ledger
-is written under a lock). Steps: ``step_of(phase)`` numbers a charge; by default every
+is written under a lock). Under DDP (several processes), every forward's shapes are gathered
+from all ranks and rank 0 charges their sum before any rank computes; a refusal stops every rank. Steps: ``step_of(phase)`` numbers a charge; by default every
 training forward is a step, and evaluation or generation is charged at the last step.
 """
 
@@ -30,6 +31,7 @@ from flopcount.budget import Budget
 from flopcount.count.setup import CountSetup, as_setup
 from flopcount.integrations.forward_work import ForwardWork, read_forward
 from flopcount.integrations.model_lora import check_model_lora
+from flopcount.integrations.ranks import gathered, on_rank_zero
 from flopcount.integrations.session_end import SessionEnd
 from flopcount.ledger.errors import BudgetExceeded
 
@@ -45,13 +47,19 @@ class ForwardGuard:
         config: the run's configuration (JSON), recorded with the experiment.
         step_of: the step a charge of ``phase`` is recorded at (default: training forwards
             are numbered 1, 2, ...; other phases take the last training step).
+        ranks: in a run of several processes, charge every rank's forward together (rank 0
+            holds the ledger): the ranks must run their forwards in step, as DDP training and
+            the Trainer's evaluation do. False: each process charges its own forwards (give
+            each rank its own experiment name).
     """
 
     def __init__(self, limit: int | float, ledger: str | os.PathLike[str], experiment: str, setup: CountSetup | Any,
-                 *, config: dict[str, Any] | None = None, step_of: Callable[[str], int] | None = None) -> None:
+                 *, config: dict[str, Any] | None = None, step_of: Callable[[str], int] | None = None,
+                 ranks: bool = True) -> None:
         self.setup = as_setup(setup)
         self.budget = Budget(limit, ledger, experiment, self.setup, config=config)
         self.step_of = step_of or self._own_step
+        self.ranks = ranks
         self.refusal: str | None = None  # why the last refused forward was refused
         self.forwards = 0  # forwards charged (and so allowed to run)
         self._training_forwards = 0
@@ -127,38 +135,46 @@ class ForwardGuard:
 
     def charge(self, work: ForwardWork) -> None:
         """Commit ``work`` to the ledger, or close the session as stopped and raise
-        ``BudgetExceeded`` (nothing recorded)."""
+        ``BudgetExceeded`` (nothing recorded). In a run of several processes (``ranks``), the
+        forwards every rank is about to run are gathered and rank 0 charges their sum."""
         cost = self.cost(work)  # a shape the count refuses raises here, before anything is charged
+        share = (work.phase, cost, work.tokens, self._loss_flops(work), f"{work.batch} x {work.seq_len}")
+        in_step = self.ranks and threading.current_thread() is threading.main_thread()
+        shares = gathered(share) if in_step else [share]
         try:
-            with self._lock:
-                self.open()
-                self._commit(work, cost, self.step_of(work.phase))
+            on_rank_zero(lambda: self._commit(shares)) if in_step else self._commit(shares)
         finally:
             self._end.deliver_pending()
-
-    def _commit(self, work: ForwardWork, cost: int, step: int) -> None:
-        self.busy = True
-        try:
-            self.budget.charge(work.phase, cost, step=step, tokens=work.tokens, payload=self._loss_payload(work))
-        except BudgetExceeded as error:
-            self.refusal = (f"{error.scope} exhausted at {error.phase} step {error.step} (a forward of "
-                            f"{work.batch} x {work.seq_len} tokens needs {error.cost:.4g} FLOPs; "
-                            f"{error.remaining:.4g} remain)")
-            self.busy = False
-            self.close("stopped", self.refusal)
-            raise
-        finally:
-            self.busy = False
         self.forwards += 1
         self._training_forwards += work.phase == "train"
 
-    def _loss_payload(self, work: ForwardWork) -> dict[str, str] | None:
-        """The charge's loss FLOPs for the audit (as ``Budget.charge_training_step`` records
-        them), when the convention prices the loss and the forward scores every position."""
+    def _commit(self, shares: list[tuple[str, int, int, int, str]]) -> None:
+        """Charge the forwards of ``shares`` (one per rank) as one charge."""
+        phase = shares[0][0]
+        cost, tokens, loss = (sum(share[i] for share in shares) for i in (1, 2, 3))
+        with self._lock:
+            self.open()
+            step = self.step_of(phase)
+            self.busy = True
+            try:
+                self.budget.charge(phase, cost, step=step, tokens=tokens, payload=self.budget._with_loss(None, loss))
+            except BudgetExceeded as error:
+                self.refusal = (f"{error.scope} exhausted at {error.phase} step {error.step} (a forward of "
+                                f"{' + '.join(share[4] for share in shares)} tokens needs {error.cost:.4g} FLOPs; "
+                                f"{error.remaining:.4g} remain)")
+                self.busy = False
+                self.close("stopped", self.refusal)
+                raise
+            finally:
+                self.busy = False
+
+    def _loss_flops(self, work: ForwardWork) -> int:
+        """The loss FLOPs within ``work``'s charge, for the audit (as ``Budget.charge_training_step``
+        records them): 0 unless the convention prices the loss and the forward scores every position."""
         if work.phase == "generation":
-            return None
+            return 0
         passes = 1 + self.setup.convention.backward_multiplier if work.phase == "train" else 1
-        return self.budget._with_loss(None, passes * self.budget._loss_cost(work.batch, work.seq_len))
+        return passes * self.budget._loss_cost(work.batch, work.seq_len)
 
     def can_pay(self, flops: int) -> bool:
         """Whether ``flops`` fit what remains of the budget (and of the experiment's cap) now."""

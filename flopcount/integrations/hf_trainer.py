@@ -13,7 +13,8 @@ before it runs, and one the budget cannot pay is refused before it computes (``t
 raises ``BudgetExceeded``; no forward runs unpaid). The Trainer checks a stop only after a
 step, so the callback also stops training cleanly, with a checkpoint, after a step when the
 costliest step seen so far (and a scheduled evaluation, at the cost of the last one) would no
-longer fit. A resumed Trainer charges from its restored ``global_step`` on (the steps lost
+longer fit. Under DDP every rank's forwards are charged together by rank 0, which also makes
+the stop decisions for every rank. A resumed Trainer charges from its restored ``global_step`` on (the steps lost
 after the last checkpoint are marked as re-runs); a fresh start under an experiment name that
 already trained to an end is refused before any forward.
 """
@@ -28,6 +29,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from flopcount.count.setup import CountSetup
 from flopcount.integrations.forward_guard import ForwardGuard
 from flopcount.integrations.forward_work import read_forward
+from flopcount.integrations.ranks import on_rank_zero, world
 from flopcount.integrations.trainer_run import refuse_fresh_start_over_finished_run
 
 
@@ -85,17 +87,20 @@ class BudgetCallback(TrainerCallback):
         self._state, self._training, self.stop_reason = state, True, None
         if kwargs.get("model") is not None:
             self.guard.attach(kwargs["model"])
-        if state.is_world_process_zero:
-            self.guard.close()  # a session left open by evaluate() before train()
-            refuse_fresh_start_over_finished_run(self.budget, state.global_step)
-            self.budget.config = {"trainer": "transformers.Trainer", "planned_seq_len": self.seq_len,
-                                  "per_device_train_batch_size": args.per_device_train_batch_size,
-                                  "gradient_accumulation_steps": args.gradient_accumulation_steps}
-            self.guard.refusal = None
-            self.guard.open()
-            self.budget.mark_checkpoint(state.global_step)
+        on_rank_zero(lambda: self._open_session(args, state))  # a refusal raises on every rank
         self._step_start = self._charged()
         return control
+
+    def _open_session(self, args: TrainingArguments, state: TrainerState) -> None:
+        self.guard.close()  # a session left open by evaluate() before train()
+        refuse_fresh_start_over_finished_run(self.budget, state.global_step)
+        self.budget.config = {"trainer": "transformers.Trainer", "planned_seq_len": self.seq_len,
+                              "per_device_train_batch_size": args.per_device_train_batch_size,
+                              "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                              "processes": world()[1]}
+        self.guard.refusal = None
+        self.guard.open()
+        self.budget.mark_checkpoint(state.global_step)
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._step_start = self._charged()
@@ -103,17 +108,24 @@ class BudgetCallback(TrainerCallback):
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._costliest_step = max(self._costliest_step, self._charged() - self._step_start)
-        if not state.is_world_process_zero:
-            return control
-        evaluation = self._last_eval if control.should_evaluate else 0
-        if evaluation and not self.guard.can_pay(evaluation):
-            self._stop(state, control, f"the scheduled evaluation at step {state.global_step} needs about "
-                                       f"{evaluation:.4g} FLOPs (the last one's cost)")
-            control.should_evaluate = False
-        elif state.global_step < state.max_steps and not self.guard.can_pay(evaluation + self._costliest_step):
-            self._stop(state, control, f"step {state.global_step + 1} may need {self._costliest_step:.4g} FLOPs "
-                                       "(the costliest step so far)")
+        stop, skip_evaluation = on_rank_zero(lambda: self._decide(state, control.should_evaluate))
+        if stop:  # rank 0 decides (it holds the ledger), every rank acts
+            self.stop_reason = stop
+            control.should_training_stop = True
+            control.should_save = state.global_step > 0
+            control.should_evaluate = control.should_evaluate and not skip_evaluation
         return control
+
+    def _decide(self, state: TrainerState, evaluates: bool) -> tuple[str | None, bool]:
+        """Whether to stop after this step (why) and to skip its scheduled evaluation."""
+        evaluation = self._last_eval if evaluates else 0
+        if evaluation and not self.guard.can_pay(evaluation):
+            return self._why(state, f"the scheduled evaluation at step {state.global_step} needs about "
+                                    f"{evaluation:.4g} FLOPs (the last one's cost)"), True
+        if state.global_step < state.max_steps and not self.guard.can_pay(evaluation + self._costliest_step):
+            return self._why(state, f"step {state.global_step + 1} may need {self._costliest_step:.4g} FLOPs "
+                                    "(the costliest step so far)"), False
+        return None, False
 
     def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self._eval_start is None:
@@ -150,11 +162,8 @@ class BudgetCallback(TrainerCallback):
         """FLOPs this experiment has been charged so far (all sessions)."""
         return self.budget._experiment_spent
 
-    def _stop(self, state: TrainerState, control: TrainerControl, why: str) -> None:
-        self.stop_reason = f"budget exhausted after step {state.global_step}: {why}, " \
-                           f"{self.budget.remaining:.4g} FLOPs remain"
-        control.should_training_stop = True
-        control.should_save = state.global_step > 0
+    def _why(self, state: TrainerState, why: str) -> str:
+        return f"budget exhausted after step {state.global_step}: {why}, {self.budget.remaining:.4g} FLOPs remain"
 
     def _close_outside_training(self) -> None:
         """End the session an evaluation outside ``train()`` opened (evaluate() after train)."""
