@@ -62,6 +62,7 @@ class ForwardGuard:
         self.ranks = ranks
         self.refusal: str | None = None  # why the last refused forward was refused
         self.forwards = 0  # forwards charged (and so allowed to run)
+        self.charged: dict[str, int] = {}  # FLOPs this guard charged, by phase (rank 0: every rank's)
         self._training_forwards = 0
         self._lock = threading.RLock()
         self._costs: dict[ForwardWork, int] = {}
@@ -167,6 +168,7 @@ class ForwardGuard:
                 raise
             finally:
                 self.busy = False
+            self.charged[phase] = self.charged.get(phase, 0) + cost
 
     def _loss_flops(self, work: ForwardWork) -> int:
         """The loss FLOPs within ``work``'s charge, for the audit (as ``Budget.charge_training_step``

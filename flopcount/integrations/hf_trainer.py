@@ -55,8 +55,8 @@ class BudgetCallback(TrainerCallback):
         self._training = False
         self._step_start = 0  # FLOPs charged when the current optimizer step began
         self._costliest_step = 0  # FLOPs of the costliest optimizer step so far
-        self._eval_start: int | None = None  # FLOPs charged when the running evaluation began
-        self._last_eval = 0  # FLOPs of the last whole evaluation
+        self._evaluated = 0  # validation FLOPs charged up to the last evaluation's end
+        self._last_eval = 0  # FLOPs of the costliest whole evaluation
 
     @property
     def budget(self):
@@ -127,15 +127,10 @@ class BudgetCallback(TrainerCallback):
                                     "(the costliest step so far)"), False
         return None, False
 
-    def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if self._eval_start is None:
-            self._eval_start = self._charged()  # a lower bound: the first batch's charge is already in
-        return control
-
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if self._eval_start is not None:
-            self._last_eval = max(self._last_eval, self._charged() - self._eval_start)
-        self._eval_start = None
+        validation = self.guard.charged.get("validation", 0)
+        self._last_eval = max(self._last_eval, validation - self._evaluated)  # this evaluation's FLOPs
+        self._evaluated = validation
         if not self._training:
             self._close_outside_training()
         return control
@@ -159,8 +154,8 @@ class BudgetCallback(TrainerCallback):
     # -- internals ---------------------------------------------------------------------------------
 
     def _charged(self) -> int:
-        """FLOPs this experiment has been charged so far (all sessions)."""
-        return self.budget._experiment_spent
+        """FLOPs the guard has charged so far (rank 0: every rank's forwards)."""
+        return sum(self.guard.charged.values())
 
     def _why(self, state: TrainerState, why: str) -> str:
         return f"budget exhausted after step {state.global_step}: {why}, {self.budget.remaining:.4g} FLOPs remain"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from transformers import EarlyStoppingCallback
 
-from flopcount import BudgetExceeded, CountSetup, Ledger, audit_report, training_step_flops
+from flopcount import BudgetExceeded, CountSetup, Ledger, audit_report, forward_flops, training_step_flops
 from flopcount.integrations import BudgetCallback, ExperimentAlreadyRun
 
 MIXED = [5, 16, 9, 64, 33, 12, 40, 7, 21, 64, 3, 30]
@@ -179,3 +179,29 @@ def test_sft_trainer_with_padding_or_packing_pays_every_forward_before_it_runs(t
         pass
     assert max(n for _, _, n in ran.forwards) > 8  # the real rows are longer than the declared 8 tokens
     harness.assert_guarded(tmp_path / "ledger.sqlite", limit, ran, setup)
+
+
+def test_a_resumed_trainer_does_not_charge_its_finished_steps_again(guarded, tmp_path, harness):
+    guarded(10**15, [16] * 40, max_steps=6)[0].train()
+    resumed, _, _, ran = guarded(10**15, [16] * 40, max_steps=9)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-6"))
+    assert resumed.state.global_step == 9 and len(ran.forwards) == 3
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        charges = ledger.charges()
+        (usage,) = ledger.snapshot().experiments
+    assert [c.step for c in charges] == list(range(1, 10)) and not any(c.is_rerun for c in charges)
+    assert usage.sessions == 2 and usage.status == "finished"
+
+
+def test_a_scheduled_evaluation_the_budget_cannot_pay_stops_training_cleanly(guarded, tmp_path, harness,
+                                                                                  tiny_qwen2):
+    setup = CountSetup.of(tiny_qwen2().config)
+    step = training_step_flops(setup, 2, 16)
+    evaluation = 3 * forward_flops(setup, 16, 2).total
+    limit = 4 * step + evaluation + evaluation // 2  # steps 1-4, one evaluation; not a second one
+    trainer, callback, setup, ran = guarded(limit, [16] * 40, eval_lengths=[16] * 6, eval_strategy="steps",
+                                            eval_steps=2)
+    trainer.train()
+    assert trainer.state.global_step == 4 and "scheduled evaluation at step 4" in callback.stop_reason
+    harness.assert_guarded(tmp_path / "ledger.sqlite", limit, ran, setup)
+
