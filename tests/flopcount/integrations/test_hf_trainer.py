@@ -205,3 +205,14 @@ def test_a_scheduled_evaluation_the_budget_cannot_pay_stops_training_cleanly(gua
     assert trainer.state.global_step == 4 and "scheduled evaluation at step 4" in callback.stop_reason
     harness.assert_guarded(tmp_path / "ledger.sqlite", limit, ran, setup)
 
+
+
+def test_a_budget_that_cannot_pay_the_first_step_runs_no_forward(guarded, tmp_path, tiny_qwen2):
+    limit = training_step_flops(CountSetup.of(tiny_qwen2().config), 2, 16) - 1
+    trainer, callback, setup, ran = guarded(limit, [16] * 8)
+    with pytest.raises(BudgetExceeded, match="train step 1"):
+        trainer.train()
+    assert ran.forwards == [] and trainer.state.global_step == 0
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        (usage,) = ledger.snapshot().experiments
+        assert ledger.spent == 0 and usage.status == "stopped"
