@@ -26,6 +26,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from flopcount.budget import Budget
 from flopcount.count.setup import CountSetup
 from flopcount.integrations.forward_guard import ForwardGuard
 from flopcount.integrations.forward_work import read_forward
@@ -59,7 +60,7 @@ class BudgetCallback(TrainerCallback):
         self._last_eval = 0  # FLOPs of the costliest whole evaluation
 
     @property
-    def budget(self):
+    def budget(self) -> Budget:
         """The guard's ``Budget`` (the ledger session)."""
         return self.guard.budget
 
@@ -131,13 +132,11 @@ class BudgetCallback(TrainerCallback):
         validation = self.guard.charged.get("validation", 0)
         self._last_eval = max(self._last_eval, validation - self._evaluated)  # this evaluation's FLOPs
         self._evaluated = validation
-        if not self._training:
-            self._close_outside_training()
+        self._close_outside_training()
         return control
 
     def on_predict(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if not self._training:
-            self._close_outside_training()
+        self._close_outside_training()
         return control
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
@@ -161,6 +160,9 @@ class BudgetCallback(TrainerCallback):
         return f"budget exhausted after step {state.global_step}: {why}, {self.budget.remaining:.4g} FLOPs remain"
 
     def _close_outside_training(self) -> None:
-        """End the session an evaluation outside ``train()`` opened (evaluate() after train)."""
+        """End the session an evaluation outside ``train()`` opened (``evaluate()`` before or
+        after it, or after a refusal ended it)."""
+        if self._training and self.guard.refusal is None:
+            return
         status = "stopped" if (self.stop_reason or self.guard.refusal) else "finished"
         self.guard.close(status, self.stop_reason or self.guard.refusal)
