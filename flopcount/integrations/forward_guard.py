@@ -13,8 +13,9 @@ whose size cannot be read is refused too (:class:`UnpricedForward`): nothing run
 
 Replicas of ``nn.DataParallel`` share the hook and each charges its own shard (the ledger
 is written under a lock). Under DDP (several processes), every forward's shapes are gathered
-from all ranks and rank 0 charges their sum before any rank computes; a refusal stops every rank. Steps: ``step_of(phase)`` numbers a charge; by default every
-training forward is a step, and evaluation or generation is charged at the last step.
+from all ranks and rank 0 charges their sum before any rank computes; a refusal stops every rank.
+Steps: ``step_of(phase)`` numbers a charge; by default every training forward is a step, and
+evaluation or generation is charged at the last step.
 """
 
 from __future__ import annotations

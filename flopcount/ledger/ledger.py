@@ -115,8 +115,8 @@ class Ledger:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
             if version < SCHEMA_VERSION:
                 if read_only:
-                    raise LedgerNeedsUpgrade(f"ledger {self.path} has the older schema version {version}: open it writable "
-                                      "once (any flopcount command but audit) to upgrade it")
+                    raise LedgerNeedsUpgrade(f"ledger {self.path} has the older schema version {version}: open it "
+                                             "writable once to upgrade it")
                 upgrade_schema(self._connection, self.path)
             self._check_running_total()
         except BaseException:

@@ -76,8 +76,8 @@ def test_bad_inputs_get_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="num_attention_heads"):
         model_shape(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({
-        "model_type": "qwen2", "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 8,
-        "vocab_size": 4, "hidden_act": "gelu"}))
+        "model_type": "qwen2", "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1,
+        "intermediate_size": 8, "vocab_size": 4, "hidden_act": "gelu"}))
     with pytest.raises(ValueError, match="gelu"):
         model_shape(tmp_path)
     with pytest.raises(TypeError, match="cannot read a model shape"):

@@ -58,7 +58,8 @@ def test_a_declared_length_is_not_trusted_rows_of_64_are_charged_as_64(tiny_qwen
 
 
 @pytest.mark.parametrize("lengths, accumulation", [([16] * 12, 2), ([64] * 6, 1), (MIXED, 3)])
-def test_every_forward_of_a_trainer_run_is_paid_before_it_runs(tiny_qwen2, tmp_path, lengths, accumulation, harness, guarded):
+def test_every_forward_of_a_trainer_run_is_paid_before_it_runs(tiny_qwen2, tmp_path, lengths, accumulation, harness,
+                                                                guarded):
     probe = CountSetup.of(tiny_qwen2().config)
     limit = 9 * accumulation * training_step_flops(probe, 2, max(lengths)) // 2
     trainer, callback, setup, ran = guarded(limit, lengths, eval_lengths=[16, 7, 64, 9, 12],
@@ -72,7 +73,8 @@ def test_every_forward_of_a_trainer_run_is_paid_before_it_runs(tiny_qwen2, tmp_p
     harness.assert_guarded(tmp_path / "ledger.sqlite", limit, ran, setup)
 
 
-def test_with_uneven_gradient_accumulation_total_flos_is_the_ledgers_training_total(tiny_qwen2, tmp_path, harness, guarded):
+def test_with_uneven_gradient_accumulation_total_flos_is_the_ledgers_training_total(tiny_qwen2, tmp_path, harness,
+                                                                                   guarded):
     trainer, callback, setup, ran = guarded(10**15, MIXED[:10], gradient_accumulation_steps=4,
                                             num_train_epochs=1, max_steps=-1)
     trainer.train()  # 10 rows, batch 2: 5 micro-batches, steps of 4 and 1
