@@ -75,7 +75,8 @@ def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Nam
     keeps the status (a budget stop is 4 with or without ``--debug``)."""
     try:
         status = command(args)
-        sys.stdout.flush()  # a closed pipe (``| head``) raises here, inside the handling below
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a closed pipe (``| head``) raises here, inside the handling below
         return status
     except BrokenPipeError:  # the reader stopped reading (``| head``): not an error of the command
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush writes nowhere
