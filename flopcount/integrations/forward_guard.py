@@ -74,13 +74,16 @@ class ForwardGuard:
     # -- attaching ---------------------------------------------------------------------------
 
     def attach(self, model: nn.Module) -> ForwardGuard:
-        """Guard ``model``'s forward (once; a second attach to the same module is a no-op). The
-        LoRA the model carries must be the setup's (:func:`check_model_lora`)."""
-        if any(module_id == id(model) for module_id, _ in self._handles):
-            return self
+        """Guard ``model``'s forward (once; a second attach to the same model is a no-op). The
+        LoRA the model carries must be the setup's (:func:`check_model_lora`). The hook goes on
+        the module that computes (:func:`computing_module`): a peft model's ``generate`` calls
+        its base model's forward, not its own."""
         check_model_lora(model, self.setup)
-        handle = model.register_forward_pre_hook(self._before_forward, with_kwargs=True, prepend=True)
-        self._handles.append((id(model), handle))
+        runs = computing_module(model)
+        if any(module_id == id(runs) for module_id, _ in self._handles):
+            return self
+        handle = runs.register_forward_pre_hook(self._before_forward, with_kwargs=True, prepend=True)
+        self._handles.append((id(runs), handle))
         return self
 
     def detach(self) -> None:
@@ -192,3 +195,12 @@ class ForwardGuard:
 
     def _before_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.charge(read_forward(args, kwargs, grad=torch.is_grad_enabled()))
+
+
+def computing_module(model: nn.Module) -> nn.Module:
+    """The module whose forward every call of ``model`` runs: a peft ``PeftModel``'s base causal LM
+    (its ``forward`` and its ``generate`` both reach it; ``generate`` bypasses the wrapper's own
+    forward), ``model`` itself otherwise."""
+    while hasattr(model, "get_base_model") and model.get_base_model() is not model:
+        model = model.get_base_model()
+    return model
