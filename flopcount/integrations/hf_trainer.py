@@ -22,6 +22,7 @@ already trained to an end is refused before any forward.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -44,10 +45,16 @@ class BudgetCallback(TrainerCallback):
         setup: the ``CountSetup`` of the trained model (or a model alone: no LoRA).
         seq_len: optional planned tokens per sequence, recorded with the run as a planning
             estimate; charges always use the real batches.
+        eval_examples: accepted for code written for earlier versions, which charged evaluations
+            from it; evaluations are now charged from their real batches, so it is ignored (with a
+            ``DeprecationWarning``).
     """
 
     def __init__(self, limit: int | float, ledger: str | os.PathLike[str], experiment: str, setup: CountSetup | Any,
-                 *, seq_len: int | None = None) -> None:
+                 *, seq_len: int | None = None, eval_examples: int | None = None) -> None:
+        if eval_examples is not None:
+            warnings.warn("BudgetCallback(eval_examples=...) is ignored: every evaluation is charged from its real "
+                          "batches", DeprecationWarning, stacklevel=2)
         self.guard = ForwardGuard(limit, ledger, experiment, setup, step_of=self._step_of)
         self.setup = self.guard.setup
         self.seq_len = seq_len

@@ -218,3 +218,19 @@ def test_a_budget_that_cannot_pay_the_first_step_runs_no_forward(guarded, tmp_pa
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         (usage,) = ledger.snapshot().experiments
         assert ledger.spent == 0 and usage.status == "stopped"
+
+
+def test_eval_examples_of_earlier_versions_is_accepted_and_evaluations_are_charged_from_their_batches(
+        tiny_qwen2, tmp_path, harness):
+    """Code written for the callback that charged evaluations from ``eval_examples`` still runs: the
+    argument is ignored with a warning and the real batches are charged."""
+    model = tiny_qwen2()
+    setup = CountSetup.of(model.config)
+    with pytest.warns(DeprecationWarning, match="eval_examples"):
+        callback = BudgetCallback(10**15, tmp_path / "ledger.sqlite", "old", setup, seq_len=16, eval_examples=1)
+    trainer = harness.make_trainer(model, tmp_path, callback, harness.TokenRows([16] * 4),
+                                   eval_set=harness.TokenRows([16] * 6, seed=1), max_steps=1, save_strategy="no")
+    trainer.train()
+    trainer.evaluate()
+    validation = [c for c in harness.ledger_charges(tmp_path / "ledger.sqlite") if c[0] == "validation"]
+    assert sum(c[2] for c in validation) == 6 * 16
