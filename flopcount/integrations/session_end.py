@@ -42,12 +42,14 @@ class SessionEnd:
                 signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def disarm(self) -> None:
-        """Stop watching (the session was closed); restore the previous SIGTERM handler."""
+        """Stop watching (the session was closed); restore the previous SIGTERM handler. When a
+        handler installed after ours is in place, ours stays in its chain and keeps passing the
+        signal on to the handler before it."""
         self._armed = False
         if self._previous is not None and threading.current_thread() is threading.main_thread():
             if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
                 signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+                self._previous = None
 
     def deliver_pending(self) -> None:
         """Handle a SIGTERM that arrived while a charge was being written."""

@@ -54,3 +54,35 @@ def test_a_script_that_ends_without_closing_the_guard_finishes_its_session(tmp_p
     done, usage = run_ending(tmp_path, "")
     assert done.returncode == 0, done.stderr
     assert usage.status == "finished"
+
+
+CHAINED = """
+import os, signal, sys, torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+from flopcount import CountSetup
+from flopcount.integrations import ForwardGuard
+
+model = Qwen2ForCausalLM(Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     num_key_value_heads=1, intermediate_size=48, vocab_size=64))
+signal.signal(signal.SIGTERM, lambda signum, frame: print("the first handler ran", flush=True))
+guard = ForwardGuard(10**12, sys.argv[1], "run", CountSetup.of(model.config)).attach(model)
+model(torch.zeros(1, 8, dtype=torch.long))  # the session opens: the guard's handler is installed
+guards_handler = signal.getsignal(signal.SIGTERM)
+signal.signal(signal.SIGTERM, lambda signum, frame: guards_handler(signum, frame))  # a later handler chains to it
+guard.close()
+os.kill(os.getpid(), signal.SIGTERM)
+print("survived", flush=True)
+"""
+
+
+def test_sigterm_after_the_guard_closed_reaches_the_handler_installed_before_it(tmp_path):
+    """A handler installed after the guard's keeps the guard's in its chain: once the guard has
+    closed, a SIGTERM still reaches the handler that was there before the guard (here one that
+    does not end the process), not the default action."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(CHAINED), str(tmp_path / "ledger.sqlite")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["the first handler ran", "survived"]
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        (usage,) = ledger.snapshot().experiments
+    assert usage.status == "finished"
