@@ -68,7 +68,7 @@ class ForwardGuard:
         self._lock = threading.RLock()
         self._costs: dict[ForwardWork, int] = {}
         self._handles: list[tuple[int, Any]] = []
-        self.busy = False  # a charge is being written to the ledger
+        self.busy: int | None = None  # the thread (ident) writing a charge to the ledger
         self._end = SessionEnd(self)
 
     # -- attaching ---------------------------------------------------------------------------
@@ -160,18 +160,18 @@ class ForwardGuard:
         with self._lock:
             self.open()
             step = self.step_of(phase)
-            self.busy = True
+            self.busy = threading.get_ident()
             try:
                 self.budget.charge(phase, cost, step=step, tokens=tokens, payload=self.budget._with_loss(None, loss))
             except BudgetExceeded as error:
                 self.refusal = (f"{error.scope} exhausted at {error.phase} step {error.step} (a forward of "
                                 f"{' + '.join(share[4] for share in shares)} tokens needs {error.cost:.4g} FLOPs; "
                                 f"{error.remaining:.4g} remain)")
-                self.busy = False
+                self.busy = None
                 self.close("stopped", self.refusal)
                 raise
             finally:
-                self.busy = False
+                self.busy = None
             self.charged[phase] = self.charged.get(phase, 0) + cost
 
     def _loss_flops(self, work: ForwardWork) -> int:

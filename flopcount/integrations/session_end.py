@@ -52,18 +52,20 @@ class SessionEnd:
                 self._previous = None
 
     def deliver_pending(self) -> None:
-        """Handle a SIGTERM that arrived while a charge was being written."""
-        if self._pending is not None:
+        """Handle a SIGTERM that arrived while this (the main) thread was writing a charge; the
+        handler's work belongs to the main thread (a replica thread of ``nn.DataParallel`` cannot
+        restore or re-raise a signal)."""
+        if self._pending is not None and threading.current_thread() is threading.main_thread():
             signum, self._pending = self._pending, None
             self._on_sigterm(signum, None)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         guard = self._guard()
         if guard is not None and self._armed:
-            if guard.busy:  # a charge is being written (in this thread): after it is committed
+            if guard.busy == threading.get_ident():  # this thread is writing a charge: after it is committed
                 self._pending = signum
                 return
-            guard.close("stopped", "terminated by SIGTERM")
+            guard.close("stopped", "terminated by SIGTERM")  # waits for another thread's charge (the lock)
         previous = self._previous if self._previous is not None else signal.SIG_DFL
         self.disarm()
         if callable(previous) and previous is not self._on_sigterm:

@@ -86,3 +86,49 @@ def test_sigterm_after_the_guard_closed_reaches_the_handler_installed_before_it(
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         (usage,) = ledger.snapshot().experiments
     assert usage.status == "finished"
+
+
+REPLICA_WRITING = """
+import os, signal, sqlite3, sys, threading, torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+from flopcount import CountSetup
+from flopcount.integrations import ForwardGuard
+
+model = Qwen2ForCausalLM(Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     num_key_value_heads=1, intermediate_size=48, vocab_size=64))
+guard = ForwardGuard(10**12, sys.argv[1], "run", CountSetup.of(model.config)).attach(model)
+model(torch.zeros(1, 8, dtype=torch.long))  # the session opens: the guard's handler is installed
+blocker = sqlite3.connect(sys.argv[1], check_same_thread=False, isolation_level=None)
+blocker.execute("BEGIN IMMEDIATE")  # the replica's charge waits for this write lock
+entered = threading.Event()
+guards_handler = signal.getsignal(signal.SIGTERM)
+signal.signal(signal.SIGTERM, lambda signum, frame: (entered.set(), guards_handler(signum, frame)))
+def release():
+    entered.wait()
+    blocker.execute("ROLLBACK")
+threading.Thread(target=release).start()
+def replica():
+    with torch.no_grad():
+        model(torch.zeros(1, 8, dtype=torch.long))
+worker = threading.Thread(target=replica)
+worker.start()
+while guard.busy is None:  # the replica is writing its charge
+    worker.join(0.001)
+os.kill(os.getpid(), signal.SIGTERM)
+worker.join()
+print("survived", flush=True)
+"""
+
+
+def test_sigterm_while_a_replica_thread_writes_a_charge_stops_the_session_and_ends_the_process(tmp_path):
+    """A SIGTERM that reaches the main thread while an ``nn.DataParallel`` replica thread writes a
+    charge waits for that charge, closes the session and ends the process; it is not handed to
+    the replica thread (which cannot restore or re-raise a signal) and swallowed."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(REPLICA_WRITING), str(tmp_path / "ledger.sqlite")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == -signal.SIGTERM and "survived" not in done.stdout, done.stderr
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        (usage,) = ledger.snapshot().experiments
+        assert len(ledger.charges()) == 2
+    assert usage.status == "stopped" and usage.stop_reason == "terminated by SIGTERM"
