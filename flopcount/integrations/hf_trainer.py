@@ -108,7 +108,8 @@ class BudgetCallback(TrainerCallback):
                               "processes": world()[1]}
         self.guard.refusal = None
         self.guard.open()
-        self.budget.mark_checkpoint(state.global_step)
+        if state.global_step > 0 or getattr(args.save_strategy, "value", args.save_strategy) != "no":
+            self.budget.mark_checkpoint(state.global_step)  # a run that keeps checkpoints (or resumed from one)
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._step_start = self._charged()

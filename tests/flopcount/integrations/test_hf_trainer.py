@@ -234,3 +234,13 @@ def test_eval_examples_of_earlier_versions_is_accepted_and_evaluations_are_charg
     trainer.evaluate()
     validation = [c for c in harness.ledger_charges(tmp_path / "ledger.sqlite") if c[0] == "validation"]
     assert sum(c[2] for c in validation) == 6 * 16
+
+
+def test_a_finished_run_without_checkpoints_loses_no_work(tiny_qwen2, tmp_path, harness):
+    """``save_strategy="no"``: the run keeps no checkpoints, so the audit shows none of its steps as
+    lost to interruptions (they were all marked lost when the start was recorded as a checkpoint)."""
+    model = tiny_qwen2()
+    callback = BudgetCallback(10**15, tmp_path / "ledger.sqlite", "no-saves", CountSetup.of(model.config))
+    harness.make_trainer(model, tmp_path, callback, harness.TokenRows([16] * 4), max_steps=2, save_strategy="no").train()
+    report = audit_report(tmp_path / "ledger.sqlite")
+    assert report.lost == 0 and report.useful == report.total > 0
