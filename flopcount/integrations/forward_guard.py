@@ -143,7 +143,8 @@ class ForwardGuard:
         ``BudgetExceeded`` (nothing recorded). In a run of several processes (``ranks``), the
         forwards every rank is about to run are gathered and rank 0 charges their sum."""
         cost = self.cost(work)  # a shape the count refuses raises here, before anything is charged
-        share = (work.phase, cost, work.tokens, self._loss_flops(work), f"{work.batch} x {work.seq_len}")
+        loss = self.budget.loss_flops(work.phase, work.batch, work.seq_len)
+        share = (work.phase, cost, work.tokens, loss, f"{work.batch} x {work.seq_len}")
         in_step = self.ranks and threading.current_thread() is threading.main_thread()
         shares = gathered(share) if in_step else [share]
         try:
@@ -174,21 +175,11 @@ class ForwardGuard:
                 self.busy = None
             self.charged[phase] = self.charged.get(phase, 0) + cost
 
-    def _loss_flops(self, work: ForwardWork) -> int:
-        """The loss FLOPs within ``work``'s charge, for the audit (as ``Budget.charge_training_step``
-        records them): 0 unless the convention prices the loss and the forward scores every position."""
-        if work.phase == "generation":
-            return 0
-        passes = 1 + self.setup.convention.backward_multiplier if work.phase == "train" else 1
-        return passes * self.budget._loss_cost(work.batch, work.seq_len)
-
     def can_pay(self, flops: int) -> bool:
         """Whether ``flops`` fit what remains of the budget (and of the experiment's cap) now."""
         with self._lock:
             self.open()
-            cap = self.budget.experiment_limit
-            fits_cap = cap is None or self.budget._experiment_spent + flops <= cap
-            return fits_cap and self.budget.can_afford(flops)
+            return self.budget.fits_experiment_cap(flops) and self.budget.can_afford(flops)
 
     def _own_step(self, phase: str) -> int:
         return self._training_forwards + (phase == "train")

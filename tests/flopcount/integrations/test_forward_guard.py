@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from flopcount import BudgetExceeded, CountSetup, Ledger, forward_flops, generation_flops, training_step_flops
+from flopcount import Budget, BudgetExceeded, CountSetup, Ledger, forward_flops, generation_flops, training_step_flops
 from flopcount.integrations import ForwardGuard, UnpricedForward
 
 
@@ -99,3 +99,21 @@ def test_a_forward_in_another_thread_is_charged_like_a_data_parallel_replica(tin
     guard.close()
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         assert [c.flops for c in ledger.charges()] == [forward_flops(setup, 7, 3).total] * 2
+
+
+def test_a_guarded_forward_records_the_loss_flops_budget_records_for_the_same_shape(tiny_qwen2, tmp_path):
+    """One rule for a charge's loss FLOPs (``Budget.loss_flops``): the guard's training and
+    validation charges carry what ``charge_training_step`` and ``charge_forward`` record."""
+    model = tiny_qwen2()
+    setup = CountSetup.of(model.config, "coursework+loss")
+    with ForwardGuard(10**15, tmp_path / "guard.sqlite", "guard", setup).attach(model):
+        model(torch.zeros(2, 16, dtype=torch.long))
+        with torch.no_grad():
+            model(torch.zeros(3, 8, dtype=torch.long))
+    with Budget(10**15, tmp_path / "budget.sqlite", "budget", setup) as budget:
+        budget.charge_training_step(batch=2, seq_len=16, step=1)
+        budget.charge_forward(batch=3, seq_len=8, step=1)
+    with Ledger(tmp_path / "guard.sqlite") as guarded, Ledger(tmp_path / "budget.sqlite") as direct:
+        assert [c.payload for c in guarded.charges()] == [c.payload for c in direct.charges()]
+    loss = forward_flops(setup, 16, 2).component("loss").flops
+    assert budget.loss_flops("train", 2, 16) == 3 * loss and budget.loss_flops("generation", 2, 16) == 0
