@@ -194,6 +194,15 @@ class Budget:
             self._costs[key] = forward_flops(self.setup, seq_len, batch).component("loss").flops
         return self._costs[key]
 
+    def loss_flops(self, phase: str, batch: int, seq_len: int) -> int:
+        """FLOPs of the loss within a ``phase`` charge of ``batch`` sequences of ``seq_len``
+        (the audit shows them apart): a training step's forward and backward passes, one
+        validation forward, none for generation; 0 unless the convention prices the loss."""
+        if phase == "generation":
+            return 0
+        passes = 1 + self.convention.backward_multiplier if phase == "train" else 1
+        return passes * self._loss_cost(batch, seq_len)
+
     @staticmethod
     def _with_loss(payload: Any, loss_flops: int) -> Any:
         """The payload with the charge's loss FLOPs (a decimal string: exact at any size), for
@@ -222,9 +231,13 @@ class Budget:
     def _check_cap(self, flops: int, phase: str, step: int) -> None:
         """Refuse a charge past ``experiment_limit`` (one process charges an experiment at a
         time, so the count kept since entry is exact)."""
-        if self.experiment_limit is not None and self._experiment_spent + flops > self.experiment_limit:
+        if not self.fits_experiment_cap(flops):
             raise ExperimentCapExceeded(flops, self._experiment_spent, self.experiment_limit, self.experiment,
                                         phase, step)
+
+    def fits_experiment_cap(self, flops: int) -> bool:
+        """Whether ``flops`` more fit this experiment's ``experiment_limit`` (always, without one)."""
+        return self.experiment_limit is None or self._experiment_spent + flops <= self.experiment_limit
 
     def charge_training_step(
         self, *, batch: int, seq_len: int, step: int, tokens: int | None = None, payload: Any = None
@@ -233,7 +246,7 @@ class Budget:
         step runs. ``tokens`` defaults to ``batch * seq_len``."""
         flops = self.training_step_cost(batch, seq_len)
         tokens = batch * seq_len if tokens is None else tokens
-        payload = self._with_loss(payload, (1 + self.convention.backward_multiplier) * self._loss_cost(batch, seq_len))
+        payload = self._with_loss(payload, self.loss_flops("train", batch, seq_len))
         return self.charge("train", flops, step=step, tokens=tokens, payload=payload)
 
     def charge_forward(
@@ -242,7 +255,7 @@ class Budget:
         """Charge one validation forward pass at training step ``step`` (:meth:`forward_cost`)."""
         flops = self.forward_cost(batch, seq_len)
         tokens = batch * seq_len if tokens is None else tokens
-        payload = self._with_loss(payload, self._loss_cost(batch, seq_len))
+        payload = self._with_loss(payload, self.loss_flops("validation", batch, seq_len))
         return self.charge("validation", flops, step=step, tokens=tokens, payload=payload)
 
     def reserve_generation(

@@ -131,14 +131,19 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"preset ({', '.join(PRESETS)}), config.json path or directory, or hub id")
     p.add_argument("--convention", choices=tuple(CONVENTIONS), default="coursework")
     p.add_argument("--lora-rank", type=int, default=0, help="LoRA rank (0: no LoRA)")
-    p.add_argument("--lora-targets", type=_target_list, default=DEFAULT_LORA_TARGETS,
-                   help=f"comma-separated projections (default q_proj,v_proj; from {','.join(PROJECTIONS)})")
+    p.add_argument("--lora-targets", type=_target_list,
+                   help=f"comma-separated projections (default q_proj,v_proj; from {','.join(PROJECTIONS)}); "
+                        "needs --lora-rank")
     p.add_argument("--lm-head-bias", action="store_true", help="count a trainable lm_head bias")
 
 
 def count_setup(args: argparse.Namespace) -> CountSetup:
-    """The ``CountSetup`` named by the model, convention and LoRA arguments."""
-    return CountSetup.of(args.model, args.convention, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
+    """The ``CountSetup`` named by the model, convention and LoRA arguments; ``--lora-targets``
+    without a ``--lora-rank`` is refused rather than ignored."""
+    if args.lora_targets is not None and not args.lora_rank:
+        raise ValueError(f"--lora-targets {','.join(args.lora_targets)} needs --lora-rank (rank 0 counts no LoRA)")
+    targets = DEFAULT_LORA_TARGETS if args.lora_targets is None else args.lora_targets
+    return CountSetup.of(args.model, args.convention, lora_rank=args.lora_rank, lora_targets=targets,
                          lm_head_bias=args.lm_head_bias)
 
 

@@ -111,6 +111,11 @@ def _peft_fields(source: Any) -> tuple[dict[str, Any], nn.Module | None]:
         return dict(source), None
     if isinstance(getattr(source, "peft_config", None), Mapping):  # PeftModel or a tuner model (LoraModel)
         configs = source.peft_config
+        actives = getattr(source, "active_adapters", None)
+        actives = actives() if callable(actives) else actives  # a method on transformers models
+        if isinstance(actives, (list, tuple)) and len(actives) > 1:
+            raise ValueError(f"several peft adapters are active ({', '.join(map(repr, actives))}): every forward "
+                             "runs all of them, and a LoRAConfig prices one; activate one (set_adapter) or merge them")
         active = getattr(source, "active_adapter", None)
         active = active if isinstance(active, str) else next(iter(configs))
         if hasattr(source, "get_base_model"):  # PeftModel
@@ -164,6 +169,12 @@ def resolve_targets(fields: Mapping[str, Any], model: nn.Module | None) -> tuple
     where = "the model" if model is not None else f"a {ASSUMED_LAYERS}-layer Qwen2 module layout (pass model=...)"
     if not matched:
         raise ValueError(f"peft target_modules={_show(target_modules)} match no linear layer of {where}")
+    others = [name for name in _other_modules(model)
+              if not everything and _matches(fields, name) and not _excluded(fields.get("exclude_modules"), name)]
+    if others:
+        raise ValueError(f"peft target_modules={_show(target_modules)} select {others[:3]}"
+                         f"{' ...' if len(others) > 3 else ''}, not linear projections: LoRA there is outside what "
+                         f"the FLOP count prices ({', '.join(COUNTABLE_TARGETS)})")
     suffixes = {name.rsplit(".", 1)[-1] for name in matched}
     unknown = sorted(suffixes - set(COUNTABLE_TARGETS))
     if unknown:
@@ -202,6 +213,23 @@ def _linear_layers(model: nn.Module | None) -> tuple[list[str], str | None]:
             if module is output or (wrapped and module.base_layer is output):
                 head = name
     return names, head
+
+
+def _other_modules(model: nn.Module | None) -> list[str]:
+    """Qualified names of the modules with weights of their own that are not linear layers (the
+    embedding, the norms; peft-wrapped ones too), which peft could also adapt; without a model,
+    the embedding of the assumed Qwen2 layout."""
+    if model is None:
+        return ["model.embed_tokens"]
+    linear, _ = _linear_layers(model)
+    inside = tuple(f"{name}." for name in linear)
+    names = []
+    for name, module in model.named_modules():
+        if not name or name in linear or name.startswith(inside) or any(name.startswith(f"{n}.") for n in names):
+            continue
+        if next(module.parameters(recurse=False), None) is not None or hasattr(module, "base_layer"):
+            names.append(name)
+    return names
 
 
 def _matches(fields: Mapping[str, Any], key: str) -> bool:

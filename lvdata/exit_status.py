@@ -10,7 +10,7 @@
     6    the run directory is in use by another process (its pid is named)
     130  interrupted (Ctrl-C): the last finished step is checkpointed; run the same command to resume
 
-Only ``--debug`` (accepted before or after the subcommand) shows a traceback.
+Only ``--debug`` (accepted before or after the subcommand) shows a traceback; the status stays the same.
 
 It lives in the lowest layer so that every package may import it; the error types of the
 higher layers are passed in (:class:`ErrorKinds`), never imported here.
@@ -19,7 +19,9 @@ higher layers are passed in (:class:`ErrorKinds`), never imported here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -69,13 +71,20 @@ def exit_status_of(error: BaseException, kinds: ErrorKinds = ErrorKinds()) -> tu
 def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace, *, debug: bool,
                 prog: str = "", kinds: ErrorKinds = ErrorKinds()) -> int:
     """``command(args)``, with any error mapped by :func:`exit_status_of` to one line on stderr
-    (prefixed ``prog: ``) and its exit status; with ``debug`` the error propagates (traceback)."""
+    (prefixed ``prog: ``) and its exit status; ``debug`` prints the traceback before that line and
+    keeps the status (a budget stop is 4 with or without ``--debug``)."""
     try:
-        return command(args)
+        status = command(args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a closed pipe (``| head``) raises here, inside the handling below
+        return status
+    except BrokenPipeError:  # the reader stopped reading (``| head``): not an error of the command
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush writes nowhere
+        return EXIT_OK
     except (Exception, KeyboardInterrupt) as error:
-        if debug:
-            raise
         status, line = exit_status_of(error, kinds)
+        if debug:
+            traceback.print_exception(error)
         print(f"{prog}: {line}" if prog else line, file=sys.stderr)
         return status
 

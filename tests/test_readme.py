@@ -15,4 +15,4 @@ def test_every_python_block_of_the_readme_runs(capsys):
         exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
     out = capsys.readouterr().out
     assert "FLOPs per step" in out and out.count("| **all experiments** |") == 2
-    assert "steps; budget exhausted at train step" in out  # the Trainer example stopped at its limit
+    assert "40 steps; budget exhausted after step 40" in out  # the Trainer example stopped at its limit

@@ -60,6 +60,8 @@ from experiments.pipeline.plan_schema import (
     typed,
 )
 from experiments.training.config import RUN_IDENTITY, BudgetConfig, TrainConfig
+from flopcount.ledger.exact import MAX_FLOPS
+from flopcount.ledger.values import as_limit
 from flopcount.count.conventions import CONVENTIONS
 from lvdata.defaults import SHARED_DIR
 
@@ -195,8 +197,12 @@ def parse_plan(document: dict[str, Any], path: Path) -> Plan:
     model = section(ModelSpec, document["model"], f"{where} [model]")
     budget_table = as_table(document["budget"], f"{where} [budget]")
     limit = budget_table.get("limit")
-    if isinstance(limit, float) and limit.is_integer():
-        budget_table = {**budget_table, "limit": int(limit)}
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool) and float(limit).is_integer() and limit > 0:
+        try:  # exactly as Budget reads it: 1e27 is 10**27, and a limit no ledger can hold is refused here
+            budget_table = {**budget_table, "limit": as_limit(limit)}
+        except ValueError:
+            raise PlanError(f"{where} [budget]: limit must be a whole number of FLOPs from 1 to {MAX_FLOPS:.4g} "
+                            f"(what a ledger holds), got {limit:.4g}") from None
     budget = section(BudgetConfig, budget_table, f"{where} [budget]",
                      exclude={"ledger", "require_fit", "synchronous", "experiment_limit"})
     if budget.limit <= 0:

@@ -116,6 +116,9 @@ def add_train_command(subparsers: Any) -> None:
 
 def configs(args: argparse.Namespace) -> tuple[TrainConfig, DataConfig, BudgetConfig]:
     """The three configurations the parsed arguments describe."""
+    if args.steps is not None and args.warmup_steps > args.steps:
+        raise ValueError(f"--warmup-steps {args.warmup_steps} is more than --steps {args.steps}: the learning rate "
+                         "would never reach --learning-rate")
     targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
     test_ids = None if args.test_ids is None else tuple(int(i) for i in args.test_ids.split(","))
     train_config = TrainConfig(

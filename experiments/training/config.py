@@ -96,6 +96,14 @@ class TrainConfig:
         object.__setattr__(self, "lora_targets", targets)
         self.lora_config()  # validates rank, alpha and targets
 
+    def check_context(self, model_config: Any) -> None:
+        """Raise ``ValueError`` when ``context`` tokens are more positions than the model has
+        (``max_position_embeddings``): checked before the first FLOP is charged."""
+        positions = getattr(model_config, "max_position_embeddings", None)
+        if isinstance(positions, int) and self.context > positions:
+            raise ValueError(f"TrainConfig.context is {self.context} tokens but the model has "
+                             f"{positions} positions (max_position_embeddings); use --context {positions} or less")
+
     def for_run(self, experiment: str, steps: int) -> TrainConfig:
         """These settings as the run ``experiment`` of ``steps`` steps."""
         return replace(self, experiment=experiment, steps=steps)

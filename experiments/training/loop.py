@@ -59,7 +59,7 @@ from experiments.training.validation import validate, validation_indices
 from experiments.training.loss import count_targets
 from experiments.training.distinct_rows import causal_lm_nats, distinct_rows_output
 from experiments.training.metrics_log import METRICS_FILE, MetricsLog
-from experiments.training.trackers import open_trackers
+from experiments.training.trackers import check_trackers_installed, open_trackers
 from experiments.training.run_dir import check_resumable, config_hash, open_run_dir
 from experiments.training.config import BudgetConfig, TrainConfig, TrainResult
 from flopcount import Budget, BudgetExceeded, PlanDoesNotFit
@@ -316,6 +316,8 @@ def train(model: nn.Module, data, config: TrainConfig, run_dir: str | Path, budg
     if config.experiment is None or config.steps is None:
         raise ValueError(f"train needs a TrainConfig with an experiment name and steps (TrainConfig.for_run), got "
                          f"experiment={config.experiment!r}, steps={config.steps!r}")
+    check_trackers_installed(config.report_to)
+    config.check_context(model.config)
     accelerator = accelerator or make_accelerator(mixed_precision=config.mixed_precision)
     precision = resolve_mixed_precision(config.mixed_precision, cpu=accelerator.device.type == "cpu")
     if accelerator.mixed_precision != precision:

@@ -16,6 +16,21 @@ from typing import Any
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 
 
+PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
+"""The package each tracker needs (accelerate imports it when the tracker starts)."""
+
+
+def check_trackers_installed(names: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming every tracker of ``names`` whose package is not installed:
+    checked before a run claims its directory or charges its first FLOP."""
+    import importlib.util
+
+    missing = [name for name in names if importlib.util.find_spec(PACKAGES[name]) is None]
+    if missing:
+        raise ValueError(f"--report-to {' '.join(missing)}: not installed (pip install "
+                         f"{' '.join(PACKAGES[name] for name in missing)}), or leave it out")
+
+
 def open_trackers(names: tuple[str, ...], run_name: str, logging_dir: Path, config: dict[str, Any]) -> list:
     """Start accelerate's tracker of each of ``names`` for ``run_name``, logging under
     ``logging_dir``, with ``config`` (flattened) as the run's hyperparameters."""

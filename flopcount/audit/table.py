@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from flopcount.ledger.ledger import Ledger
+from flopcount.ledger.ledger import Ledger, LedgerNeedsUpgrade
 from flopcount.ledger.sqlite_file import PHASES, LedgerError
 from flopcount.ledger.records import LedgerSnapshot
 
@@ -243,7 +243,11 @@ def audit_report(ledger_path: str | os.PathLike[str]) -> AuditReport:
     """Check the ledger at ``ledger_path`` (integrity, running total = sum of charges) and
     build its audit report. Raises :class:`~flopcount.ledger.ledger.LedgerError` if it is missing,
     foreign, corrupt or inconsistent."""
-    with Ledger(ledger_path) as ledger:
+    try:
+        ledger = Ledger(ledger_path, read_only=True)  # an audit writes nothing: a read-only file is read
+    except LedgerNeedsUpgrade:
+        ledger = Ledger(ledger_path)  # a ledger of an older schema is upgraded first, as any opening does
+    with ledger:
         ledger.check()
         snapshot = ledger.snapshot()
     return build_report(snapshot)

@@ -24,6 +24,7 @@ def forward_flops(
     *,
     past_len: int = 0,
     logits: Literal["all", "last"] = "all",
+    rope_positions: int | None = None,
 ) -> FlopReport:
     """FLOPs of one forward pass of ``batch`` sequences of ``seq_len`` new tokens.
 
@@ -35,11 +36,16 @@ def forward_flops(
         past_len: positions already in the KV cache; each new token attends to
             ``past_len + seq_len`` keys (dense: causal masking does not skip work).
         logits: ``"all"`` positions through lm_head, or only the ``"last"`` one per sequence.
+        rope_positions: positions whose rotary table is computed: ``seq_len`` (the default) when
+            the batch shares its position ids, ``batch * seq_len`` when each sequence has its own
+            (``generate`` passes them so).
     """
     setup = as_setup(setup)
     check_count("seq_len", seq_len, minimum=1)
     check_count("batch", batch, minimum=1)
     check_count("past_len", past_len, minimum=0)
+    rope_positions = seq_len if rope_positions is None else rope_positions
+    check_count("rope_positions", rope_positions, minimum=1)
     if logits not in ("all", "last"):
         raise ValueError(f"logits must be 'all' or 'last', got {logits!r}")
     check_window(setup.shape, past_len + seq_len)
@@ -48,18 +54,20 @@ def forward_flops(
         tokens=tokens,
         score_pairs=tokens * (past_len + seq_len),
         logit_rows=tokens if logits == "all" else batch,
-        rope_positions=seq_len,  # position ids (1, seq_len) are shared by the batch
+        rope_positions=rope_positions,
         loss_rows=tokens if logits == "all" else 0,  # a forward over every position is a scored one
     )
     return _count(setup, work, batch=batch, seq_len=seq_len, past_len=past_len, logits=logits, phase="forward")
 
 
-def training_step_flops(setup: CountSetup | Any, batch: int, seq_len: int) -> int:
+def training_step_flops(setup: CountSetup | Any, batch: int, seq_len: int, *, rope_positions: int | None = None) -> int:
     """FLOPs charged for one optimiser step on a ``batch x seq_len`` batch: the forward
     (lm_head on every position) times ``1 + backward_multiplier`` (3 in both conventions).
-    This is exactly what ``Budget.charge_training_step`` charges."""
+    This is exactly what ``Budget.charge_training_step`` charges (``rope_positions``: as for
+    :func:`forward_flops`)."""
     setup = as_setup(setup)
-    return (1 + setup.convention.backward_multiplier) * forward_flops(setup, seq_len, batch).total
+    forward = forward_flops(setup, seq_len, batch, rope_positions=rope_positions).total
+    return (1 + setup.convention.backward_multiplier) * forward
 
 
 def generation_flops(

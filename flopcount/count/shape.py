@@ -190,7 +190,10 @@ def shape_from_config(config: Any, default_name: str = "") -> ModelShape:
             raise ValueError(f"model config {where!r} has no {key!r}: not a decoder config the count knows")
         return fields[key]
 
-    family = fields.get("model_type", "qwen2")
+    family = fields.get("model_type")
+    if not family:
+        raise ValueError(f"model config {where!r} has no model_type: the count cannot tell which family's graph it "
+                         f"prices (add one of {', '.join(FAMILIES)})")
     if family not in FAMILIES:
         raise ValueError(f"model config {where!r}: model_type {family!r} is not priced by the analytic model "
                          f"(it prices {', '.join(FAMILIES)})")
@@ -202,11 +205,18 @@ def shape_from_config(config: Any, default_name: str = "") -> ModelShape:
     if experts:
         raise ValueError(f"model config {where!r}: mixture-of-experts layers ({experts[0]} = "
                          f"{fields[experts[0]]}) are not priced")
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+                "intermediate_size", "vocab_size"):
+        value = fields.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"model config {where!r}: {key} must be a positive integer, got {value!r}")
     layer_types = set(fields.get("layer_types") or ()) - {"full_attention", "sliding_attention"}
     if layer_types:
         raise ValueError(f"model config {where!r}: layer types {sorted(layer_types)} are not priced")
     if family == "qwen2":
         qkv_bias, o_bias = True, False
+    elif family == "mistral":  # MistralAttention builds every projection without bias, whatever attention_bias says
+        qkv_bias = o_bias = False
     else:
         qkv_bias = o_bias = bool(fields.get("attention_bias", False))
     return ModelShape(
@@ -220,7 +230,7 @@ def shape_from_config(config: Any, default_name: str = "") -> ModelShape:
         tie_word_embeddings=bool(fields.get("tie_word_embeddings", False)),
         qkv_bias=qkv_bias,
         o_bias=o_bias,
-        mlp_bias=bool(fields.get("mlp_bias", False)),
+        mlp_bias=family in ("llama",) and bool(fields.get("mlp_bias", False)),
         qk_norm=family == "qwen3",
         sliding_window=_sliding_window(fields, family),
         name=str(where),
@@ -229,9 +239,13 @@ def shape_from_config(config: Any, default_name: str = "") -> ModelShape:
 
 def _sliding_window(fields: dict[str, Any], family: str) -> int | None:
     """The attention window when sliding-window attention is on, else None. Mistral turns it
-    on by giving ``sliding_window``; Qwen2/Qwen3 also need ``use_sliding_window``."""
+    on by giving ``sliding_window``; Qwen2/Qwen3 also need ``use_sliding_window``; a config whose
+    ``layer_types`` (transformers >= 4.53) has no ``sliding_attention`` layer keeps it off."""
     window = fields.get("sliding_window")
     if not window or (family in ("qwen2", "qwen3") and not fields.get("use_sliding_window")):
+        return None
+    layer_types = fields.get("layer_types")
+    if layer_types and "sliding_attention" not in layer_types:  # every layer attends to all its keys
         return None
     return int(window)
 

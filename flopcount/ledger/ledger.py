@@ -64,13 +64,19 @@ from flopcount.ledger.values import as_count, as_limit
 MAX_PAYLOAD_CHARS = 4096
 
 
+class LedgerNeedsUpgrade(LedgerError):
+    """A ledger of an older schema opened read-only: it must be opened writable once to upgrade."""
+
+
 class Ledger:
     """An open ledger file; create it by giving ``limit`` (FLOPs) for a path with no file.
 
     Opening an existing ledger with a ``limit`` that differs from the recorded one raises
     :class:`LedgerError`: the budget is fixed when the ledger is created. ``synchronous`` is
     SQLite's ``PRAGMA synchronous`` (``"FULL"`` or ``"NORMAL"``); ``timeout`` is how long, in
-    seconds, a writer waits for another process's transaction before failing.
+    seconds, a writer waits for another process's transaction before failing. ``read_only``
+    opens it for reading only (an audit): nothing is written, not even beside the file, so a
+    ledger in a read-only directory can be read.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class Ledger:
         *,
         synchronous: str = "FULL",
         timeout: float = 60.0,
+        read_only: bool = False,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
@@ -91,11 +98,8 @@ class Ledger:
                 raise LedgerError(f"no ledger at {self.path} (to create one, give its limit)")
             create_ledger_file(self.path, limit)
         check_header(self.path)
-        uri = f"{self.path.resolve().as_uri()}?mode=rw"
-        try:
-            self._connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
-        except sqlite3.Error as error:
-            raise LedgerError(f"cannot open ledger {self.path}: {error}") from error
+        self.read_only = read_only
+        self._connection = self._connect(timeout)
         try:
             register_functions(self._connection)
             self.limit = read_limit(self._connection, self.path)
@@ -110,11 +114,32 @@ class Ledger:
             with self._reading() as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
             if version < SCHEMA_VERSION:
+                if read_only:
+                    raise LedgerNeedsUpgrade(f"ledger {self.path} has the older schema version {version}: open it "
+                                             "writable once to upgrade it")
                 upgrade_schema(self._connection, self.path)
             self._check_running_total()
         except BaseException:
             self._connection.close()
             raise
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        """The connection: read-write, or for ``read_only`` a read-only one that writes nothing
+        beside the file either (SQLite's ``immutable`` when even the WAL index cannot be
+        created, as in a read-only directory)."""
+        uri = self.path.resolve().as_uri()
+        options = ("?mode=ro", "?mode=ro&immutable=1") if self.read_only else ("?mode=rw",)
+        error: sqlite3.Error | None = None
+        for option in options:
+            try:
+                connection = sqlite3.connect(uri + option, uri=True, timeout=timeout, isolation_level=None,
+                                             check_same_thread=False)  # callers serialise access
+                if self.read_only:
+                    connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return connection
+            except sqlite3.Error as failed:
+                error = failed
+        raise LedgerError(f"cannot open ledger {self.path}: {error}") from error
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -162,7 +162,7 @@ def test_every_subcommand_documents_the_exit_statuses_and_takes_debug(command, c
 
 def test_debug_after_the_subcommand_shows_the_traceback():
     finished = run_cli("run", "--plan", "demo", "--dry-run", "--set", "training.learning_rate=nan", "--debug")
-    assert finished.returncode == 1 and "Traceback" in finished.stderr and "PlanError" in finished.stderr
+    assert finished.returncode == 3 and "Traceback" in finished.stderr and "PlanError" in finished.stderr  # same status
 
 
 @pytest.mark.parametrize("origin", ["--data", "$LLMTIME_DATA"])
@@ -222,3 +222,10 @@ def test_a_truncated_or_misplaced_data_file_is_one_line_naming_it(tmp_path):
     folder.mkdir()
     finished = run_cli("run", "--plan", "demo", "--dry-run", "--data", str(folder))
     assert finished.returncode == 3 and f"{folder}: not a regular file" in finished.stderr, finished.stderr
+
+
+def test_a_dry_run_refuses_a_limit_the_real_run_refuses_and_leaves_no_out(tmp_path, capsys):
+    assert main(["run", "--plan", "demo", "--dry-run", "--set", "budget.limit=1e99"]) == 3
+    assert "fits" not in capsys.readouterr().out
+    assert main(["run", "--plan", "demo", "--out", str(tmp_path / "out"), "--set", "budget.limit=1e99"]) == 3
+    assert not (tmp_path / "out").exists()

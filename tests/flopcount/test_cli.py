@@ -87,7 +87,7 @@ def test_a_usage_error_exits_2_and_debug_after_the_subcommand_shows_the_tracebac
                            "--budget", "1.5")  # an argument argparse's type check refuses: a usage error
     assert budget.returncode == EXIT_USAGE and "whole number" in budget.stderr
     debug = flopcount_cli("count", "--model", "qwen2.5-0.5b", "--seq-len", "0", "--debug")
-    assert debug.returncode == 1 and "Traceback" in debug.stderr and "seq_len must be >= 1" in debug.stderr
+    assert debug.returncode == 3 and "Traceback" in debug.stderr and "seq_len must be >= 1" in debug.stderr
     before = flopcount_cli("--debug", "count", "--model", "qwen2.5-0.5b", "--seq-len", "0")
     assert "Traceback" in before.stderr
 
@@ -105,3 +105,21 @@ def test_unknown_hub_id_fails_clearly_offline():
                            env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == EXIT_BAD_INPUT
     assert "could not load the config of hub model 'no-such-owner/no-such-model'" in result.stderr
+
+
+def test_lora_targets_without_a_rank_are_refused_not_ignored(capsys):
+    from flopcount.cli import main
+
+    assert main(["count", "--model", "qwen2.5-0.5b", "--seq-len", "8", "--lora-targets", "q_proj"]) == 3
+    assert "--lora-targets q_proj needs --lora-rank" in capsys.readouterr().err
+
+
+def test_a_reader_that_closes_the_pipe_early_is_not_an_error():
+    read, write = os.pipe()
+    os.close(read)  # like `| head` that has stopped reading: every write fails with EPIPE
+    try:
+        done = subprocess.run([sys.executable, "-m", "flopcount", "count", "--model", "qwen2.5-0.5b", "--seq-len",
+                               "8"], cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 0 and done.stderr == ""

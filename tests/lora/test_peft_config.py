@@ -143,3 +143,21 @@ def test_a_count_setup_is_built_from_a_peft_lora_config():
         LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")))
     assert len(everything.lora_targets) == 7
     assert training_step_flops(everything, 1, 64) > training_step_flops(setup, 1, 64) > 0
+
+
+@pytest.mark.parametrize("targets", [["embed_tokens", "q_proj"], r".*(embed_tokens|q_proj)"])
+def test_lora_on_the_embedding_is_refused_by_name_not_dropped(make_qwen2, targets):
+    config = LoraConfig(r=4, target_modules=targets)
+    with pytest.raises(ValueError, match="embed_tokens.*not linear projections"):
+        lora_config_from_peft(config)
+    with pytest.raises(ValueError, match="embed_tokens.*not linear projections"):
+        lora_config_from_peft(get_peft_model(make_qwen2(), config))
+
+
+def test_several_active_adapters_are_refused_by_name(make_qwen2):
+    peft_model = get_peft_model(make_qwen2(), LoraConfig(r=4, target_modules=["q_proj"]))
+    peft_model.add_adapter("other", LoraConfig(r=4, target_modules=["v_proj"]))
+    assert lora_config_from_peft(peft_model).targets == ("q_proj",)  # one active: counted
+    peft_model.base_model.set_adapter(["default", "other"])
+    with pytest.raises(ValueError, match="several peft adapters are active \\('default', 'other'\\)"):
+        lora_config_from_peft(peft_model)

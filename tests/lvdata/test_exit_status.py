@@ -55,14 +55,24 @@ def test_the_statuses_are_distinct_and_each_is_in_the_table():
     assert [int(line.split()[0]) for line in EXIT_STATUSES.splitlines()] == sorted(statuses)
 
 
-def test_run_command_prints_one_line_and_debug_raises(capsys):
+def test_run_command_prints_one_line_and_debug_adds_the_traceback(capsys):
     def command(args: argparse.Namespace) -> int:
         raise StoppedError("stage 'grid': no run has a validation loss")
 
     assert run_command(command, argparse.Namespace(), debug=False, prog="tool") == EXIT_STOPPED
     assert capsys.readouterr().err == "tool: stopped: stage 'grid': no run has a validation loss\n"
-    with pytest.raises(StoppedError):
-        run_command(command, argparse.Namespace(), debug=True)
+    assert run_command(command, argparse.Namespace(), debug=True, prog="tool") == EXIT_STOPPED
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.endswith("tool: stopped: stage 'grid': no run has a validation loss\n")
+
+
+@pytest.mark.parametrize("error, status", [(ValueError("bad plan"), 3), (KeyboardInterrupt(), 130)])
+def test_debug_keeps_every_handled_errors_exit_status(error, status, capsys):
+    def command(args: argparse.Namespace) -> int:
+        raise error
+
+    assert run_command(command, argparse.Namespace(), debug=True) == status
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_debug_is_accepted_before_or_after_a_subcommand_and_every_help_has_the_table():

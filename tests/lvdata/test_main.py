@@ -34,7 +34,7 @@ def test_summary_cli_reports_a_bad_file_without_a_traceback(tmp_path):
     assert result.returncode == EXIT_BAD_INPUT
     assert result.stderr == f"python -m lvdata summary: error: {bad}: not an HDF5 file\n"
     debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
-    assert debug.returncode == 1 and "Traceback" in debug.stderr  # --debug after the subcommand
+    assert debug.returncode == EXIT_BAD_INPUT and "Traceback" in debug.stderr  # --debug after the subcommand
 
 
 def test_every_help_shows_the_shared_exit_statuses():

@@ -193,3 +193,16 @@ def test_stage_of_reads_back_the_stage_of_every_ledger_name_a_plan_writes():
         assert {stage_of(config.experiment) for config in run_configs(plan, stage)} == {stage.name}
     assert stage_of("grid/lr=0.001,r=4") == "grid" and stage_of("evaluate/base-validation") == "evaluate"
     assert stage_of("final") == "final"
+
+
+def test_a_limit_of_1e27_from_a_plan_or_a_set_is_exactly_ten_to_the_27_as_budget_reads_it():
+    from flopcount import Budget
+
+    plan = load_plan("demo", ["budget.limit=1e27"])
+    assert plan.budget.limit == 10**27 == Budget(1e27, "unused.sqlite", "x", "qwen2.5-0.5b").limit
+
+
+def test_a_limit_no_ledger_can_hold_is_refused_when_the_plan_loads_with_a_short_number():
+    with pytest.raises(PlanError, match=r"limit must be a whole number of FLOPs from 1 to .* got 1e\+99") as caught:
+        load_plan("demo", ["budget.limit=1e99"])
+    assert "0" * 30 not in str(caught.value) and "(from --set budget.limit=1e99)" in str(caught.value)

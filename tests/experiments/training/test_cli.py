@@ -135,3 +135,27 @@ def test_the_standalone_train_help_shows_the_shared_exit_statuses(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     assert done.value.code == 0 and EXIT_STATUSES in text and "--debug" in text
+
+
+def _train_args(tiny_model_dir, tmp_path, *extra: str) -> list[str]:
+    return ["--model", str(tiny_model_dir), "--run-dir", str(tmp_path / "run"), "--experiment", "e",
+            "--budget", "1e17", "--ledger", str(tmp_path / "l.sqlite"), "--steps", "2", "--context", "32",
+            "--simulate-systems", "6", "--no-progress", *extra]
+
+
+def test_report_to_a_tracker_not_installed_exits_3_before_the_run_dir_or_the_ledger(tiny_model_dir, tmp_path,
+                                                                                     capsys):
+    assert main(_train_args(tiny_model_dir, tmp_path, "--report-to", "mlflow")) == 3
+    assert "--report-to mlflow: not installed (pip install mlflow)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "l.sqlite").exists()
+
+
+def test_a_context_longer_than_the_models_positions_exits_3_before_any_flop(tiny_model_dir, tmp_path, capsys):
+    assert main(_train_args(tiny_model_dir, tmp_path, "--context", "100000")) == 3
+    assert "max_position_embeddings" in capsys.readouterr().err
+    assert not (tmp_path / "l.sqlite").exists()
+
+
+def test_warmup_longer_than_the_run_is_refused(tiny_model_dir, tmp_path, capsys):
+    assert main(_train_args(tiny_model_dir, tmp_path, "--warmup-steps", "10")) == 3
+    assert "--warmup-steps 10 is more than --steps 2" in capsys.readouterr().err

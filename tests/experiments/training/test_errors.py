@@ -57,5 +57,5 @@ def test_run_command_prints_one_line_and_debug_raises(capsys):
     assert run_command(command, argparse.Namespace(), debug=False, prog="tool") == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.startswith("tool: error: Expecting value") and err.count("\n") == 1 and "Traceback" not in err
-    with pytest.raises(json.JSONDecodeError):
-        run_command(command, argparse.Namespace(), debug=True)
+    assert run_command(command, argparse.Namespace(), debug=True) == EXIT_BAD_INPUT  # --debug keeps the status
+    assert "Traceback" in capsys.readouterr().err

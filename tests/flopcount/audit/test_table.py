@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,38 @@ def test_an_inconsistent_ledger_is_not_audited(tmp_path):
     connection.close()
     with pytest.raises(LedgerError, match="inconsistent"):
         audit_report(path)
+
+
+def test_the_audit_reads_a_ledger_in_a_read_only_directory(tmp_path):
+    """In a forked process that cannot write there (as another user when the tests run as root)."""
+    import os
+    import shutil
+    import tempfile
+
+    from flopcount import Budget
+
+    folder = Path(tempfile.mkdtemp())
+    try:
+        with Budget(10**12, folder / "ledger.sqlite", "run", "qwen2.5-0.5b") as budget:
+            budget.charge("train", 7, step=1)
+        os.chmod(folder / "ledger.sqlite", 0o444)
+        os.chmod(folder, 0o555)
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through the pipe
+            try:
+                if os.geteuid() == 0:
+                    os.setuid(65534)
+                message = str(audit_report(folder / "ledger.sqlite").total)
+            except BaseException as error:
+                message = f"{type(error).__name__}: {error}"
+            os.write(write, message.encode())
+            os._exit(0)
+        os.close(write)
+        os.waitpid(child, 0)
+        with os.fdopen(read) as pipe:
+            assert pipe.read() == "7"
+        assert sorted(p.name for p in folder.iterdir()) == ["ledger.sqlite"]
+    finally:
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder)

@@ -72,12 +72,12 @@ def test_bad_inputs_get_clear_errors(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a readable JSON"):
         model_shape(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "hidden_size": 8}))
     with pytest.raises(ValueError, match="num_attention_heads"):
         model_shape(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({
-        "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 8,
-        "vocab_size": 4, "hidden_act": "gelu"}))
+        "model_type": "qwen2", "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1,
+        "intermediate_size": 8, "vocab_size": 4, "hidden_act": "gelu"}))
     with pytest.raises(ValueError, match="gelu"):
         model_shape(tmp_path)
     with pytest.raises(TypeError, match="cannot read a model shape"):
@@ -85,3 +85,46 @@ def test_bad_inputs_get_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="multiple of num_kv_heads"):
         ModelShape(hidden_size=8, num_layers=1, num_heads=3, num_kv_heads=2, head_dim=4, intermediate_size=8,
                    vocab_size=4, tie_word_embeddings=False, qkv_bias=False)
+
+
+def test_sliding_window_settings_whose_layer_types_are_all_full_attention_leave_the_count_dense():
+    from transformers import Qwen2Config
+
+    config = Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=96, vocab_size=128, use_sliding_window=True, sliding_window=8,
+                         max_window_layers=2)
+    assert set(config.layer_types) == {"full_attention"}
+    assert model_shape(config).sliding_window is None
+    sliding = Qwen2Config(**{**config.to_dict(), "max_window_layers": 1, "layer_types": None})
+    assert model_shape(sliding).sliding_window == 8
+
+
+def test_a_size_that_is_not_a_number_is_refused_by_name():
+    with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 'big'"):
+        model_shape_from({**base_fields(), "hidden_size": "big"})
+
+
+def test_a_config_without_model_type_is_refused_not_counted_as_qwen2():
+    fields = {key: value for key, value in base_fields().items() if key != "model_type"}
+    with pytest.raises(ValueError, match="has no model_type"):
+        model_shape_from(fields)
+
+
+def test_mistral_is_counted_without_the_biases_its_modules_never_have():
+    from transformers import MistralConfig
+
+    config = MistralConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                           intermediate_size=96, vocab_size=128, attention_bias=True, mlp_bias=True)
+    shape = model_shape(config)
+    assert not shape.qkv_bias and not shape.o_bias and not shape.mlp_bias
+
+
+def base_fields() -> dict:
+    return {"model_type": "qwen2", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 96, "vocab_size": 128}
+
+
+def model_shape_from(fields: dict) -> ModelShape:
+    from flopcount.count.shape import shape_from_config
+
+    return shape_from_config(fields)
