@@ -12,9 +12,9 @@ greedy digit-by-digit decoding of a small model is a discontinuous function of i
 LoRA seeds its error went ×0.64 to ×1.03 after the same training), while the sampled median reads
 the predictive distribution the loss trains. Margins, measured with bases of recipe seeds 0, 1
 and 2 (standing in for the weights another processor's rounding would give; a base is bitwise the
-same built on 1 or 2 threads) and LoRA seeds 0-2: validation loss −0.071 to −0.082 nats (needed:
-−0.02), forecast error ×0.758 to ×0.919 (needed: below ×0.95); thread count 1 or 2 gave identical
-figures.
+same built on 1 or 2 threads) and LoRA seeds 0-2 (seven pairs): validation loss −0.067 to −0.082
+nats (needed: −0.02), forecast error ×0.758 to ×0.919 (needed: below ×0.95); 1 or 2 threads gave
+identical figures.
 """
 
 from __future__ import annotations
@@ -122,25 +122,28 @@ def test_the_base_has_learned_the_format_and_the_scale(untrained, learned_base, 
 
 
 @pytest.mark.slow
-def test_the_first_forecast_step_is_as_close_as_persistence_in_scale_and_in_time(learned_base, qwen_tokenizer,
-                                                                                  data):
-    """One step ahead a trajectory hardly moves, so a base that has learned it forecasts the first
-    step about as well as persistence (measured: 1.4x its squared error for prey, 1.25x for predator).
-    That pins the decoded forecasts to the truth in scale (divided by 3: 33x) and in time (scored
-    against the step after: 3.6x and 4x), which the errors over the whole horizon do not."""
+def test_the_first_forecast_step_is_in_the_datas_scale_and_at_the_right_step(learned_base, qwen_tokenizer, data):
+    """One step ahead a trajectory hardly moves, so a base that knows numbers forecasts the first
+    step within a few times persistence's error: measured (sampled median, bases of recipe seeds 0-2)
+    0.4x to 3.8x, while the same forecasts decoded at a third of their scale are 32x to 44x off. And
+    the first step is closer to the step it forecasts than to the step after (measured 1.6x to 4x
+    closer), which a forecast decoded or aligned one step late is not. The horizon's errors pin
+    neither."""
     ids = data.split.validation[:SERIES]
     examples = [data.forecast_example(i, PROMPT_STEPS, FORECAST_STEPS) for i in ids]
-    config = ForecastConfig(k=PROMPT_STEPS, m=FORECAST_STEPS, batch_size=SERIES, max_int_digits=2)
-    forecast = forecast_series(load_model(learned_base), qwen_tokenizer, examples, config, progress=False).values
+    config = ForecastConfig(k=PROMPT_STEPS, m=FORECAST_STEPS, batch_size=SERIES, max_int_digits=2, do_sample=True,
+                            samples=SAMPLES)
+    first = forecast_series(load_model(learned_base), qwen_tokenizer, examples, config, progress=False).values[:, 0]
     truth = data.trajectories[ids]  # (N, T, 2), original units
-    persistence = np.median((truth[:, PROMPT_STEPS - 1] - truth[:, PROMPT_STEPS]) ** 2, axis=0)  # (2,)
+    step, after = truth[:, PROMPT_STEPS], truth[:, PROMPT_STEPS + 1]  # (N, 2)
 
-    def close_to_persistence(first_step: np.ndarray, target: np.ndarray) -> bool:
-        return bool((np.median((first_step - target) ** 2, axis=0) < 2.5 * persistence).all())
+    def error(forecast: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return np.median((forecast - target) ** 2, axis=0)  # (2,): per species
 
-    assert close_to_persistence(forecast[:, 0], truth[:, PROMPT_STEPS])
-    assert not close_to_persistence(forecast[:, 0] / 3, truth[:, PROMPT_STEPS])  # mis-scaled decoding
-    assert not close_to_persistence(forecast[:, 0], truth[:, PROMPT_STEPS + 1])  # targets one step late
+    persistence = error(truth[:, PROMPT_STEPS - 1], step)
+    assert (error(first, step) < 10 * persistence).all()
+    assert not (error(first / 3, step) < 10 * persistence).all()  # mis-scaled decoding
+    assert (error(first, step) < error(first, after)).all()  # a decode one step late is closer to `after`
 
 
 @pytest.mark.slow
